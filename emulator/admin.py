@@ -1,0 +1,106 @@
+"""``/_emulator``: the test-control API (not part of Microsoft Graph).
+
+- ``POST /_emulator/users`` ``{"address", "displayName"}`` → 201 user
+- ``POST /_emulator/users/<address>/messages`` ``{message spec, "folder"}`` → 201 ``{"id", "notified"}``
+- ``POST /_emulator/subscriptions/<id>/lifecycle`` ``{"event"}`` → 202
+- ``POST /_emulator/faults`` ``{"category", "status", "rate", "count", "retryAfter", "delay"}``; ``DELETE`` clears
+- ``GET /_emulator/log`` → the Graph request log; ``GET /_emulator/state`` → counters
+"""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .faults import FaultRule
+from .mailstore import NotFound
+
+bp = Blueprint("admin", __name__, url_prefix="/_emulator")
+
+
+def _emulator():
+    return current_app.config["EMULATOR"]
+
+
+def _bad(message: str, status: int = 400):
+    return jsonify({"error": message}), status
+
+
+@bp.post("/users")
+def add_user():
+    body = request.get_json(silent=True) or {}
+    if not isinstance(body.get("address"), str) or "@" not in body["address"]:
+        return _bad("address (an email address) is required")
+    user = _emulator().add_user(body["address"], body.get("displayName"))
+    return jsonify(user.to_graph()), 201
+
+
+@bp.post("/users/<address>/messages")
+def deliver(address: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _bad("a JSON message spec is required")
+    folder = body.pop("folder", "inbox")
+    for attachment in body.get("attachments", []):
+        if "contentBase64" in attachment:
+            attachment["content"] = base64.b64decode(attachment.pop("contentBase64"))
+    try:
+        message = _emulator().deliver(address, body, folder)
+    except NotFound as exc:
+        return _bad(f"not found: {exc}", 404)
+    except (KeyError, ValueError, TypeError) as exc:
+        return _bad(f"bad message spec: {exc}")
+    return jsonify({"id": message["id"], "internetMessageId": message["internetMessageId"]}), 201
+
+
+@bp.post("/subscriptions/<subscription_id>/lifecycle")
+def lifecycle(subscription_id: str):
+    body = request.get_json(silent=True) or {}
+    try:
+        _emulator().lifecycle(subscription_id, body.get("event", ""))
+    except KeyError:
+        return _bad(f"unknown subscription {subscription_id!r}", 404)
+    except ValueError as exc:
+        return _bad(str(exc))
+    return jsonify({"sent": body["event"]}), 202
+
+
+@bp.post("/faults")
+def add_fault():
+    body = request.get_json(silent=True) or {}
+    try:
+        rule = FaultRule(
+            category=body.get("category", "graph"), status=int(body.get("status", 503)),
+            rate=float(body.get("rate", 0.0)), count=int(body.get("count", 0)),
+            retry_after=body.get("retryAfter", 1.0), delay=float(body.get("delay", 0.0)),
+        )
+    except (TypeError, ValueError) as exc:
+        return _bad(str(exc))
+    _emulator().faults.add(rule)
+    return jsonify({"ok": True}), 201
+
+
+@bp.delete("/faults")
+def clear_faults():
+    _emulator().faults.clear()
+    return "", 204
+
+
+@bp.get("/log")
+def request_log():
+    return jsonify({"value": list(_emulator().request_log)})
+
+
+@bp.get("/state")
+def state():
+    emu = _emulator()
+    return jsonify({
+        "users": len(emu.mail.users),
+        "subscriptions": len(emu.subscriptions.items),
+        "tokensIssued": emu.directory.tokens_issued,
+        "pendingDeliveries": emu.delivery.pending(),
+        "endpoints": {url: {"delivered": s.delivered, "slow": s.slow, "failed": s.failed,
+                            "dropped": s.dropped, "state": s.state}
+                      for url, s in emu.delivery.stats.items()},
+    })

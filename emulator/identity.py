@@ -1,0 +1,241 @@
+"""Microsoft identity platform endpoints that MSAL's ConfidentialClientApplication uses.
+
+Follows the v2.0 client-credentials flow
+(https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow):
+tenant-scoped OpenID discovery, the token endpoint (client secret or
+certificate assertion) and the signing keys. Errors carry the AADSTS codes
+Microsoft returns for the same mistakes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Blueprint, current_app, jsonify, request
+
+GRAPH_AUDIENCE = "https://graph.microsoft.com"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+# The app id Microsoft Graph's change-notification publisher signs as (graph-protocol.md §4).
+GRAPH_NOTIFICATION_APPID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
+TOKEN_LIFETIME = 3599  # seconds, as in Microsoft's replies
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@dataclass
+class App:
+    """An app registration: credentials and the application permissions (roles) granted."""
+
+    client_id: str
+    secret: str | None = None
+    secret_expires: dt.datetime | None = None
+    certificates: list[x509.Certificate] = field(default_factory=list)
+    roles: tuple[str, ...] = ("Mail.Read", "Mail.ReadWrite", "Mail.Send", "MailboxSettings.ReadWrite", "User.Read.All")
+
+    def thumbprints(self) -> dict[str, x509.Certificate]:
+        return {
+            base64.urlsafe_b64encode(c.fingerprint(hashes.SHA1())).decode().rstrip("="): c
+            for c in self.certificates
+        }
+
+
+class SigningKey:
+    """The RSA key that signs access tokens and validation tokens, published as JWKS."""
+
+    def __init__(self) -> None:
+        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        der = self.private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.kid = base64.urlsafe_b64encode(hashlib.sha1(der).digest()).decode().rstrip("=")
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
+
+    def jwks(self) -> dict[str, Any]:
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
+        jwk.update({"kid": self.kid, "x5t": self.kid, "use": "sig"})
+        return {"keys": [jwk]}
+
+    def verify(self, token: str, audience: str) -> dict[str, Any]:
+        return jwt.decode(token, self.private.public_key(), algorithms=["RS256"], audience=audience)
+
+
+class Directory:
+    """The tenant: its id, app registrations and the key that signs its tokens."""
+
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        self.apps: dict[str, App] = {}
+        self.key = SigningKey()
+        self.tokens_issued = 0
+        self._lock = threading.Lock()
+
+    def add_app(self, app: App) -> App:
+        self.apps[app.client_id] = app
+        return app
+
+    def issue_access_token(self, app: App, now: float | None = None) -> str:
+        now = int(now if now is not None else time.time())
+        with self._lock:
+            self.tokens_issued += 1
+        return self.key.sign({
+            "aud": GRAPH_AUDIENCE,
+            "iss": f"https://sts.windows.net/{self.tenant_id}/",
+            "iat": now, "nbf": now, "exp": now + TOKEN_LIFETIME,
+            "appid": app.client_id, "appidacr": "1", "idtyp": "app",
+            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, app.client_id)),
+            "roles": list(app.roles), "sub": app.client_id, "tid": self.tenant_id, "ver": "1.0",
+        })
+
+    def issue_validation_token(self, client_id: str, now: float | None = None) -> str:
+        """A rich-notification validation token (graph-protocol.md §4)."""
+        now = int(now if now is not None else time.time())
+        return self.key.sign({
+            "aud": client_id,
+            "iss": f"https://sts.windows.net/{self.tenant_id}/",
+            "iat": now, "nbf": now, "exp": now + 3600,
+            "appid": GRAPH_NOTIFICATION_APPID, "appidacr": "2",
+            "idp": f"https://sts.windows.net/{self.tenant_id}/",
+            "tid": self.tenant_id, "ver": "1.0",
+        })
+
+    def verify_access_token(self, token: str) -> dict[str, Any]:
+        return self.key.verify(token, GRAPH_AUDIENCE)
+
+
+def aad_error(status: int, error: str, code: int, description: str):
+    """Microsoft's token-endpoint error body (error, error_description with AADSTS code, ...)."""
+    trace, corr = str(uuid.uuid4()), str(uuid.uuid4())
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    body = {
+        "error": error,
+        "error_description": f"AADSTS{code}: {description}\r\nTrace ID: {trace}\r\nCorrelation ID: {corr}\r\nTimestamp: {now}",
+        "error_codes": [code],
+        "timestamp": now,
+        "trace_id": trace,
+        "correlation_id": corr,
+        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+    }
+    return jsonify(body), status
+
+
+bp = Blueprint("identity", __name__)
+
+
+def _directory() -> Directory:
+    return current_app.config["EMULATOR"].directory
+
+
+def _base() -> str:
+    return request.host_url.rstrip("/")
+
+
+@bp.get("/<tenant>/v2.0/.well-known/openid-configuration")
+def openid_configuration(tenant: str):
+    directory = _directory()
+    if tenant not in (directory.tenant_id, "common", "organizations"):
+        return aad_error(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
+    base, tid = _base(), directory.tenant_id if tenant != "common" else "{tenantid}"
+    return jsonify({
+        "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "issuer": f"{base}/{tid}/v2.0",
+        "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+        "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
+        "end_session_endpoint": f"{base}/{tenant}/oauth2/v2.0/logout",
+        "tenant_region_scope": "EU",
+    })
+
+
+@bp.get("/<tenant>/.well-known/openid-configuration")
+def openid_configuration_v1(tenant: str):
+    """The v1 document the Graph SDKs use to find the keys of validation tokens."""
+    base = _base()
+    return jsonify({
+        "issuer": f"https://sts.windows.net/{_directory().tenant_id if tenant != 'common' else '{tenantid}'}/",
+        "jwks_uri": f"{base}/{tenant}/discovery/keys",
+        "token_endpoint": f"{base}/{tenant}/oauth2/token",
+        "id_token_signing_alg_values_supported": ["RS256"],
+    })
+
+
+@bp.get("/<tenant>/discovery/keys")
+@bp.get("/<tenant>/discovery/v2.0/keys")
+def keys(tenant: str):
+    return jsonify(_directory().key.jwks())
+
+
+def _check_assertion(app: App, assertion: str, audience: str):
+    """Verify a certificate client assertion (RFC 7523, Microsoft's certificate credentials)."""
+    try:
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError:
+        return "AADSTS50027", "JWT token is invalid or malformed."
+    thumb = header.get("x5t")
+    cert = app.thumbprints().get((thumb or "").rstrip("="))
+    if cert is None:
+        return "AADSTS700027", f"The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumb}']"
+    try:
+        claims = jwt.decode(assertion, cert.public_key(), algorithms=["RS256", "PS256"], audience=audience,
+                            options={"require": ["exp", "aud", "iss", "sub"]})
+    except jwt.PyJWTError as exc:
+        return "AADSTS700027", f"Client assertion failed signature validation. ({exc.__class__.__name__})"
+    if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
+        return "AADSTS700023", "Client assertion audience or issuer claim does not match."
+    return None
+
+
+@bp.post("/<tenant>/oauth2/v2.0/token")
+def token(tenant: str):
+    emulator = current_app.config["EMULATOR"]
+    directory = emulator.directory
+    emulator.faults.maybe_fail("token")
+    form = request.form
+    if tenant != directory.tenant_id:
+        return aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
+    if form.get("grant_type") != "client_credentials":
+        return aad_error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+    client_id = form.get("client_id", "")
+    if not client_id:
+        return aad_error(400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+    scope = form.get("scope", "")
+    if GRAPH_SCOPE not in scope.split():
+        return aad_error(400, "invalid_scope", 1002012, f"The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+    app = directory.apps.get(client_id)
+    if app is None:
+        return aad_error(400, "unauthorized_client", 700016, f"Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.")
+    secret = form.get("client_secret")
+    assertion = form.get("client_assertion")
+    if secret is not None:
+        import hmac
+
+        if app.secret is None or not hmac.compare_digest(secret.encode(), app.secret.encode()):
+            return aad_error(401, "invalid_client", 7000215, f"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.")
+        if app.secret_expires and app.secret_expires < dt.datetime.now(dt.timezone.utc):
+            return aad_error(401, "invalid_client", 7000222, f"The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app.")
+    elif assertion is not None:
+        if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            return aad_error(400, "invalid_request", 90014, "The request body must contain the following parameter: 'client_assertion_type'.")
+        problem = _check_assertion(app, assertion, request.base_url)
+        if problem:
+            code, text = problem
+            return aad_error(401, "invalid_client", int(code[6:]), text)
+    else:
+        return aad_error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+    access = directory.issue_access_token(app)
+    return jsonify({"token_type": "Bearer", "expires_in": TOKEN_LIFETIME, "ext_expires_in": TOKEN_LIFETIME, "access_token": access})

@@ -1,0 +1,1 @@
+"""The ``graphhook`` command: entry points that compose receiver, workers and emulator."""

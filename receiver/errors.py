@@ -1,0 +1,76 @@
+"""Every error graphhook raises, under one root.
+
+::
+
+    GraphhookError
+    ├── ConfigError                 a setting or the configuration file is missing or wrong
+    ├── NotificationError           a notification (or collection) cannot be accepted
+    │   ├── MalformedNotification   not JSON, wrong shape, missing fields → 400
+    │   └── RejectedNotification    well-formed but fails a check (reason: str) → dropped, counted
+    ├── DecryptionError             rich-notification content cannot be verified or decrypted
+    ├── AuthError                   no token from the identity platform (``error`` code kept)
+    └── GraphError                  Microsoft Graph answered with an error (status, code, message)
+        ├── ThrottledError          429 / 503 / 504 still failing after the retry budget
+        └── NotFoundError           404
+
+Messages quote the offending value but never a secret.
+"""
+
+from __future__ import annotations
+
+
+class GraphhookError(Exception):
+    """Root of all graphhook errors."""
+
+
+class ConfigError(GraphhookError):
+    """A setting or the configuration file is missing or invalid."""
+
+
+class NotificationError(GraphhookError):
+    """A notification or notification collection cannot be accepted."""
+
+
+class MalformedNotification(NotificationError):
+    """The request body is not a notification collection Graph would send."""
+
+
+class RejectedNotification(NotificationError):
+    """A well-formed notification that fails a check; ``reason`` is a short metric label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class DecryptionError(GraphhookError):
+    """Encrypted resource data failed verification or could not be decrypted."""
+
+
+class AuthError(GraphhookError):
+    """The identity platform refused to issue a token; ``code`` is its ``error`` value."""
+
+    def __init__(self, code: str, message: str, error_codes: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.error_codes = error_codes
+
+
+class GraphError(GraphhookError):
+    """Microsoft Graph answered with an error status."""
+
+    def __init__(self, status: int, code: str, message: str, *, method: str = "", url: str = "") -> None:
+        super().__init__(f"{method} {url} → {status} {code}: {message}".strip())
+        self.status = status
+        self.code = code
+        self.graph_message = message
+        self.method = method
+        self.url = url
+
+
+class ThrottledError(GraphError):
+    """Graph kept answering 429/503/504 beyond the retry budget."""
+
+
+class NotFoundError(GraphError):
+    """The resource does not exist (404)."""

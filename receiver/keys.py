@@ -1,0 +1,21 @@
+"""Redis key names shared by the receiver (reads) and the workers (write); one place for all of them."""
+
+from __future__ import annotations
+
+PREFIX = "graphhook"
+
+
+def subscription(subscription_id: str) -> str:
+    """Hash: clientState, tenantId, mailbox, userId, folder, resource, expiration of a live subscription."""
+    return f"{PREFIX}:sub:{subscription_id}"
+
+
+SUBSCRIPTIONS = f"{PREFIX}:subs"  # set of the ids we created and still want
+EVENTS = f"{PREFIX}:events"  # list of JSON trigger events (the built-in "record" trigger)
+PROCESSED = f"{PREFIX}:processed"  # prefix: SET NX markers that make message processing exactly-once
+TOKEN_CACHE = f"{PREFIX}:msal-cache"  # MSAL's serialized token cache (encrypted)
+
+
+def processed(mailbox_id: str, message_id: str) -> str:
+    """Marker that a message of a mailbox has been processed (or is being processed)."""
+    return f"{PROCESSED}:{mailbox_id}:{message_id}"

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real Redis on a free port, the real emulator over HTTPS, the receiver over HTTPS,
+and real RQ worker processes. Nothing here mocks Graph: the emulator stands in for Microsoft's cloud."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from emulator import Emulator
+from graphhook.devserver import BackgroundServer
+from graphhook.redis_server import RedisServer
+from receiver.app import create_app
+from receiver.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def emulator(tmp_path, monkeypatch):
+    emu = Emulator(tmp_path / "emulator").start()
+    # MSAL and requests in the test process trust the emulator's CA (graph-protocol.md §6: the env var wins).
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emu.ca_path))
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def settings(emulator, redis_server):
+    return Settings.from_env({**emulator.environment(), "REDIS_URL": redis_server.url,
+                              "PUBLIC_URL": "https://127.0.0.1"})
+
+
+@pytest.fixture
+def receiver(emulator, settings, redis_client):
+    """The receiver served over HTTPS (certificate from the emulator's CA) on a free port."""
+    app = create_app(settings, redis_client=redis_client)
+    pair = emulator.ca.issue("receiver")
+    server = BackgroundServer(app, cert=pair.cert_path, key=pair.key_path).start()
+    server.app = app
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_settings(settings, receiver):
+    """Settings whose PUBLIC_URL is the running receiver."""
+    return settings.replace(public_url=receiver.url)
+
+
+def worker_env(settings: Settings, emulator: Emulator) -> dict[str, str]:
+    env = {**os.environ, **emulator.environment(), "REDIS_URL": settings.redis_url,
+           "PUBLIC_URL": settings.public_url, "GRAPHHOOK_QUEUE": settings.queue_name}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@pytest.fixture
+def start_worker(live_settings, emulator, tmp_path):
+    """Start real ``graphhook worker`` processes; all are stopped at teardown."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*extra: str) -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(procs)}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "graphhook", "worker", *extra],
+                                env=worker_env(live_settings, emulator), stdout=log, stderr=log)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,1 @@
+"""Everything RQ runs, and the renewer: Graph client, tokens, message fetch, triggers, subscriptions."""
