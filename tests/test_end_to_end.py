@@ -8,7 +8,7 @@ import json
 from receiver import keys
 from workers import runtime, subscriptions
 
-from .conftest import wait_for
+from tests.conftest import wait_for
 
 
 def test_delivered_message_fires_trigger_with_fetched_subject_and_sender(

@@ -7,14 +7,13 @@ mailbox however often Graph delivers its notification.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from receiver import keys
 from receiver.errors import NotFoundError
 from receiver.notifications import Notification
 
-from . import triggers
+from .dispatch import dispatch
 from .messages import email_record, fetch_message
 from .runtime import context
 
@@ -52,10 +51,7 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
         try:
             mailbox = ctx.redis.hget(keys.subscription(notification.subscription_id), "mailbox")
             record = email_record(message, mailbox=(mailbox or b"").decode() or ref.user_id)
-            triggers.record(ctx.redis, {
-                "trigger": "record", "subscriptionId": notification.subscription_id,
-                "email": record, "notifiedAt": time.time(),
-            }, events_file=ctx.settings.events_file)
+            dispatch(ctx, record, subscription_id=notification.subscription_id)
         except Exception as exc:
             ctx.redis.delete(marker)
             failures.append(exc)
