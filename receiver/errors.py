@@ -11,7 +11,9 @@
     ├── AuthError                   no token from the identity platform (``error`` code kept)
     └── GraphError                  Microsoft Graph answered with an error (status, code, message)
         ├── ThrottledError          429 / 503 / 504 still failing after the retry budget
-        └── NotFoundError           404
+        ├── AccessDeniedError       401 / 403 (token refused, permission missing)
+        ├── NotFoundError           404
+        └── GoneError               410 (e.g. delta SyncStateNotFound)
 
 Messages quote the offending value but never a secret.
 """
@@ -74,3 +76,11 @@ class ThrottledError(GraphError):
 
 class NotFoundError(GraphError):
     """The resource does not exist (404)."""
+
+
+class AccessDeniedError(GraphError):
+    """Graph refused the token or the app lacks a permission (401 / 403)."""
+
+
+class GoneError(GraphError):
+    """The resource or sync state is gone (410); a delta sync must start over."""
