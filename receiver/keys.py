@@ -19,3 +19,15 @@ TOKEN_CACHE = f"{PREFIX}:msal-cache"  # MSAL's serialized token cache (encrypted
 def processed(mailbox_id: str, message_id: str) -> str:
     """Marker that a message of a mailbox has been processed (or is being processed)."""
     return f"{PROCESSED}:{mailbox_id}:{message_id}"
+
+RENEWER_LOCK = f"{PREFIX}:renewer:leader"  # the renewer replica holding this lock acts; others wait
+
+
+def delta(user_id: str, folder: str) -> str:
+    """Hash: deltaLink and lastSync of one mailbox folder's delta query."""
+    return f"{PREFIX}:delta:{user_id}:{folder.lower()}"
+
+
+def resync_lock(user_id: str, folder: str) -> str:
+    """Lock so one resync of a folder runs at a time."""
+    return f"{PREFIX}:resync-lock:{user_id}:{folder.lower()}"

@@ -17,6 +17,14 @@ DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 DEFAULT_QUEUE = "graphhook"
 DEFAULT_MAX_BODY = 4 * 1024 * 1024  # bytes; a 100-item rich batch is well under 1 MiB
 DEFAULT_MAX_VALIDATION_TOKEN = 1024  # characters; real tokens are ~100 (graph-protocol.md §1)
+# Where validation-token signing keys are found (the Graph SDKs' default wellKnownUri, graph-protocol.md §4).
+DEFAULT_OPENID_CONFIG_URL = "https://login.microsoftonline.com/common/.well-known/openid-configuration"
+DEFAULT_REGISTRY_CACHE = 5  # seconds the receiver trusts a subscription it read from Redis; 0 disables
+# Workers (docs/email-record.md): Graph serves attachments up to 150 MB (outlook-large-attachments).
+DEFAULT_ATTACHMENT_MAX = 150 * 1024 * 1024  # bytes; larger attachments are described, not downloaded
+DEFAULT_ATTACHMENT_SPOOL = 1024 * 1024  # bytes held in memory before an attachment spills to a temp file
+DEFAULT_ITEM_DEPTH = 3  # nested item attachments turned into records (Graph nests up to 30)
+DEFAULT_DEDUPE = 7 * 24 * 3600  # seconds a (mailbox, message, change type) is remembered as processed
 
 _HINTS = {
     "AZURE_TENANT_ID": "the Directory (tenant) ID of your app registration",
@@ -69,6 +77,23 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_validation_token: int = DEFAULT_MAX_VALIDATION_TOKEN
     log_level: str = "INFO"
+    openid_config_url: str = DEFAULT_OPENID_CONFIG_URL
+    encryption_keys: str = ""  # comma-separated [encryptionCertificateId=]path of PEM/PKCS#12 files
+    encryption_key_password: str = field(default="", repr=False)
+    registry_cache_seconds: int = DEFAULT_REGISTRY_CACHE
+    cache_key: str = field(default="", repr=False)  # encrypts the MSAL cache in Redis (workers/auth.py)
+    attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX
+    attachment_spool_bytes: int = DEFAULT_ATTACHMENT_SPOOL
+    attachment_dir: str = ""  # keep attachment (and MIME) bytes here, named by SHA-256; empty: do not keep
+    fetch_mime: bool = False
+    item_depth: int = DEFAULT_ITEM_DEPTH
+    dedupe_seconds: int = DEFAULT_DEDUPE
+    mailbox_concurrency: int = 4  # Graph: 4 concurrent requests per app and mailbox
+    mailbox_budget: int = 10000  # Graph: 10,000 requests per 10 minutes per app and mailbox
+    graph_retry_seconds: int = 60
+    renew_margin_minutes: int = 1440  # renew a subscription when less than this is left
+    renew_interval_seconds: int = 60  # seconds between renewer passes
+    resync_every_minutes: int = 30  # safety delta resync of every watched folder
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -91,14 +116,32 @@ class Settings:
             events_file=env.get("GRAPHHOOK_EVENTS_FILE", ""),
             max_body_bytes=_int(env, "GRAPHHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY),
             max_validation_token=_int(env, "GRAPHHOOK_MAX_VALIDATION_TOKEN", DEFAULT_MAX_VALIDATION_TOKEN),
+            renew_margin_minutes=_int(env, "GRAPHHOOK_RENEW_MARGIN_MINUTES", 1440),
+            renew_interval_seconds=_int(env, "GRAPHHOOK_RENEW_INTERVAL_SECONDS", 60),
+            resync_every_minutes=_int(env, "GRAPHHOOK_RESYNC_EVERY_MINUTES", 30),
             log_level=env.get("GRAPHHOOK_LOG_LEVEL", "INFO").upper(),
+            openid_config_url=env.get("GRAPHHOOK_OPENID_CONFIG_URL", DEFAULT_OPENID_CONFIG_URL),
+            encryption_keys=env.get("GRAPHHOOK_ENCRYPTION_KEYS", ""),
+            encryption_key_password=env.get("GRAPHHOOK_ENCRYPTION_KEY_PASSWORD", ""),
+            registry_cache_seconds=_int(env, "GRAPHHOOK_REGISTRY_CACHE_SECONDS", DEFAULT_REGISTRY_CACHE),
+            cache_key=env.get("GRAPHHOOK_CACHE_KEY", ""),
+            attachment_max_bytes=_int(env, "GRAPHHOOK_ATTACHMENT_MAX_BYTES", DEFAULT_ATTACHMENT_MAX),
+            attachment_spool_bytes=_int(env, "GRAPHHOOK_ATTACHMENT_SPOOL_BYTES", DEFAULT_ATTACHMENT_SPOOL),
+            attachment_dir=env.get("GRAPHHOOK_ATTACHMENT_DIR", ""),
+            fetch_mime=_bool(env, "GRAPHHOOK_FETCH_MIME", False),
+            item_depth=_int(env, "GRAPHHOOK_ITEM_DEPTH", DEFAULT_ITEM_DEPTH),
+            dedupe_seconds=_int(env, "GRAPHHOOK_DEDUPE_SECONDS", DEFAULT_DEDUPE),
+            mailbox_concurrency=_int(env, "GRAPHHOOK_MAILBOX_CONCURRENCY", 4),
+            mailbox_budget=_int(env, "GRAPHHOOK_MAILBOX_BUDGET", 10000),
+            graph_retry_seconds=_int(env, "GRAPHHOOK_GRAPH_RETRY_SECONDS", 60),
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
         """Check values that are wrong whatever the process (bad URLs, bad choices)."""
-        for name, value in (("AZURE_AUTHORITY_HOST", self.authority_host), ("GRAPH_URL", self.graph_url)):
+        for name, value in (("AZURE_AUTHORITY_HOST", self.authority_host), ("GRAPH_URL", self.graph_url),
+                            ("GRAPHHOOK_OPENID_CONFIG_URL", self.openid_config_url)):
             if not value.startswith("https://"):
                 raise ConfigError(f"{name} must be an https:// URL, got {value!r}")
         if self.public_url and not self.public_url.startswith("https://"):
@@ -107,6 +150,13 @@ class Settings:
             raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url.split('@')[-1]!r}")
         if self.redis_ssl_cert_reqs not in ("required", "optional", "none"):
             raise ConfigError(f"REDIS_SSL_CERT_REQS must be required, optional or none, got {self.redis_ssl_cert_reqs!r}")
+        for name, number, low in (("GRAPHHOOK_MAILBOX_CONCURRENCY", self.mailbox_concurrency, 1),
+                                  ("GRAPHHOOK_MAILBOX_BUDGET", self.mailbox_budget, 1),
+                                  ("GRAPHHOOK_ITEM_DEPTH", self.item_depth, 0),
+                                  ("GRAPHHOOK_DEDUPE_SECONDS", self.dedupe_seconds, 60),
+                                  ("GRAPHHOOK_ATTACHMENT_MAX_BYTES", self.attachment_max_bytes, 0)):
+            if number < low:
+                raise ConfigError(f"{name} must be at least {low}, got {number!r}")
         if self.max_body_bytes < 1024:
             raise ConfigError(f"GRAPHHOOK_MAX_BODY_BYTES must be at least 1024, got {self.max_body_bytes!r}")
 

@@ -65,14 +65,7 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def handle_lifecycle(item: dict[str, Any]) -> str:
-    """Act on a lifecycle event; reauthorizationRequired is answered by reauthorizing."""
-    ctx = context()
-    notification = Notification.from_graph(item)
-    event = notification.lifecycle_event
-    if event == "reauthorizationRequired":
-        ctx.graph.post(f"subscriptions/{notification.subscription_id}/reauthorize")
-        log.info("reauthorized subscription %s", notification.subscription_id)
-    else:
-        log.warning("lifecycle event %s for subscription %s: recreate/resync is handled by the renewer",
-                    event, notification.subscription_id)
-    return event or ""
+    """Act on a lifecycle event (reauthorize, recreate + resync, resync); see :mod:`workers.lifecycle`."""
+    from .lifecycle import handle
+
+    return handle(context(), item)

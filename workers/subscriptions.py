@@ -1,8 +1,9 @@
-"""Creating Graph subscriptions for mailbox folders and keeping the registry the receiver checks.
+"""Graph subscription operations for mailbox folders: create, renew, reauthorize, delete.
 
-Each subscription gets its own random clientState (43 URL-safe characters,
-under Graph's 128 limit), stored with the subscription id in Redis so the
-receiver can verify every notification.
+Every subscription gets its own random clientState (43 URL-safe characters,
+within Graph's 128 limit) and always a ``lifecycleNotificationUrl`` (it cannot
+be added later by PATCH; graph-protocol.md §1). The registry in Redis
+(:mod:`workers.registry`) is updated with each operation.
 """
 
 from __future__ import annotations
@@ -10,35 +11,25 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from dataclasses import dataclass
-from typing import Any
 
 import redis
 
-from receiver import keys
+from receiver.errors import NotFoundError
 from receiver.settings import Settings
 
+from . import registry
 from .graph import GraphClient
+from .registry import Record, format_time
 
 log = logging.getLogger("graphhook.subscriptions")
 
 MAX_LIFETIME = dt.timedelta(minutes=10080)  # Outlook messages (graph-protocol.md §1)
-SAFETY = dt.timedelta(minutes=5)  # ask a little under the maximum so clocks never push us over
+MAX_LIFETIME_RICH = dt.timedelta(minutes=1440)  # with resource data
+SAFETY = dt.timedelta(minutes=5)  # ask a little under the maximum so clock skew never pushes us over
 
 
-@dataclass(frozen=True)
-class Subscription:
-    """A subscription as Graph describes it, plus the mailbox it is for."""
-
-    id: str
-    resource: str
-    expiration: str
-    mailbox: str
-    folder: str
-
-    @classmethod
-    def from_graph(cls, data: dict[str, Any], mailbox: str, folder: str) -> "Subscription":
-        return cls(data["id"], data["resource"], data["expirationDateTime"], mailbox, folder)
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def resource_for(user_id: str, folder: str | None) -> str:
@@ -48,30 +39,65 @@ def resource_for(user_id: str, folder: str | None) -> str:
     return f"users/{user_id}/mailFolders('{folder}')/messages"
 
 
+def expiry(now: dt.datetime, lifetime: dt.timedelta = MAX_LIFETIME) -> str:
+    """The expirationDateTime to ask for: the documented maximum, less a safety margin."""
+    return (now + lifetime - SAFETY).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+def user_id_of(graph: GraphClient, mailbox: str) -> str:
+    """The user's GUID: Graph advises GUIDs over UPNs in resources (graph-protocol.md §1)."""
+    return graph.get(f"users/{mailbox}", params={"$select": "id"})["id"]
+
+
 def create(graph: GraphClient, r: redis.Redis, settings: Settings, mailbox: str, folder: str = "inbox",
-           *, now: dt.datetime | None = None) -> Subscription:
+           *, now: dt.datetime | None = None, user_id: str | None = None) -> Record:
     """Create a subscription for new mail in ``mailbox``/``folder`` and register it."""
     settings.require("PUBLIC_URL")
-    user = graph.get(f"users/{mailbox}", params={"$select": "id,mail,userPrincipalName"})
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or utcnow()
+    user_id = user_id or user_id_of(graph, mailbox)
     client_state = secrets.token_urlsafe(32)
     body = {
         "changeType": "created",
         "notificationUrl": f"{settings.public_url}/notifications",
         "lifecycleNotificationUrl": f"{settings.public_url}/lifecycle",
-        "resource": resource_for(user["id"], folder),
-        "expirationDateTime": (now + MAX_LIFETIME - SAFETY).strftime("%Y-%m-%dT%H:%M:%S.0000000Z"),
+        "resource": resource_for(user_id, folder),
+        "expirationDateTime": expiry(now),
         "clientState": client_state,
         "latestSupportedTlsVersion": "v1_2",
     }
     data = graph.post("subscriptions", json=body).json()
-    sub = Subscription.from_graph(data, mailbox, folder)
-    pipe = r.pipeline()
-    pipe.hset(keys.subscription(sub.id), mapping={
-        "clientState": client_state, "tenantId": settings.tenant_id, "mailbox": mailbox,
-        "userId": user["id"], "folder": folder, "resource": sub.resource, "expiration": sub.expiration,
-    })
-    pipe.sadd(keys.SUBSCRIPTIONS, sub.id)
-    pipe.execute()
-    log.info("created subscription %s for %s/%s, expires %s", sub.id, mailbox, folder, sub.expiration)
-    return sub
+    record = Record(
+        id=data["id"], mailbox=mailbox, user_id=user_id, folder=folder, resource=data["resource"],
+        expiration=data["expirationDateTime"], client_state=client_state, tenant_id=settings.tenant_id,
+        created_at=format_time(now), renewed_at="", state="active",
+    )
+    registry.save(r, record)
+    log.info("created subscription %s for %s/%s, expires %s", record.id, mailbox, folder, record.expiration)
+    return record
+
+
+def renew(graph: GraphClient, r: redis.Redis, record: Record, *, now: dt.datetime | None = None,
+          lifetime: dt.timedelta = MAX_LIFETIME) -> Record:
+    """PATCH a new expiry (which also reauthorizes); raises NotFoundError if Graph no longer has it."""
+    now = now or utcnow()
+    data = graph.patch(f"subscriptions/{record.id}", json={"expirationDateTime": expiry(now, lifetime)}).json()
+    renewed = record.updated(expiration=data["expirationDateTime"], renewed_at=format_time(now),
+                             state="active", last_error="")
+    registry.save(r, renewed)
+    return renewed
+
+
+def reauthorize(graph: GraphClient, r: redis.Redis, subscription_id: str, *, now: dt.datetime | None = None) -> None:
+    """``POST /subscriptions/{id}/reauthorize`` (204); raises NotFoundError when it is gone."""
+    graph.post(f"subscriptions/{subscription_id}/reauthorize")
+    registry.update(r, subscription_id, renewed_at=format_time(now or utcnow()), state="active", last_error="")
+
+
+def delete(graph: GraphClient, r: redis.Redis, subscription_id: str) -> None:
+    """Delete at Graph (a 404 is fine: it is gone either way) and forget it."""
+    try:
+        graph.delete(f"subscriptions/{subscription_id}")
+    except NotFoundError:
+        pass
+    registry.remove(r, subscription_id)
+    log.info("deleted subscription %s", subscription_id)

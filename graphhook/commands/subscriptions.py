@@ -1,24 +1,36 @@
-"""``graphhook subscriptions list|create|delete``."""
+"""``graphhook subscriptions list|create|renew|delete|reconcile``."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("subscriptions", help="manage Graph subscriptions")
-    p.add_argument("action", choices=["list", "create", "delete"])
+    p.add_argument("action", choices=["list", "create", "renew", "delete", "reconcile"])
     p.add_argument("--mailbox", help="mailbox address (create)")
     p.add_argument("--folder", default="inbox", help="folder (create; default inbox)")
-    p.add_argument("--id", help="subscription id (delete)")
+    p.add_argument("--id", help="subscription id (renew, delete; renew without --id renews all)")
+    p.add_argument("--table", action="store_true", help="list as a table instead of JSON")
     p.set_defaults(func=run)
+
+
+def _state(record, at_graph: dict, now: dt.datetime, margin: dt.timedelta) -> str:
+    if record.id not in at_graph:
+        return "missing"
+    if record.state != "active":
+        return record.state
+    left = record.expires() - now
+    return "expired" if left <= dt.timedelta(0) else "expiring" if left <= margin else "active"
 
 
 def run(args: argparse.Namespace) -> int:
     from receiver.errors import ConfigError
     from receiver.settings import Settings
-    from workers import runtime, subscriptions
+    from workers import registry, renewer, runtime, subscriptions
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
@@ -26,13 +38,62 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "create":
         if not args.mailbox:
             raise ConfigError("subscriptions create needs --mailbox ADDRESS")
-        sub = subscriptions.create(ctx.graph, ctx.redis, settings, args.mailbox, args.folder)
-        print(json.dumps(sub.__dict__, indent=2))
+        record = subscriptions.create(ctx.graph, ctx.redis, settings, args.mailbox, args.folder)
+        print(json.dumps(record.public(), indent=2))
     elif args.action == "list":
-        print(json.dumps(list(ctx.graph.paged("subscriptions")), indent=2))
+        now = dt.datetime.now(dt.timezone.utc)
+        margin = dt.timedelta(minutes=settings.renew_margin_minutes)
+        at_graph = {s["id"]: s for s in ctx.graph.paged("subscriptions")}
+        rows = []
+        for record in registry.all_records(ctx.redis):
+            rows.append({"id": record.id, "mailbox": record.mailbox, "folder": record.folder,
+                         "resource": record.resource, "expiration": record.expiration,
+                         "state": _state(record, at_graph, now, margin), "lastRenewal": record.renewed_at or "never",
+                         "createdAt": record.created_at})
+        known = {r["id"] for r in rows}
+        for sid, sub in at_graph.items():
+            if sid not in known:
+                rows.append({"id": sid, "mailbox": "", "folder": "", "resource": sub.get("resource", ""),
+                             "expiration": sub.get("expirationDateTime", ""), "state": "unregistered",
+                             "lastRenewal": "", "createdAt": ""})
+        if args.table:
+            _table(rows)
+        else:
+            print(json.dumps(rows, indent=2))
+    elif args.action == "renew":
+        records = [r for r in registry.all_records(ctx.redis) if not args.id or r.id == args.id]
+        if args.id and not records:
+            raise ConfigError(f"no registered subscription {args.id!r}")
+        for record in records:
+            renewed = subscriptions.renew(ctx.graph, ctx.redis, record)
+            print(f"renewed {renewed.id} until {renewed.expiration}")
     elif args.action == "delete":
         if not args.id:
             raise ConfigError("subscriptions delete needs --id SUBSCRIPTION_ID")
-        ctx.graph.delete(f"subscriptions/{args.id}")
+        subscriptions.delete(ctx.graph, ctx.redis, args.id)
         print(f"deleted {args.id}")
+    elif args.action == "reconcile":
+        settings.require("PUBLIC_URL")
+        from receiver import keys
+        from workers.leader import LeaderLock
+
+        lock = LeaderLock(ctx.redis, keys.RENEWER_LOCK, ttl=120)
+        if not lock.acquire():
+            print(f"a renewer ({lock.holder()}) is active and reconciles on its own; not running a second pass",
+                  file=sys.stderr)
+            return 1
+        try:
+            report = renewer.from_settings(ctx, heartbeat=lock.acquire).reconcile()
+        finally:
+            lock.release()
+        print(json.dumps(report.__dict__, indent=2))
+        return 1 if report.failed else 0
     return 0
+
+
+def _table(rows: list[dict]) -> None:
+    columns = ["id", "mailbox", "folder", "state", "expiration", "lastRenewal"]
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
