@@ -1,9 +1,11 @@
 """The web process: ``create_app()`` wires the handshake, intake, health and metrics endpoints.
 
 Flask is only an adapter here: parsing and checks live in pure modules
-(:mod:`receiver.notifications`, :mod:`receiver.intake`, :mod:`receiver.handshake`);
-accepted notifications are enqueued on RQ by dotted name — the receiver never
-imports worker code.
+(:mod:`receiver.notifications`, :mod:`receiver.intake`, :mod:`receiver.handshake`,
+:mod:`receiver.richnotify`); Redis I/O lives in :mod:`receiver.store`. Accepted
+notifications are persisted as RQ jobs (by dotted name) before the 202; if Redis
+cannot take them the answer is 503 so that Graph retries
+(https://learn.microsoft.com/graph/change-notifications-delivery-webhooks#processing-the-change-notification).
 """
 
 from __future__ import annotations
@@ -13,32 +15,42 @@ import time
 
 import redis
 from flask import Flask, Response, current_app, request
-from rq import Queue
 
-from . import keys
 from .errors import ConfigError, MalformedNotification, RejectedNotification
 from .handshake import validation_response, validation_token
-from .intake import KnownSubscription, check
+from .intake import check
 from .metrics import Metrics
-from .notifications import Collection
+from .notifications import Collection, Notification
 from .redisconn import connect
+from .richnotify import OpenIdJwks, SigningKeysUnavailable, TokenValidator
 from .settings import Settings
+from .store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter, SubscriptionLookup
 
 log = logging.getLogger("graphhook.receiver")
 
-PROCESS_JOB = "workers.jobs.process_notifications"
-LIFECYCLE_JOB = "workers.jobs.handle_lifecycle"
+# Graph's publisher gives up after 3 s (graph-protocol.md §2): Redis must answer, or fail, well before.
+REDIS_TIMEOUT = 1.0  # s, connect and per command
+
+__all__ = ["create_app", "ConfigError", "PROCESS_JOB", "LIFECYCLE_JOB"]
 
 
-def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None,
+               token_validator: TokenValidator | None = None) -> Flask:
     """Build the receiver; settings are read from the environment when not given."""
     settings = settings or Settings.from_env()
+    r = redis_client or connect(settings, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
     app = Flask("graphhook.receiver")
-    app.config["SETTINGS"] = settings
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["REDIS"] = redis_client or connect(settings)
-    app.config["QUEUE"] = Queue(settings.queue_name, connection=app.config["REDIS"])
-    app.config["METRICS"] = Metrics()
+    app.config.update(
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        REDIS=r,
+        LOOKUP=SubscriptionLookup(r, ttl=settings.registry_cache_seconds),
+        JOBS=JobWriter(r, settings.queue_name),
+        METRICS=Metrics(),
+        TOKENS=token_validator or TokenValidator(
+            client_id=settings.client_id,
+            key_source=OpenIdJwks(settings.openid_config_url, ca_bundle=settings.ca_bundle).key_for),
+    )
     app.add_url_rule("/notifications", "notifications", _notifications, methods=["POST"])
     app.add_url_rule("/lifecycle", "lifecycle", _notifications, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
@@ -46,9 +58,14 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
 
     @app.errorhandler(413)
-    def _too_large(_exc):
+    def _too_large(_exc: Exception) -> Response:
         app.config["METRICS"].rejected("body_too_large")
         return _text(f"body larger than {settings.max_body_bytes} bytes\n", 413)
+
+    @app.errorhandler(400)
+    def _bad_request(_exc: Exception) -> Response:  # e.g. an undecodable query string
+        app.config["METRICS"].rejected("bad_request")
+        return _text("bad request\n", 400)
 
     return app
 
@@ -59,9 +76,9 @@ def _text(body: str, status: int) -> Response:
 
 
 def _notifications() -> Response:
+    """Handshake, or check, persist and acknowledge a notification collection."""
     settings: Settings = current_app.config["SETTINGS"]
     metrics: Metrics = current_app.config["METRICS"]
-    started = time.perf_counter()
     try:
         token = validation_token(request.args, max_length=settings.max_validation_token)
     except MalformedNotification as exc:
@@ -71,8 +88,16 @@ def _notifications() -> Response:
         metrics.handshake()
         body, status, headers = validation_response(token)
         return Response(body, status=status, headers=headers)
+    started = time.perf_counter()
+    try:
+        return _intake(settings, metrics)
+    finally:
+        metrics.observe(time.perf_counter() - started)
 
-    if not (request.mimetype or "").endswith("json"):
+
+def _intake(settings: Settings, metrics: Metrics) -> Response:
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
         metrics.rejected("content_type")
         return _text("Content-Type must be application/json\n", 415)
     try:
@@ -81,29 +106,35 @@ def _notifications() -> Response:
         metrics.rejected("malformed")
         log.warning("rejected malformed collection: %s", exc)
         return _text(f"{exc}\n", 400)
+    metrics.received(len(collection.notifications) + len(collection.malformed))
     for problem in collection.malformed:
         metrics.rejected("malformed")
         log.warning("rejected malformed notification: %s", problem)
 
-    r: redis.Redis = current_app.config["REDIS"]
     try:
-        accepted = _accept(r, settings, metrics, collection)
-        if accepted:
-            _enqueue(accepted)
+        accepted = _checked(settings, metrics, collection)
+        accepted = _verified(metrics, collection, accepted)
+        changes = [n.to_job() for n in accepted if not n.is_lifecycle]
+        events = [n.to_job() for n in accepted if n.is_lifecycle]
+        current_app.config["JOBS"].persist(changes, events)
     except redis.RedisError as exc:
-        metrics.unavailable()
+        metrics.unavailable("redis")
         log.error("redis unavailable, asking Graph to retry: %s", type(exc).__name__)
         return _text("storage unavailable, retry later\n", 503)
-    metrics.observe(time.perf_counter() - started)
+    except SigningKeysUnavailable as exc:
+        metrics.unavailable("signing_keys")
+        log.error("cannot verify validation tokens, asking Graph to retry: %s", exc)
+        return _text("cannot verify validation tokens now, retry later\n", 503)
+    metrics.accepted("change", len(changes))
+    metrics.accepted("lifecycle", len(events))
     return _text("", 202)
 
 
-def _accept(r: redis.Redis, settings: Settings, metrics: Metrics, collection: Collection):
-    ids = sorted({n.subscription_id for n in collection.notifications})
-    pipe = r.pipeline(transaction=False)
-    for sid in ids:
-        pipe.hgetall(keys.subscription(sid))
-    known = {sid: KnownSubscription.from_redis(sid, values) for sid, values in zip(ids, pipe.execute())}
+def _checked(settings: Settings, metrics: Metrics, collection: Collection) -> list[Notification]:
+    """Notifications whose subscription, clientState and tenant are ours; the rest counted and logged."""
+    if not collection.notifications:
+        return []
+    known = current_app.config["LOOKUP"].find(n.subscription_id for n in collection.notifications)
     accepted = []
     for notification in collection.notifications:
         try:
@@ -116,16 +147,26 @@ def _accept(r: redis.Redis, settings: Settings, metrics: Metrics, collection: Co
     return accepted
 
 
-def _enqueue(accepted) -> None:
-    queue: Queue = current_app.config["QUEUE"]
-    metrics: Metrics = current_app.config["METRICS"]
-    changes = [n.to_job() for n in accepted if not n.is_lifecycle]
-    events = [n.to_job() for n in accepted if n.is_lifecycle]
-    if changes:
-        queue.enqueue(PROCESS_JOB, changes)
-    for event in events:
-        queue.enqueue(LIFECYCLE_JOB, event)
-    metrics.accepted(len(accepted))
+def _verified(metrics: Metrics, collection: Collection, accepted: list[Notification]) -> list[Notification]:
+    """All of ``accepted``, or none if the POST's validation tokens do not all verify.
+
+    Rich notifications must carry tokens, and one bad token makes the whole POST
+    suspect (https://learn.microsoft.com/graph/change-notifications-with-resource-data#validation-tokens-in-the-change-notification).
+    The dataSignature check and decryption follow in the worker, before anything is acted on.
+    """
+    rich = any(n.encrypted_content is not None for n in accepted)
+    if not accepted or not (rich or collection.validation_tokens):
+        return accepted
+    try:
+        if rich and not collection.validation_tokens:
+            raise RejectedNotification("validation_token_missing", "encrypted content without validationTokens")
+        validator: TokenValidator = current_app.config["TOKENS"]
+        validator.validate_all(collection.validation_tokens, tenants={n.tenant_id for n in accepted})
+    except RejectedNotification as exc:
+        metrics.rejected(exc.reason, len(accepted))
+        log.warning("rejected %d notification(s) of a POST: %s", len(accepted), exc)
+        return []
+    return accepted
 
 
 def _healthz() -> Response:
@@ -133,16 +174,23 @@ def _healthz() -> Response:
 
 
 def _readyz() -> Response:
+    """200 when Redis answers and the settings the receiver needs are present and valid."""
+    settings: Settings = current_app.config["SETTINGS"]
+    problems = []
+    try:
+        settings.validate()
+        settings.require("REDIS_URL", "AZURE_CLIENT_ID")
+    except ConfigError as exc:
+        problems.append(f"settings: {exc}")
     try:
         current_app.config["REDIS"].ping()
     except redis.RedisError as exc:
-        return _text(f"redis unreachable: {type(exc).__name__}\n", 503)
+        problems.append(f"redis unreachable: {type(exc).__name__}")
+    if problems:
+        return _text("\n".join(problems) + "\n", 503)
     return _text("ready\n", 200)
 
 
 def _metrics() -> Response:
     body, content_type = current_app.config["METRICS"].render()
     return Response(body, content_type=content_type)
-
-
-__all__ = ["create_app", "ConfigError"]

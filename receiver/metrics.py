@@ -1,42 +1,87 @@
-"""Prometheus metrics of the web process, on a registry per app (several apps can live in one test process)."""
+"""Prometheus metrics, correct under gunicorn's several worker processes.
+
+Without ``PROMETHEUS_MULTIPROC_DIR`` each :class:`Metrics` has its own registry
+(several apps can live in one test process). With it, prometheus_client keeps
+every process's values in memory-mapped files in that directory and
+:func:`exposition` adds them up, so ``/metrics`` is right whichever gunicorn
+worker answers. That directory must be empty when the server starts:
+``receiver/gunicorn_conf.py`` wipes it (``gunicorn -c python:receiver.gunicorn_conf``).
+
+To add metrics (e.g. worker-side ones), create them with ``registry=`` a private
+:class:`CollectorRegistry` in that process, as here; any process that writes to
+the same ``PROMETHEUS_MULTIPROC_DIR`` shows up in the receiver's ``/metrics``.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Graph counts an answer above 2.9 s as slow (graph-protocol.md §2); buckets resolve well below that.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.9, 5.0)
+
+
+def multiprocess_dir() -> str:
+    """The multiprocess directory prometheus_client itself reads, or "" in single-process mode."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "") or os.environ.get("prometheus_multiproc_dir", "")
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """Text exposition: all processes' values in multiprocess mode, else this registry's."""
+    if multiprocess_dir():
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)
+        return generate_latest(merged), CONTENT_TYPE_LATEST
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class Metrics:
-    """Counters and the intake latency histogram exposed at ``/metrics``."""
+    """Intake counters and the intake latency histogram exposed at ``/metrics``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._received = Counter("graphhook_notifications_accepted", "Notifications accepted and enqueued",
+        self._received = Counter("graphhook_notifications_received", "Notifications in POST bodies, before checks",
                                  registry=self.registry)
-        self._rejected = Counter("graphhook_notifications_rejected", "Notifications rejected, by reason",
+        self._accepted = Counter("graphhook_notifications_accepted", "Notifications persisted on Redis, by kind",
+                                 ["kind"], registry=self.registry)
+        self._rejected = Counter("graphhook_notifications_rejected", "Notifications or POSTs rejected, by reason",
                                  ["reason"], registry=self.registry)
         self._handshakes = Counter("graphhook_validation_handshakes", "Validation handshakes answered",
                                    registry=self.registry)
-        self._unavailable = Counter("graphhook_intake_unavailable", "POSTs answered 503 because Redis failed",
-                                    registry=self.registry)
-        self._latency = Histogram("graphhook_intake_seconds", "Time to check and persist a POST",
-                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.9),
-                                  registry=self.registry)
+        self._unavailable = Counter("graphhook_intake_unavailable", "POSTs answered 503 (Redis or signing keys failed)",
+                                    ["cause"], registry=self.registry)
+        self._latency = Histogram("graphhook_intake_seconds", "Time to check and persist a notification POST",
+                                  buckets=LATENCY_BUCKETS, registry=self.registry)
 
-    def accepted(self, n: int) -> None:
+    def received(self, n: int) -> None:
+        """Count notifications seen in a POST body."""
         self._received.inc(n)
 
-    def rejected(self, reason: str) -> None:
-        self._rejected.labels(reason).inc()
+    def accepted(self, kind: str, n: int = 1) -> None:
+        """Count notifications persisted (kind: change or lifecycle)."""
+        if n:
+            self._accepted.labels(kind).inc(n)
+
+    def rejected(self, reason: str, n: int = 1) -> None:
+        """Count rejections under a short reason label."""
+        if n:
+            self._rejected.labels(reason).inc(n)
 
     def handshake(self) -> None:
+        """Count an answered validation handshake."""
         self._handshakes.inc()
 
-    def unavailable(self) -> None:
-        self._unavailable.inc()
+    def unavailable(self, cause: str) -> None:
+        """Count a 503 answer (cause: redis or signing_keys)."""
+        self._unavailable.labels(cause).inc()
 
     def observe(self, seconds: float) -> None:
+        """Record the time one notification POST took."""
         self._latency.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """Body and content type for ``/metrics``."""
+        return exposition(self.registry)

@@ -74,9 +74,9 @@ class Notification:
             raise MalformedNotification("changeType and lifecycleEvent never appear together")
         if change is None and event is None:
             raise MalformedNotification("notification has neither changeType nor lifecycleEvent")
-        if change is not None and change not in CHANGE_TYPES:
+        if change is not None and (not isinstance(change, str) or change not in CHANGE_TYPES):
             raise MalformedNotification(f"unknown changeType {str(change)[:32]!r}")
-        if event is not None and event not in LIFECYCLE_EVENTS:
+        if event is not None and (not isinstance(event, str) or event not in LIFECYCLE_EVENTS):
             raise MalformedNotification(f"unknown lifecycleEvent {str(event)[:32]!r}")
         client_state = item.get("clientState")
         if client_state is not None and not isinstance(client_state, str):
@@ -137,18 +137,34 @@ class Collection:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedNotification(f"body is not JSON: {exc}") from exc
+        except RecursionError as exc:  # "[[[[…" nested deeper than the parser allows
+            raise MalformedNotification("body is nested too deeply") from exc
         if not isinstance(data, dict) or not isinstance(data.get("value"), list):
             raise MalformedNotification('body must be an object with a "value" array')
         if not data["value"]:
             raise MalformedNotification('"value" is empty')
-        tokens = data.get("validationTokens", [])
-        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise MalformedNotification("validationTokens must be an array of strings")
+        tokens = list(_tokens(data))
         good: list[Notification] = []
         bad: list[str] = []
         for item in data["value"]:
             try:
+                # Graph puts validationTokens beside "value"; tokens found on an item (as the emulator
+                # sends them) are collected too: every token in a POST must validate.
+                if isinstance(item, dict) and "validationTokens" in item:
+                    tokens.extend(t for t in _tokens(item) if t not in tokens)
                 good.append(Notification.from_graph(item))
             except MalformedNotification as exc:
                 bad.append(str(exc))
         return cls(tuple(good), tuple(bad), tuple(tokens))
+
+    @property
+    def is_rich(self) -> bool:
+        """True if any notification carries encrypted resource data or the POST carries validation tokens."""
+        return bool(self.validation_tokens) or any(n.encrypted_content is not None for n in self.notifications)
+
+
+def _tokens(container: dict[str, Any]) -> list[str]:
+    tokens = container.get("validationTokens", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise MalformedNotification("validationTokens must be an array of strings")
+    return tokens

@@ -9,4 +9,7 @@ COMMANDS = (
     "web",
     "worker",
     "subscriptions",
+    "renewer",
+    "resync",
+    "decrypt",
 )

@@ -1,0 +1,57 @@
+"""``graphhook decrypt --key FILE [--password P] FILE``: decrypt a rich notification for debugging.
+
+FILE (``-`` for stdin) holds an ``encryptedContent`` object, a whole notification,
+or a ``{"value": [...]}`` collection. The key is a PEM or PKCS#12 file; the
+signature is checked before anything is decrypted (graph-protocol.md §4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from receiver.errors import DecryptionError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``decrypt`` sub-command."""
+    p = sub.add_parser("decrypt", help="decrypt a rich notification's encryptedContent; prints the resource JSON")
+    p.add_argument("--key", required=True, help="private key: PEM (key, optionally with certificate) or PKCS#12")
+    p.add_argument("--password", default=None, help="password of the key file (PKCS#12 or encrypted PEM)")
+    p.add_argument("file", help="JSON: encryptedContent, a notification, or a collection ('-' reads stdin)")
+    p.set_defaults(func=run)
+
+
+def _contents(document: Any) -> list[dict[str, Any]]:
+    if isinstance(document, dict) and "dataKey" in document:
+        return [document]
+    if isinstance(document, dict) and isinstance(document.get("encryptedContent"), dict):
+        return [document["encryptedContent"]]
+    if isinstance(document, dict) and isinstance(document.get("value"), list):
+        found = [item["encryptedContent"] for item in document["value"]
+                 if isinstance(item, dict) and isinstance(item.get("encryptedContent"), dict)]
+        if found:
+            return found
+    raise DecryptionError("no encryptedContent found: expected an encryptedContent object, a notification or a collection")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print each decrypted resource as JSON; a bad signature or wrong key exits 1 with the reason."""
+    from receiver.richnotify import decrypt_content, load_key_file
+
+    key = load_key_file(args.key, password=args.password)
+    try:
+        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+    except OSError as exc:
+        raise DecryptionError(f"cannot read {args.file!r}: {exc.strerror}") from exc
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise DecryptionError(f"{args.file!r} is not JSON: {exc}") from exc
+    for content in _contents(document):
+        # A single --key decrypts whatever certificate id the content names: the operator chose the key.
+        resource = decrypt_content(content, key)
+        print(json.dumps(resource, indent=2, ensure_ascii=False))
+    return 0
