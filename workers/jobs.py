@@ -26,6 +26,9 @@ DONE_SECONDS = 14 * 24 * 3600  # Graph retries for 4 hours; keep markers well be
 def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
     """Fetch each new message and fire its triggers; skip duplicates. Returns counts."""
     ctx = context()
+    from .rich import open_encrypted  # rich notifications: dataSignature check + decrypt before acting
+
+    items = open_encrypted(items, ctx.settings)
     counts = {"processed": 0, "duplicates": 0, "gone": 0}
     failures: list[Exception] = []
     for item in items:
