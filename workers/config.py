@@ -1,0 +1,406 @@
+"""The YAML configuration (``GRAPHHOOK_CONFIG``): mailboxes to watch, rules, webhooks and handlers.
+
+Loaded once per process into frozen values and validated completely at load
+time: regexes compiled, templates parsed, webhook and handler names resolved,
+secrets looked up. Every error names the file, the rule and the field, and
+quotes the bad value. Secrets never appear in the file: a webhook names the
+environment variable that holds its signing secret (``secret_env``); an
+inline ``secret:`` is refused. Reference: docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import yaml
+
+from receiver.errors import ConfigError
+
+from .rules import Condition, Organisation, Person, compile_condition
+
+VERSION = 1
+DEFAULT_FOLDERS = ("inbox",)
+DEFAULT_WEBHOOK_TIMEOUT = 10.0  # s per attempt; a SOAR endpoint slower than this is treated as down
+DEFAULT_WEBHOOK_BACKOFF = (5, 30, 120, 600, 1800)  # s between attempts; the last is ~35 min after the first
+DEFAULT_MAX_CONTENT_BYTES = 1024 * 1024  # bytes of attachment content per event when include_content is on
+SECRET_KEYS = {"secret", "password", "token", "api_key", "apikey", "client_secret", "authorization"}
+TEMPLATE_FIELDS = ("subject", "sender", "sender_name", "mailbox", "folder", "rule", "received", "weblink",
+                   "id", "internet_message_id")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+@dataclass(frozen=True)
+class MailboxWatch:
+    """A mailbox and the folders whose new mail graphhook subscribes to."""
+
+    address: str
+    folders: tuple[str, ...] = DEFAULT_FOLDERS
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step of a rule: ``kind`` (move, forward, …) and its validated options."""
+
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def sends_mail(self) -> bool:
+        """Actions whose repetition a user would notice: never run twice."""
+        return self.kind in ("forward", "reply", "alert", "copy", "webhook", "handler")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named condition and the actions to run when it matches, in order."""
+
+    name: str
+    when: Condition
+    actions: tuple[Action, ...] = ()
+    stop: bool = False
+    dry_run: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """An outbound webhook; ``secret`` is read from the environment variable ``secret_env``."""
+
+    name: str
+    url: str
+    secret_env: str
+    secret: str = field(default="", repr=False)
+    format: str = "graphhook"
+    timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+    backoff: tuple[int, ...] = DEFAULT_WEBHOOK_BACKOFF
+    include_content: bool = False
+    max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES
+    all_mail: bool = False
+
+
+@dataclass(frozen=True)
+class HandlerConfig:
+    """A Python handler: a dotted path (``pkg.mod:func``) or a ``graphhook.handlers`` entry point."""
+
+    name: str
+    path: str = ""
+    entry_point: str = ""
+    all_mail: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration file, validated."""
+
+    path: str = ""
+    mailboxes: tuple[MailboxWatch, ...] = ()
+    organisation: Organisation = Organisation()
+    rules: tuple[Rule, ...] = ()
+    webhooks: Mapping[str, WebhookConfig] = field(default_factory=lambda: MappingProxyType({}))
+    handlers: Mapping[str, HandlerConfig] = field(default_factory=lambda: MappingProxyType({}))
+    alert_sender: str = ""
+
+
+EMPTY = Config()
+
+
+class _Where:
+    """Builds error messages that name the file, the rule and the field."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def error(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {where}: {message}")
+
+
+def _mapping(value: Any, where: str, w: _Where, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise w.error(where, f"expected a mapping, got {value!r}")
+    for key in value:
+        if key not in allowed:
+            raise w.error(f"{where}: field {key}", f"unknown field {key!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+def _refuse_inline_secrets(value: Any, where: str, w: _Where) -> None:
+    """Secrets belong in the environment: refuse any secret-looking key, without quoting its value."""
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            if str(key).lower() in SECRET_KEYS:
+                raise w.error(f"{where}: field {key}",
+                              "inline secrets are not allowed; put the value in an environment variable "
+                              "and give its NAME instead (e.g. secret_env: SOAR_WEBHOOK_SECRET)")
+            _refuse_inline_secrets(inner, f"{where}.{key}" if where else str(key), w)
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            _refuse_inline_secrets(inner, f"{where}[{i}]", w)
+
+
+def _bool(value: Any, where: str, w: _Where) -> bool:
+    if not isinstance(value, bool):
+        raise w.error(where, f"expected true or false, got {value!r}")
+    return value
+
+
+def _addresses(value: Any, where: str, w: _Where) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise w.error(where, f"expected an email address or a list of them, got {value!r}")
+    for item in items:
+        if not isinstance(item, str) or not _ADDRESS.fullmatch(item.strip()):
+            raise w.error(where, f"not an email address: {item!r}")
+    return tuple(i.strip().lower() for i in items)
+
+
+def _template(value: Any, where: str, w: _Where) -> str:
+    """A ``$field`` template (string.Template); unknown fields are errors, not silent blanks."""
+    if not isinstance(value, str):
+        raise w.error(where, f"expected text, got {value!r}")
+    template = string.Template(value)
+    if not template.is_valid():
+        raise w.error(where, f"invalid template {value!r} (write $$ for a literal $)")
+    unknown = [i for i in template.get_identifiers() if i not in TEMPLATE_FIELDS]
+    if unknown:
+        raise w.error(where, f"unknown template field ${unknown[0]} in {value!r}; expected one of "
+                             + ", ".join("$" + f for f in TEMPLATE_FIELDS))
+    return value
+
+
+def _folder(value: Any, where: str, w: _Where) -> str:
+    if not isinstance(value, str) or not value.strip("/ "):
+        raise w.error(where, f"expected a folder name or path such as 'Quarantine' or 'Inbox/Phish', got {value!r}")
+    return value.strip("/ ")
+
+
+ACTION_KINDS = ("move", "copy", "forward", "delete", "mark_read", "mark_unread", "categorise", "categorize",
+                "flag", "reply", "alert", "webhook", "handler")
+
+
+def _action(spec: Any, where: str, w: _Where, cfg: dict[str, Any]) -> Action:
+    """Parse one ``{kind: options}`` action; shorthand scalars are accepted where unambiguous."""
+    if not isinstance(spec, Mapping) or len(spec) != 1:
+        raise w.error(where, f"expected a single-key mapping such as {{move: Quarantine}}, got {spec!r}")
+    kind, value = next(iter(spec.items()))
+    here = f"{where}.{kind}"
+    if kind not in ACTION_KINDS:
+        raise w.error(where, f"unknown action {kind!r}; expected one of {', '.join(ACTION_KINDS)}")
+    opts: dict[str, Any]
+    if kind in ("move", "copy"):
+        if isinstance(value, str):
+            value = {"folder": value}
+        m = _mapping(value, here, w, ("folder", "create"))
+        opts = {"folder": _folder(m.get("folder"), f"{here}.folder", w),
+                "create": _bool(m.get("create", True), f"{here}.create", w)}
+    elif kind == "forward":
+        m = _mapping(value, here, w, ("to", "comment"))
+        opts = {"to": _addresses(m.get("to"), f"{here}.to", w), "comment": _template(m.get("comment", ""), f"{here}.comment", w)}
+    elif kind == "delete":
+        mode = value if isinstance(value, str) else "hard" if value is True else None
+        if isinstance(value, Mapping):
+            mode = _mapping(value, here, w, ("mode",)).get("mode")
+        if mode not in ("soft", "hard", "purge"):
+            raise w.error(here, f"expected soft (to Deleted Items), hard or purge, got {value!r}")
+        kind, opts = "delete", {"mode": mode}
+    elif kind in ("mark_read", "mark_unread"):
+        read = _bool(value, here, w) == (kind == "mark_read")
+        kind, opts = "mark_read", {"read": read}
+    elif kind in ("categorise", "categorize"):
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+            raise w.error(here, f"expected a category name or a list of them, got {value!r}")
+        kind, opts = "categorise", {"categories": tuple(items)}
+    elif kind == "flag":
+        status = {True: "flagged", False: "notFlagged"}.get(value, value) if isinstance(value, bool) else value
+        if status not in ("flagged", "complete", "notFlagged"):
+            raise w.error(here, f"expected true, false, flagged, complete or notFlagged, got {value!r}")
+        opts = {"status": status}
+    elif kind == "reply":
+        if isinstance(value, str):
+            value = {"comment": value}
+        m = _mapping(value, here, w, ("comment", "all"))
+        opts = {"comment": _template(m.get("comment", ""), f"{here}.comment", w), "all": _bool(m.get("all", False), f"{here}.all", w)}
+    elif kind == "alert":
+        m = _mapping(value, here, w, ("to", "subject", "body", "from"))
+        sender = m.get("from") or cfg.get("alert_sender")
+        if not sender:
+            raise w.error(f"{here}.from", "an alert needs a sending mailbox: set from here or alerts.from at the top level")
+        opts = {"to": _addresses(m.get("to"), f"{here}.to", w), "from": _addresses(sender, f"{here}.from", w)[0],
+                "subject": _template(m.get("subject", "graphhook: rule $rule matched \"$subject\""), f"{here}.subject", w),
+                "body": _template(m.get("body", "Rule $rule matched a message in $mailbox from $sender: $subject\n$weblink"), f"{here}.body", w)}
+    else:  # webhook / handler, by name
+        names = cfg["webhooks"] if kind == "webhook" else cfg["handlers"]
+        if not isinstance(value, str) or value not in names:
+            known = ", ".join(sorted(names)) or "none defined"
+            raise w.error(here, f"no {kind} named {value!r} (known: {known})")
+        opts = {"name": value}
+    return Action(kind, MappingProxyType(opts))
+
+
+def _webhook(name: str, spec: Any, w: _Where, env: Mapping[str, str]) -> WebhookConfig:
+    where = f"webhook {name!r}"
+    m = _mapping(spec, where, w, ("url", "secret_env", "format", "timeout", "backoff", "include_content",
+                                   "max_content_bytes", "all_mail"))
+    url = m.get("url")
+    if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
+        raise w.error(f"{where}: field url", f"expected an http(s) URL, got {url!r}")
+    if url.startswith("http://") and not re.match(r"http://(127\.|localhost[:/]|\[::1\])", url):
+        raise w.error(f"{where}: field url", f"plain http is only allowed to loopback; use https, got {url!r}")
+    secret_env = m.get("secret_env")
+    if not isinstance(secret_env, str) or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", secret_env):
+        raise w.error(f"{where}: field secret_env", f"expected an environment variable name such as SOAR_WEBHOOK_SECRET, got {secret_env!r}")
+    secret = env.get(secret_env, "")
+    if len(secret) < 16:
+        raise w.error(f"{where}: field secret_env",
+                      f"environment variable {secret_env} is {'unset' if not secret else 'shorter than 16 characters'}; "
+                      "it must hold the webhook signing secret")
+    fmt = m.get("format", "graphhook")
+    if fmt not in ("graphhook", "insightconnect"):
+        raise w.error(f"{where}: field format", f"expected graphhook or insightconnect, got {fmt!r}")
+    timeout = m.get("timeout", DEFAULT_WEBHOOK_TIMEOUT)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 120:
+        raise w.error(f"{where}: field timeout", f"expected seconds between 0 and 120, got {timeout!r}")
+    backoff = m.get("backoff", list(DEFAULT_WEBHOOK_BACKOFF))
+    if not isinstance(backoff, list) or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in backoff):
+        raise w.error(f"{where}: field backoff", f"expected a list of seconds between attempts, got {backoff!r}")
+    max_bytes = m.get("max_content_bytes", DEFAULT_MAX_CONTENT_BYTES)
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0:
+        raise w.error(f"{where}: field max_content_bytes", f"expected a whole number of bytes, got {max_bytes!r}")
+    return WebhookConfig(name, url, secret_env, secret, fmt, float(timeout), tuple(backoff),
+                         _bool(m.get("include_content", False), f"{where}: field include_content", w), max_bytes,
+                         _bool(m.get("all_mail", False), f"{where}: field all_mail", w))
+
+
+def _handler(name: str, spec: Any, w: _Where) -> HandlerConfig:
+    where = f"handler {name!r}"
+    if isinstance(spec, str):
+        spec = {"path": spec}
+    m = _mapping(spec, where, w, ("path", "entry_point", "all_mail"))
+    path, entry = m.get("path", ""), m.get("entry_point", "")
+    if bool(path) == bool(entry):
+        raise w.error(where, f"give exactly one of path (pkg.module:function) or entry_point, got {dict(m)!r}")
+    if path and not re.fullmatch(r"[A-Za-z_][\w.]*[:.][A-Za-z_]\w*", str(path)):
+        raise w.error(f"{where}: field path", f"expected a dotted path such as mypkg.handlers:on_email, got {path!r}")
+    return HandlerConfig(name, str(path), str(entry), _bool(m.get("all_mail", False), f"{where}: field all_mail", w))
+
+
+def _mailboxes(value: Any, w: _Where) -> tuple[MailboxWatch, ...]:
+    if not isinstance(value, list):
+        raise w.error("mailboxes", f"expected a list of addresses or {{address, folders}}, got {value!r}")
+    out: list[MailboxWatch] = []
+    for i, item in enumerate(value):
+        where = f"mailboxes[{i}]"
+        if isinstance(item, str):
+            item = {"address": item}
+        m = _mapping(item, where, w, ("address", "folders"))
+        address = _addresses(m.get("address"), f"{where}: field address", w)[0]
+        folders = m.get("folders", list(DEFAULT_FOLDERS))
+        folders = [folders] if isinstance(folders, str) else folders
+        if not isinstance(folders, list) or not folders or not all(isinstance(f, str) and f.strip() for f in folders):
+            raise w.error(f"{where}: field folders", f"expected a list of folder names, got {folders!r}")
+        out.append(MailboxWatch(address, tuple(f.strip() for f in folders)))
+    seen = [m.address for m in out]
+    dupes = sorted({a for a in seen if seen.count(a) > 1})
+    if dupes:
+        raise w.error("mailboxes", f"mailbox {dupes[0]!r} is listed more than once")
+    return tuple(out)
+
+
+def _organisation(value: Any, w: _Where) -> Organisation:
+    m = _mapping(value or {}, "organisation", w, ("domains", "people"))
+    domains = m.get("domains", [])
+    if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+        raise w.error("organisation: field domains", f"expected a list of domains, got {domains!r}")
+    people: list[Person] = []
+    for i, p in enumerate(m.get("people", []) or []):
+        pm = _mapping(p, f"organisation.people[{i}]", w, ("name", "address"))
+        if not isinstance(pm.get("name"), str) or not pm["name"].strip():
+            raise w.error(f"organisation.people[{i}]: field name", f"expected a display name, got {pm.get('name')!r}")
+        address = _addresses(pm["address"], f"organisation.people[{i}]: field address", w)[0] if pm.get("address") else ""
+        people.append(Person(pm["name"].strip(), address))
+    return Organisation(tuple(d.lower() for d in domains), tuple(people))
+
+
+def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed YAML document into a Config; ``env`` supplies secret values."""
+    env = os.environ if env is None else env
+    w = _Where(path)
+    if data is None:
+        data = {}
+    top = _mapping(data, "top level", w, ("version", "organisation", "organization", "mailboxes", "alerts",
+                                          "webhooks", "handlers", "rules"))
+    _refuse_inline_secrets(top, "", w)
+    if top.get("version", VERSION) != VERSION:
+        raise w.error("field version", f"this graphhook reads configuration version {VERSION}, got {top.get('version')!r}")
+    org = _organisation(top.get("organisation", top.get("organization")), w)
+    alerts = _mapping(top.get("alerts") or {}, "alerts", w, ("from",))
+    alert_sender = _addresses(alerts["from"], "alerts: field from", w)[0] if alerts.get("from") else ""
+    for section in ("webhooks", "handlers"):
+        if not isinstance(top.get(section) or {}, Mapping):
+            raise w.error(section, f"expected a mapping of names to definitions, got {top.get(section)!r}")
+    webhooks = {str(n): _webhook(str(n), s, w, env) for n, s in (top.get("webhooks") or {}).items()}
+    handlers = {str(n): _handler(str(n), s, w) for n, s in (top.get("handlers") or {}).items()}
+    cfg = {"webhooks": webhooks, "handlers": handlers, "alert_sender": alert_sender}
+    rules: list[Rule] = []
+    raw_rules = top.get("rules") or []
+    if not isinstance(raw_rules, list):
+        raise w.error("rules", f"expected a list of rules, got {raw_rules!r}")
+    for i, spec in enumerate(raw_rules):
+        name = spec.get("name") if isinstance(spec, Mapping) else None
+        where = f"rule {name!r} (#{i + 1})" if name else f"rule #{i + 1}"
+        m = _mapping(spec, where, w, ("name", "description", "when", "actions", "stop", "dry_run", "enabled"))
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise w.error(f"{where}: field name", f"expected a name of letters, digits, '-', '_' or '.', got {name!r}")
+        if any(r.name == name for r in rules):
+            raise w.error(f"{where}: field name", f"another rule is already named {name!r}")
+        if "when" not in m:
+            raise w.error(f"{where}: field when", "missing; say 'when: always' to match every message")
+        try:
+            when = compile_condition(m["when"], org)
+        except ConfigError as exc:
+            raise w.error(where, str(exc)) from exc
+        actions = m.get("actions") or []
+        if not isinstance(actions, list):
+            raise w.error(f"{where}: field actions", f"expected a list of actions, got {actions!r}")
+        parsed = tuple(_action(a, f"{where}: field actions[{j}]", w, cfg) for j, a in enumerate(actions))
+        if not _bool(m.get("enabled", True), f"{where}: field enabled", w):
+            continue
+        rules.append(Rule(name, when, parsed, _bool(m.get("stop", False), f"{where}: field stop", w),
+                          _bool(m.get("dry_run", False), f"{where}: field dry_run", w), str(m.get("description", ""))))
+    return Config(path, _mailboxes(top.get("mailboxes") or [], w), org, tuple(rules),
+                  MappingProxyType(webhooks), MappingProxyType(handlers), alert_sender)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the YAML file at ``path``; raise ConfigError naming file, rule and field."""
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found (set GRAPHHOOK_CONFIG)") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from exc
+    return parse_config(data, path, env)
+
+
+def validate_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Full start-up check (``graphhook check --config-only``, ``release``): load, then import every handler."""
+    from .handlers import resolve
+
+    config = load_config(path, env)
+    for handler in config.handlers.values():
+        resolve(handler, path=str(path))
+    return config
