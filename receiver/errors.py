@@ -9,6 +9,8 @@
     │   └── RejectedNotification    well-formed but fails a check (reason: str) → dropped, counted
     ├── DecryptionError             rich-notification content cannot be verified or decrypted
     ├── AuthError                   no token from the identity platform (``error`` code kept)
+    ├── WebhookError                an outbound webhook delivery failed (``permanent``: do not retry)
+    │   └── SignatureError          a webhook signature is missing, malformed, stale or wrong
     └── GraphError                  Microsoft Graph answered with an error (status, code, message)
         ├── ThrottledError          429 / 503 / 504 still failing after the retry budget
         ├── AccessDeniedError       401 / 403 (token refused, permission missing)
@@ -56,6 +58,19 @@ class AuthError(GraphhookError):
         super().__init__(message)
         self.code = code
         self.error_codes = error_codes
+
+
+class WebhookError(GraphhookError):
+    """An outbound webhook delivery failed; ``permanent`` means retrying cannot help (e.g. 4xx)."""
+
+    def __init__(self, message: str, *, status: int = 0, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.permanent = permanent
+
+
+class SignatureError(WebhookError):
+    """A graphhook webhook signature failed verification (receivers raise this)."""
 
 
 class GraphError(GraphhookError):

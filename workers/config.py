@@ -404,3 +404,24 @@ def validate_config(path: str | os.PathLike[str], env: Mapping[str, str] | None 
     for handler in config.handlers.values():
         resolve(handler, path=str(path))
     return config
+
+
+_loaded: dict[str, tuple[float, Config]] = {}
+DEFAULT_PATH = "graphhook.yaml"
+
+
+def config_for(path: str) -> Config:
+    """The process's configuration, loaded once (reloaded if the file changes). A missing file at the
+    default path means "no rules" (the record trigger still runs); anywhere else it is an error."""
+    try:
+        mtime = os.stat(path).st_mtime
+    except FileNotFoundError:
+        if path == DEFAULT_PATH:
+            return EMPTY
+        raise ConfigError(f"{path}: configuration file not found (set GRAPHHOOK_CONFIG)") from None
+    cached = _loaded.get(path)
+    if cached and cached[0] == mtime:
+        return cached[1]
+    config = validate_config(path)
+    _loaded[path] = (mtime, config)
+    return config

@@ -75,12 +75,15 @@ def _normalise_name(name: str) -> str:
     return " ".join(sorted(words))
 
 
-_TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.S | re.I)
+_HIDDEN = re.compile(r"<(script|style)\b.*?</\1>", re.S | re.I)
+_INLINE = re.compile(r"</?(a|b|i|u|em|strong|span|font|small|big|sub|sup)\b[^>]*>", re.I)
+_TAG = re.compile(r"<[^>]+>")
 
 
 def html_text(markup: str) -> str:
-    """Visible text of an HTML body, good enough for regex conditions."""
-    return " ".join(html.unescape(_TAG.sub(" ", markup or "")).split())
+    """Visible text of an HTML body, good enough for regex conditions (inline tags join, block tags split)."""
+    text = _TAG.sub(" ", _INLINE.sub("", _HIDDEN.sub(" ", markup or "")))
+    return " ".join(html.unescape(text).split())
 
 
 def addresses(record: Record, *keys: str) -> list[str]:

@@ -1,0 +1,128 @@
+"""The configuration file: what loads, and errors that name the file, the rule and the field."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from receiver.errors import ConfigError
+from workers.config import MailboxWatch, load_config, validate_config
+
+SECRET_ENV = {"SOAR_WEBHOOK_SECRET": "s3cr3t-value-for-tests-0123456789"}
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "graphhook.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_example_config_in_repo_loads_and_validates(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("SOAR_WEBHOOK_SECRET", SECRET_ENV["SOAR_WEBHOOK_SECRET"])
+    config = validate_config(Path(__file__).resolve().parents[2] / "graphhook.example.yaml")
+    assert config.rules and config.mailboxes
+
+
+def test_mailboxes_default_to_inbox_and_keep_listed_folders(tmp_path):
+    config = load_config(write(tmp_path, """
+        mailboxes:
+          - alice@contoso.com
+          - {address: Bob@Contoso.com, folders: [inbox, junkemail]}
+    """), env={})
+    assert config.mailboxes == (MailboxWatch("alice@contoso.com", ("inbox",)),
+                                MailboxWatch("bob@contoso.com", ("inbox", "junkemail")))
+
+
+def test_empty_file_is_an_empty_configuration(tmp_path):
+    config = load_config(write(tmp_path, ""), env={})
+    assert config.mailboxes == () and config.rules == ()
+
+
+def test_bad_regex_error_names_file_rule_field_and_value(tmp_path):
+    path = write(tmp_path, """
+        rules:
+          - name: phish
+            when: {all: [{sender_domain: "*.example.net"}, {subject: "(storage"}]}
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    message = str(info.value)
+    assert str(path) in message and "'phish'" in message
+    assert "when.all[1].subject" in message and "'(storage'" in message
+
+
+def test_inline_secret_is_refused_without_echoing_it(tmp_path):
+    path = write(tmp_path, """
+        webhooks:
+          soar: {url: "https://soar.example.com/hook", secret: "hunter2-very-secret"}
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert "inline secrets are not allowed" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_secret_env_must_be_set_and_is_read_from_environment(tmp_path):
+    path = write(tmp_path, """
+        webhooks:
+          soar: {url: "https://soar.example.com/hook", secret_env: SOAR_WEBHOOK_SECRET}
+    """)
+    with pytest.raises(ConfigError, match="SOAR_WEBHOOK_SECRET is unset"):
+        load_config(path, env={})
+    config = load_config(path, env=SECRET_ENV)
+    assert config.webhooks["soar"].secret == SECRET_ENV["SOAR_WEBHOOK_SECRET"]
+    assert SECRET_ENV["SOAR_WEBHOOK_SECRET"] not in repr(config)
+
+
+@pytest.mark.parametrize("rule, fragment", [
+    ("{name: r1, when: {colour: red}}", "field when.colour: unknown condition 'colour'"),
+    ("{name: r1}", "field when: missing"),
+    ("{name: r1, when: always, actions: [{webhook: nope}]}", "no webhook named 'nope'"),
+    ("{name: r1, when: always, actions: [{forward: {to: not-an-address}}]}", "not an email address: 'not-an-address'"),
+    ("{name: r1, when: always, actions: [{delete: sometimes}]}", "field actions[0].delete"),
+    ("{name: r1, when: always, actions: [{reply: 'Hi $who'}]}", "unknown template field $who"),
+    ("{name: r1, when: {attachment: {sha256: abc}}}", "not a SHA-256 hex digest: 'abc'"),
+    ("{name: r1, when: {authentication: {dmarc: maybe}}}", "unknown verdict 'maybe'"),
+    ("{name: r1, when: {impersonates_internal: true}}", "needs organisation.domains"),
+    ("{name: r1, when: always, actions: [{alert: {to: a@b.com}}]}", "needs a sending mailbox"),
+    ("{name: 'bad name!', when: always}", "field name"),
+])
+def test_rule_errors_name_rule_and_field(tmp_path, rule, fragment):
+    path = write(tmp_path, f"rules:\n  - {rule}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert fragment in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_duplicate_rule_names_and_unknown_top_level_keys_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="already named 'a'"):
+        load_config(write(tmp_path, "rules: [{name: a, when: always}, {name: a, when: always}]"), env={})
+    with pytest.raises(ConfigError, match="unknown field 'rulez'"):
+        load_config(write(tmp_path, "rulez: []"), env={})
+
+
+def test_missing_file_and_bad_yaml_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML at line 3"):
+        load_config(write(tmp_path, "rules:\n  - [unclosed\n"), env={})
+
+
+def test_validate_config_imports_handlers(tmp_path):
+    ok = write(tmp_path, "handlers:\n  h: {path: 'json:dumps'}\n")
+    assert validate_config(ok, env={}).handlers["h"].path == "json:dumps"
+    bad = write(tmp_path, "handlers:\n  h: {path: 'no_such_module_xyz:run'}\n")
+    with pytest.raises(ConfigError, match="handler 'h': field path: cannot import module 'no_such_module_xyz'"):
+        validate_config(bad, env={})
+    missing = write(tmp_path, "handlers:\n  h: {entry_point: nope}\n")
+    with pytest.raises(ConfigError, match="no entry point 'nope'"):
+        validate_config(missing, env={})
+
+
+def test_disabled_rules_are_validated_but_not_loaded(tmp_path):
+    config = load_config(write(tmp_path, "rules: [{name: a, when: always, enabled: false}, {name: b, when: always}]"), env={})
+    assert [r.name for r in config.rules] == ["b"]
