@@ -1,28 +1,44 @@
 """A small Microsoft Graph client: one pooled session, Graph's errors mapped, throttling honoured.
 
-429/503/504 are retried honouring ``Retry-After`` (seconds or an HTTP date),
-with exponential back-off and jitter where it is absent, within a total
-budget (https://learn.microsoft.com/graph/throttling).
+- 429/503/504 are retried honouring ``Retry-After`` (seconds or an HTTP date),
+  with exponential back-off and full jitter where it is absent, bounded by a
+  total waiting budget and an attempt count (https://learn.microsoft.com/graph/throttling).
+- Requests under ``users/{id}/…`` take a slot of the per-mailbox limiter
+  (:mod:`workers.limits`) so all worker processes together stay within
+  Outlook's 4 concurrent requests and 10,000 requests per 10 minutes.
+- :meth:`GraphClient.batch` sends up to 20 requests in one ``$batch`` round trip
+  (https://learn.microsoft.com/graph/json-batching), retrying throttled parts.
+- Clock and sleep are injected so tests never wait for real.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
+import re
 import time
 from typing import Any, Callable, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from receiver.errors import GraphError, NotFoundError, ThrottledError
+from receiver.errors import AccessDeniedError, GoneError, GraphError, NotFoundError, ThrottledError
+
+from .limits import MailboxLimiter
 
 log = logging.getLogger("graphhook.graph")
 
-RETRY_STATUSES = {429, 503, 504}
+RETRY_STATUSES = frozenset({429, 503, 504})
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 DEFAULT_RETRY_BUDGET = 60.0  # s of waiting per request before giving up
+MAX_ATTEMPTS = 8  # tries per request, whatever the budget
+BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # s, exponential back-off when Graph gives no Retry-After
 DEFAULT_TIMEOUT = (5.0, 60.0)  # s connect, read
+BATCH_LIMIT = 20  # requests per $batch (json-batching#batch-size-limitations)
+
+_MAILBOX_RE = re.compile(r"^/?(?:v1\.0/|beta/)?users(?:/([^/?(]+)|\('([^']+)'\))", re.IGNORECASE)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -35,87 +51,173 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         pass
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
 
 
+def error_for(status: int, body: Any, *, method: str = "", url: str = "", retry_after: float | None = None) -> GraphError:
+    """Map a status and Graph's ``{"error": {"code", "message"}}`` body to the exception hierarchy."""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = str((error or {}).get("code") or "") if isinstance(error, dict) else ""
+    message = str((error or {}).get("message") or "") if isinstance(error, dict) else ""
+    if not code and isinstance(body, str):
+        message = body[:200]
+    cls: type[GraphError] = GraphError
+    if status in RETRY_STATUSES:
+        cls = ThrottledError
+    elif status in (401, 403):
+        cls = AccessDeniedError
+    elif status == 404:
+        cls = NotFoundError
+    elif status == 410:
+        cls = GoneError
+    exc = cls(status, code or str(status), message, method=method, url=url.split("?")[0])
+    exc.retry_after = retry_after  # type: ignore[attr-defined]
+    return exc
+
+
 def error_from_response(response: requests.Response) -> GraphError:
-    """Map Graph's ``{"error": {"code", "message"}}`` to the exception hierarchy."""
+    """The exception for an error response (the URL is quoted without its query string)."""
     try:
-        error = response.json().get("error", {})
-        code, message = error.get("code", ""), error.get("message", "")
+        body: Any = response.json()
     except ValueError:
-        code, message = "", response.text[:200]
-    cls = NotFoundError if response.status_code == 404 else ThrottledError if response.status_code in RETRY_STATUSES else GraphError
-    url = response.request.url.split("?")[0] if response.request is not None else ""
-    method = response.request.method if response.request is not None else ""
-    return cls(response.status_code, code or response.reason or "", message, method=method or "", url=url)
+        body = response.text[:200]
+    req = response.request
+    return error_for(response.status_code, body, method=(req.method or "") if req is not None else "",
+                     url=(req.url or "") if req is not None else "",
+                     retry_after=parse_retry_after(response.headers.get("Retry-After")))
+
+
+def mailbox_of(path: str) -> str | None:
+    """The mailbox (user id or address, lower-case) a Graph path addresses, if any."""
+    match = _MAILBOX_RE.match(path)
+    return (match.group(1) or match.group(2)).lower() if match else None
+
+
+def new_session(pool_size: int = 16) -> requests.Session:
+    """A keep-alive session; one per process is shared by every request."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    return session
 
 
 class GraphClient:
     """Calls ``GRAPH_URL`` with a bearer token from ``token_provider``."""
 
     def __init__(self, base_url: str, token_provider: Callable[[], str], *,
-                 session: requests.Session | None = None, retry_budget: float = DEFAULT_RETRY_BUDGET,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 session: requests.Session | None = None, limiter: MailboxLimiter | None = None,
+                 retry_budget: float = DEFAULT_RETRY_BUDGET, max_attempts: int = MAX_ATTEMPTS,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token_provider
-        self.session = session or self._new_session()
-        self.retry_budget = retry_budget
-        self._sleep = sleep
-
-    @staticmethod
-    def _new_session() -> requests.Session:
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16)
-        session.mount("https://", adapter)
-        return session
+        self.session = session or new_session()
+        self.limiter = limiter
+        self.retry_budget, self.max_attempts = retry_budget, max_attempts
+        self._sleep, self._clock = sleep, clock
+        self.requests_sent = 0  # HTTP requests actually sent (benchmarks, tests)
 
     def url(self, path: str) -> str:
+        """Absolute URL for a path relative to the Graph base (absolute URLs pass through)."""
         return path if path.startswith("https://") else f"{self.base_url}/{path.lstrip('/')}"
 
-    def request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
-        """Send one request, retrying throttling answers; raise GraphError on error statuses."""
+    def _relative(self, path: str) -> str:
+        return path[len(self.base_url):] if path.startswith(self.base_url) else path
+
+    def _backoff(self, attempt: int, response: requests.Response | None) -> float:
+        delay = parse_retry_after(response.headers.get("Retry-After"), self._clock()) if response is not None else None
+        if delay is None:
+            delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt))
+        return delay
+
+    @contextlib.contextmanager
+    def _slot(self, mailbox: str | None, weight: int = 1) -> Iterator[str | None]:
+        if self.limiter is None or not mailbox:
+            yield None
+            return
+        token = self.limiter.acquire(mailbox, weight)
+        try:
+            yield token
+        finally:
+            self.limiter.release(mailbox, token, weight)
+
+    def _send(self, method: str, path: str, *, stream: bool, weight: int = 1, mailbox: str | None = None,
+              limit: bool = True, **kwargs: Any) -> requests.Response:
+        """One request with retries; the mailbox slot is held only while a request is in flight."""
+        mailbox = mailbox or mailbox_of(self._relative(path))
         waited, attempt = 0.0, 0
         headers = dict(kwargs.pop("headers", None) or {})
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
+        url = self.url(path)
         while True:
             headers["Authorization"] = f"Bearer {self._token()}"
-            try:
-                response = self.session.request(method, self.url(path), headers=headers, stream=stream, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                response = None
-                failure: Exception = exc
-            if response is not None and response.status_code < 400:
-                return response
+            failure: Exception | None = None
+            response: requests.Response | None = None
+            with self._slot(mailbox if limit else None, weight):
+                try:
+                    self.requests_sent += 1
+                    response = self.session.request(method, url, headers=headers, stream=stream, **kwargs)
+                    if response.status_code < 400:
+                        return response
+                    if not stream:
+                        response.content  # read the error body while the slot is held  # noqa: B018
+                except (requests.ConnectionError, requests.Timeout) as exc:
+                    failure = exc
             if response is not None and response.status_code not in RETRY_STATUSES:
                 raise error_from_response(response)
+            if failure is not None and method.upper() not in IDEMPOTENT:
+                # A POST (send, forward, move) may have happened; repeating it could act twice.
+                raise GraphError(0, type(failure).__name__, "connection failed", method=method, url=url.split("?")[0]) from failure
+            delay = self._backoff(attempt, response)
             attempt += 1
-            delay = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
-            if delay is None:
-                delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            if waited + delay > self.retry_budget:
+            if attempt >= self.max_attempts or waited + delay > self.retry_budget:
                 if response is not None:
                     raise error_from_response(response)
-                raise GraphError(0, type(failure).__name__, str(failure), method=method, url=self.url(path).split("?")[0]) from failure
-            log.info("graph %s %s: %s, retrying in %.2fs", method, path.split("?")[0],
+                raise GraphError(0, type(failure).__name__, "connection failed", method=method, url=url.split("?")[0]) from failure
+            log.info("graph %s %s: %s, retrying in %.2fs", method, url.split("?")[0],
                      response.status_code if response is not None else type(failure).__name__, delay)
             if response is not None:
                 response.close()
             self._sleep(delay)
             waited += delay
 
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send one request, retrying throttling answers; raise GraphError on error statuses."""
+        return self._send(method, path, stream=False, **kwargs)
+
+    @contextlib.contextmanager
+    def stream(self, path: str, **kwargs: Any) -> Iterator[requests.Response]:
+        """GET ``path`` as a stream; the mailbox slot is held (and kept alive) until the block ends."""
+        mailbox = mailbox_of(self._relative(path))
+        with self._slot(mailbox) as token:  # held for the whole download, not just the headers
+            response = self._send("GET", path, stream=True, limit=False, **kwargs)
+            limiter = self.limiter
+
+            def extend() -> None:
+                if limiter is not None and token and mailbox:
+                    limiter.extend(mailbox, token)
+
+            response.extend_slot = extend  # type: ignore[attr-defined]
+            try:
+                yield response
+            finally:
+                response.close()
+
     def get(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """GET and decode JSON."""
         return self.request("GET", path, **kwargs).json()
 
     def post(self, path: str, json: Any = None, **kwargs: Any) -> requests.Response:
+        """POST a JSON body."""
         return self.request("POST", path, json=json, **kwargs)
 
     def patch(self, path: str, json: Any = None, **kwargs: Any) -> requests.Response:
+        """PATCH a JSON body."""
         return self.request("PATCH", path, json=json, **kwargs)
 
     def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        """DELETE a resource."""
         return self.request("DELETE", path, **kwargs)
 
     def paged(self, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -127,3 +229,53 @@ class GraphClient:
             if not next_link:
                 return
             page = self.get(next_link, headers=kwargs.get("headers"))
+
+    def batch(self, requests_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run GET-style requests (``{"method", "url", "headers"?, "body"?}``) through ``$batch``.
+
+        Returns one ``{"status", "headers", "body"}`` per request, in the order
+        given. Parts throttled with 429/503/504 are sent again after their
+        ``Retry-After``; other error statuses are returned for the caller to map
+        with :func:`error_for`. More than 20 requests go in several batches.
+        """
+        results: list[dict[str, Any] | None] = [None] * len(requests_)
+        pending = list(range(len(requests_)))
+        waited, attempt = 0.0, 0
+        while pending:
+            throttled: list[int] = []
+            delay = 0.0
+            for start in range(0, len(pending), BATCH_LIMIT):
+                chunk = pending[start:start + BATCH_LIMIT]
+                body = {"requests": [{"id": str(i), **_batch_part(requests_[i])} for i in chunk]}
+                # Graph runs up to 4 parts at once against the mailbox: take as many slots.
+                first = requests_[chunk[0]]["url"]
+                reply = self._send("POST", "$batch", stream=False, json=body,
+                                   weight=min(len(chunk), 4), mailbox=mailbox_of(first))
+                for part in reply.json().get("responses", []):
+                    index = int(part["id"])
+                    if part.get("status") in RETRY_STATUSES:
+                        throttled.append(index)
+                        headers = {k.lower(): v for k, v in (part.get("headers") or {}).items()}
+                        wait = parse_retry_after(headers.get("retry-after"), self._clock())
+                        delay = max(delay, wait if wait is not None else random.uniform(0, BACKOFF_BASE * 2 ** attempt))
+                    results[index] = {"status": part.get("status"), "headers": part.get("headers") or {},
+                                      "body": part.get("body")}
+            if not throttled:
+                break
+            attempt += 1
+            if attempt >= self.max_attempts or waited + delay > self.retry_budget:
+                break  # the throttled answers stay in the results
+            self._sleep(delay)
+            waited += delay
+            pending = sorted(throttled)
+        return [r if r is not None else {"status": 0, "headers": {}, "body": None} for r in results]
+
+
+def _batch_part(request: dict[str, Any]) -> dict[str, Any]:
+    part = {"method": request.get("method", "GET"), "url": "/" + request["url"].lstrip("/")}
+    if request.get("headers"):
+        part["headers"] = request["headers"]
+    if request.get("body") is not None:
+        part["body"] = request["body"]
+        part.setdefault("headers", {})["Content-Type"] = "application/json"
+    return part

@@ -1,70 +1,144 @@
 """RQ jobs, enqueued by dotted name (``workers.jobs.process_notifications``) from the receiver.
 
-Jobs take plain data and are idempotent: a message is processed once per
-mailbox however often Graph delivers its notification.
+Exactly once, although Graph delivers at least once (duplicates, reordering,
+retries, delta overlaps): each (mailbox, message, change type) gets a Redis
+marker. A job *claims* it (``claimed:<job id>``, expiring after
+``CLAIM_SECONDS`` so a crashed worker cannot hold it for ever), does the work,
+then marks it ``done`` for ``GRAPHHOOK_DEDUPE_SECONDS`` (default 7 days). A
+duplicate in another job sees the claim or the mark and skips; a retry of the
+*same* RQ job (after an exception, or after its worker died) owns the claim and
+carries on. So a message's triggers fire once per mailbox.
+
+- ``created``: fetch, build the record, dispatch to the triggers.
+- ``updated``: remembered per change key (``@odata.etag``); never re-fires ``created`` triggers.
+- ``deleted``: recorded, not fetched (the message is gone).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from typing import Any
+
+from rq import get_current_job
 
 from receiver import keys
 from receiver.errors import NotFoundError
 from receiver.notifications import Notification
 
 from .dispatch import dispatch
-from .messages import email_record, fetch_message
-from .runtime import context
+from .messages import FetchOptions, Fetcher
+from .runtime import Context, context
 
 log = logging.getLogger("graphhook.jobs")
 
-CLAIM_SECONDS = 15 * 60  # a crashed job's claim expires so a retry can take the message
-DONE_SECONDS = 14 * 24 * 3600  # Graph retries for 4 hours; keep markers well beyond that
+CLAIM_SECONDS = 15 * 60  # a crashed job's claim expires so another delivery can take the message
+RETRY_INTERVALS = [5, 30, 120, 600, 1800]  # s; used when the job was enqueued without a Retry
+
+# Take the marker if it is free or already claimed by this job (a retry); refresh the claim's expiry.
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if (not v) or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+  return 1
+end
+return 0
+"""
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def marker(user_id: str, message_id: str, change_type: str = "created", etag: str | None = None) -> str:
+    """The exactly-once marker of one (mailbox, message, change type[, change key])."""
+    base = keys.processed(user_id.lower(), message_id)
+    if change_type == "created":
+        return base
+    return f"{base}:{change_type}" + (f":{etag}" if etag else "")
+
+
+def _job_owner() -> str:
+    """``claimed:<RQ job id>``: the same job retried owns its claims; anything else is a duplicate."""
+    job = get_current_job()
+    if job is None:
+        return f"claimed:{uuid.uuid4().hex}"
+    if job.retries_left is None:
+        # Enqueued without a retry policy: declare ours, so an exception or a dead worker
+        # (RQ's abandoned-job cleanup) puts this same job back rather than dropping the mail.
+        job.retries_left, job.retry_intervals = len(RETRY_INTERVALS), list(RETRY_INTERVALS)
+        job.connection.hset(job.key, mapping={"retries_left": job.retries_left,
+                                              "retry_intervals": json.dumps(RETRY_INTERVALS)})
+    return f"claimed:{job.id}"
+
+
+def _mailboxes(ctx: Context, subscription_ids: set[str]) -> dict[str, tuple[str, str]]:
+    pipe = ctx.redis.pipeline(transaction=False)
+    ordered = sorted(subscription_ids)
+    for sid in ordered:
+        pipe.hmget(keys.subscription(sid), "mailbox", "folder")
+    out = {}
+    for sid, (mailbox, folder) in zip(ordered, pipe.execute()):
+        out[sid] = ((mailbox or b"").decode(), (folder or b"").decode())
+    return out
 
 
 def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
-    """Fetch each new message and fire its triggers; skip duplicates. Returns counts."""
+    """Handle change notifications exactly once each; returns counts. Raises (so RQ retries) if any failed."""
     ctx = context()
     from .rich import open_encrypted  # rich notifications: dataSignature check + decrypt before acting
 
     items = open_encrypted(items, ctx.settings)
-    counts = {"processed": 0, "duplicates": 0, "gone": 0}
+    counts = {"processed": 0, "duplicates": 0, "gone": 0, "updated": 0, "deleted": 0}
+    notifications = [Notification.from_graph(item) for item in items]
+    owner = _job_owner()
+    claim = ctx.redis.register_script(_CLAIM)
+    window = ctx.settings.dedupe_seconds
+    places = _mailboxes(ctx, {n.subscription_id for n in notifications if n.change_type == "created"})
+    options = FetchOptions.from_settings(ctx.settings)
     failures: list[Exception] = []
-    for item in items:
-        notification = Notification.from_graph(item)
-        if notification.change_type != "created":
+    for notification in notifications:
+        if notification.change_type is None:
             continue
         ref = notification.message_ref()
-        marker = keys.processed(ref.user_id, ref.message_id)
-        if not ctx.redis.set(marker, "claimed", nx=True, ex=CLAIM_SECONDS):
+        etag = (notification.resource_data or {}).get("@odata.etag")
+        key = marker(ref.user_id, ref.message_id, notification.change_type, etag)
+        if not claim(keys=[key], args=[owner, CLAIM_SECONDS]):
             counts["duplicates"] += 1
             continue
         try:
-            message = fetch_message(ctx.graph, ref.user_id, ref.message_id)
-        except NotFoundError:
-            # Moved or deleted before we got to it; delta resync picks moved mail up.
-            ctx.redis.set(marker, "gone", ex=DONE_SECONDS)
-            counts["gone"] += 1
-            continue
-        except Exception as exc:
-            ctx.redis.delete(marker)
+            outcome = _handle(ctx, notification, ref.user_id, ref.message_id, places, options)
+        except Exception as exc:  # noqa: BLE001 — any failure: give the message back and retry the job
+            ctx.redis.eval(_RELEASE, 1, key, owner)
+            log.warning("notification for message %s failed: %s", ref.message_id[-12:], exc)
             failures.append(exc)
             continue
-        try:
-            mailbox = ctx.redis.hget(keys.subscription(notification.subscription_id), "mailbox")
-            record = email_record(message, mailbox=(mailbox or b"").decode() or ref.user_id)
-            dispatch(ctx, record, subscription_id=notification.subscription_id)
-        except Exception as exc:
-            ctx.redis.delete(marker)
-            failures.append(exc)
-            continue
-        ctx.redis.set(marker, "done", ex=DONE_SECONDS)
-        counts["processed"] += 1
+        ctx.redis.set(key, outcome, ex=window)
+        counts[outcome] += 1
     if failures:
-        # Re-raise so RQ retries the job; what succeeded is marked done and will be skipped.
+        # RQ retries this same job; what succeeded is marked and will be skipped.
         raise failures[0]
     return counts
+
+
+def _handle(ctx: Context, notification: Notification, user_id: str, message_id: str,
+            places: dict[str, tuple[str, str]], options: FetchOptions) -> str:
+    """Do one notification's work; return the outcome stored in its marker."""
+    if notification.change_type == "deleted":
+        log.info("message %s deleted from mailbox %s", message_id[-12:], user_id)
+        return "deleted"
+    if notification.change_type == "updated":
+        return "updated"  # created triggers fired already (or will, once); updates fire none of them
+    mailbox, folder = places.get(notification.subscription_id, ("", ""))
+    fetcher = Fetcher(ctx.graph, user_id, options)
+    try:
+        try:
+            record = fetcher.record(message_id, mailbox=mailbox or user_id, folder=folder or None)
+        except NotFoundError:
+            # Moved or deleted before we got to it; delta resync picks moved mail up.
+            return "gone"
+        dispatch(ctx, record, subscription_id=notification.subscription_id)
+    finally:
+        fetcher.close()
+    return "processed"
 
 
 def handle_lifecycle(item: dict[str, Any]) -> str:

@@ -1,8 +1,10 @@
 """Per-process resources for jobs: settings, Redis, token provider and Graph client, built once.
 
 RQ runs jobs as plain functions, so they reach these through :func:`context`.
-The worker entry point builds the context before forking, and each forked job
-reuses the pooled objects it inherits.
+The worker entry point builds the context once per process; with the
+non-forking worker model (:func:`run_pool`) every job of that process reuses
+the same pooled HTTP session, the same in-memory token and the same Redis
+connection pool.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from receiver.redisconn import connect
 from receiver.settings import Settings
 
 from .auth import TokenProvider
-from .graph import GraphClient
+from .graph import GraphClient, new_session
+from .limits import MailboxLimiter
 
 
 @dataclass
 class Context:
+    """What a job needs: settings, Redis, tokens and the Graph client of this process."""
+
     settings: Settings
     redis: redis.Redis
     tokens: TokenProvider
@@ -35,18 +40,25 @@ def build(settings: Settings, redis_client: redis.Redis | None = None) -> Contex
     """Build the process context from settings (entry points call this once)."""
     r = redis_client or connect(settings)
     tokens = TokenProvider(settings, r)
-    return Context(settings, r, tokens, GraphClient(settings.graph_url, tokens.token))
+    limiter = MailboxLimiter(r, concurrency=settings.mailbox_concurrency, budget=settings.mailbox_budget)
+    graph = GraphClient(settings.graph_url, tokens.token, session=new_session(), limiter=limiter,
+                        retry_budget=float(settings.graph_retry_seconds))
+    return Context(settings, r, tokens, graph)
 
 
 def install(ctx: Context) -> None:
+    """Make ``ctx`` the context of this process."""
     global _context, _pid
     _context, _pid = ctx, os.getpid()
 
 
 def context() -> Context:
-    """The process context; built from the environment on first use."""
+    """The process context; built from the environment on first use (and again in a forked child)."""
     global _context
     if _context is None:
         install(build(Settings.from_env()))
+    elif _pid != os.getpid():
+        # A forked child must not share the parent's sockets (TLS state, Redis connections).
+        install(build(_context.settings))
     assert _context is not None
     return _context
