@@ -12,4 +12,5 @@ COMMANDS = (
     "renewer",
     "resync",
     "decrypt",
+    "check",
 )

@@ -1,0 +1,87 @@
+"""``graphhook check [--config-only]``: connection and permission test; a checklist with a fix per failure.
+
+Exit status 0 when nothing failed (warnings allowed), 1 otherwise. The Heroku
+``release`` phase runs ``graphhook check --config-only`` so that a broken
+configuration file fails the release instead of the running dynos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Mapping, Sequence
+
+import requests
+
+from receiver.errors import ConfigError
+from receiver.settings import Settings
+
+SECTIONS = ("config", "token", "public-url", "redis")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="connection and permission test, with a fix for each failure")
+    p.add_argument("--config-only", action="store_true",
+                   help="validate the configuration file (GRAPHHOOK_CONFIG) only; for the release phase")
+    p.add_argument("--skip", action="append", default=[], choices=SECTIONS,
+                   help="leave out one section (repeatable), e.g. --skip public-url before the first deploy")
+    p.set_defaults(func=run)
+
+
+def _settings(env: Mapping[str, str], report) -> Settings | None:
+    """Settings from ``env``; a non-https PUBLIC_URL is reported by its own check, other errors end the run."""
+    from workers.check import FAIL, Result
+
+    env = dict(env)
+    public = env.get("PUBLIC_URL", "")
+    if public and not public.startswith("https://"):
+        env["PUBLIC_URL"] = ""  # checked (and failed) with a fix in check_public_url
+    try:
+        return Settings.from_env(env).replace(public_url=public.rstrip("/"))
+    except ConfigError as exc:
+        report.add(Result("settings", FAIL, str(exc), "correct that variable; deploy/env.example lists each one "
+                                                      "with its default"))
+        return None
+
+
+def run_checks(env: Mapping[str, str], *, config_only: bool = False, skip: Sequence[str] = (),
+               session: requests.Session | None = None) -> "Report":  # noqa: F821
+    """Run the checklist against the settings in ``env``; never raises for what it checks."""
+    from workers.check import OK, Report, Result, check_permissions, check_token, permissions_for
+    from workers.check_infra import check_config, check_public_url, check_redis
+
+    secrets = (env.get("AZURE_CLIENT_SECRET", ""), env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD", ""))
+    report = Report(secrets=secrets)
+    settings = _settings(env, report)
+    if settings is None:
+        return report
+    if not config_only:
+        report.add(Result("settings", OK, "environment read"))
+    config = None
+    if "config" not in skip or config_only:
+        result, config = check_config(settings.config_path, lambda path: _validate(path, env))
+        report.add(result)
+    if config_only:
+        return report
+    if "token" not in skip:
+        result, token = check_token(settings, session)
+        report.add(result)
+        if token:
+            report.extend(check_permissions(token, permissions_for(config), config_known=config is not None))
+    if "public-url" not in skip:
+        report.extend(check_public_url(settings.public_url, session))
+    if "redis" not in skip:
+        report.extend(check_redis(settings))
+    return report
+
+
+def _validate(path: str, env: Mapping[str, str]):
+    from workers.config import validate_config
+
+    return validate_config(path, env)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_checks(os.environ, config_only=args.config_only, skip=args.skip)
+    print(report.render(), flush=True)
+    return 1 if report.failed else 0
