@@ -124,3 +124,10 @@ class HandlerAPI:
     def webhook(self, name: str) -> str:
         """Send the email event to a configured webhook."""
         return self._do("webhook", name=name)
+
+
+def log_email(email: dict[str, Any], api: HandlerAPI) -> None:
+    """Example handler: log one line per email (sender, subject, attachment count)."""
+    sender = (email.get("from") or {}).get("address", "")
+    api.log.info("%s: %r from %s, %d attachment(s)", api.mailbox, email.get("subject"), sender,
+                 len(email.get("attachments") or []))
