@@ -197,12 +197,11 @@ class Fetcher:
             inner = attachment.get("item") if item is None else item.get("item") if isinstance(item, dict) else None
             if isinstance(item, GraphError):
                 log.warning("item attachment %s could not be expanded: %s", entry["id"], item)
-            if isinstance(inner, dict):
-                if depth + 1 > self.options.item_depth:
-                    entry["truncated"] = True
-                else:
-                    entry["email"] = email_record(inner, mailbox=None, folder=None, fetcher=self, sinks=sinks,
-                                                  message_id=None, depth=depth + 1)
+            if depth + 1 > self.options.item_depth:
+                entry["truncated"] = True  # nested deeper than GRAPHHOOK_ITEM_DEPTH: described, not opened
+            elif isinstance(inner, dict):
+                entry["email"] = email_record(inner, mailbox=None, folder=None, fetcher=self, sinks=sinks,
+                                              message_id=None, depth=depth + 1)
         return entry
 
 

@@ -1,0 +1,60 @@
+"""Tokens: one shared, encrypted MSAL cache in Redis; one token request for N jobs in M worker processes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rq import Queue
+
+from receiver import keys
+from receiver.errors import AuthError
+from workers.auth import TokenProvider
+
+from tests.conftest import wait_for
+
+
+def test_cache_in_redis_is_encrypted_and_shared_between_providers(emulator, settings, redis_client):
+    first = TokenProvider(settings, redis_client)
+    token = first.token()
+    blob = redis_client.get(keys.TOKEN_CACHE)
+    assert blob and token.encode() not in blob and b"access_token" not in blob.lower()
+    assert b"AccessToken" not in blob  # MSAL's cache JSON is not readable at rest
+    second = TokenProvider(settings, redis_client)
+    assert second.token() == token
+    assert emulator.directory.tokens_issued == 1
+    assert first.requests_made + second.requests_made == 1
+
+
+def test_a_different_cache_key_cannot_read_the_cache_and_replaces_it(emulator, settings, redis_client):
+    TokenProvider(settings.replace(cache_key="old key"), redis_client).token()
+    other = TokenProvider(settings.replace(cache_key="new key"), redis_client)
+    other.token()  # unreadable cache: a new token, no crash
+    assert emulator.directory.tokens_issued == 2
+    assert TokenProvider(settings.replace(cache_key="new key"), redis_client).token()
+    assert emulator.directory.tokens_issued == 2
+
+
+def test_refused_credential_raises_auth_error_without_the_secret(emulator, settings, redis_client):
+    bad = settings.replace(client_secret="wrong-secret-value")
+    with pytest.raises(AuthError) as caught:
+        TokenProvider(bad, redis_client).token()
+    assert caught.value.code == "invalid_client"
+    assert "wrong-secret-value" not in str(caught.value)
+
+
+def test_n_jobs_in_m_worker_processes_cause_one_token_request(emulator, live_settings, redis_client, start_worker):
+    user = emulator.add_user("erin@contoso.com")
+    messages = [emulator.deliver("erin@contoso.com", {"subject": f"job {i}"}) for i in range(12)]
+    for _ in range(3):
+        start_worker()
+    wait_for(lambda: len(redis_client.smembers(f"rq:workers:{live_settings.queue_name}")) >= 3, timeout=30)
+    before = emulator.directory.tokens_issued
+    queue = Queue(live_settings.queue_name, connection=redis_client)
+    for m in messages:
+        queue.enqueue("workers.jobs.process_notifications", [{
+            "subscriptionId": "sub-auth", "tenantId": live_settings.tenant_id, "changeType": "created",
+            "resource": f"Users/{user.id}/Messages/{m['id']}", "resourceData": {"id": m["id"]}}])
+    events = wait_for(lambda: (e := redis_client.lrange(keys.EVENTS, 0, -1)) and len(e) >= 12 and e, timeout=60)
+    assert sorted(json.loads(e)["email"]["subject"] for e in events) == sorted(m["subject"] for m in messages)
+    assert emulator.directory.tokens_issued - before == 1

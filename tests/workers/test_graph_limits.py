@@ -1,0 +1,98 @@
+"""Per-mailbox politeness: at most 4 requests in flight across processes, slots that expire, the budget."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from emulator.faults import FaultRule
+from receiver.errors import ThrottledError
+from workers.graph import GraphClient
+from workers.limits import MailboxLimiter
+
+
+class CountingAdapter(HTTPAdapter):
+    """Counts requests in flight on the wire (shared by every client of the test)."""
+
+    lock = threading.Lock()
+    now = 0
+    peak = 0
+
+    def send(self, *args, **kwargs):
+        with CountingAdapter.lock:
+            CountingAdapter.now += 1
+            CountingAdapter.peak = max(CountingAdapter.peak, CountingAdapter.now)
+        try:
+            return super().send(*args, **kwargs)
+        finally:
+            with CountingAdapter.lock:
+                CountingAdapter.now -= 1
+
+
+def _client(ctx, redis_client, limited: bool) -> GraphClient:
+    # A client of its own (session, limiter) per thread: what 8 worker processes would have.
+    session = requests.Session()
+    session.mount("https://", CountingAdapter())
+    limiter = MailboxLimiter(redis_client, concurrency=4) if limited else None
+    return GraphClient(ctx.settings.graph_url, ctx.tokens.token, session=session, limiter=limiter)
+
+
+def _run_eight(emulator, ctx, redis_client, limited: bool) -> int:
+    user = emulator.add_user("bob@contoso.com")
+    ids = [emulator.deliver("bob@contoso.com", {"subject": f"m{i}"})["id"] for i in range(8)]
+    emulator.faults.add(FaultRule(category="graph", status=None, delay=0.3, rate=1.0, path="/messages/"))
+    ctx.tokens.token()
+    CountingAdapter.now = CountingAdapter.peak = 0
+    errors: list[Exception] = []
+
+    def fetch(message_id: str) -> None:
+        try:
+            _client(ctx, redis_client, limited).get(f"users/{user.id}/messages/{message_id}")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    return CountingAdapter.peak
+
+
+def test_eight_parallel_fetches_on_one_mailbox_never_exceed_four_in_flight(emulator, ctx, redis_client):
+    assert _run_eight(emulator, ctx, redis_client, limited=True) == 4
+    throttled = [r for r in emulator.request_log if r["status"] == 429]
+    assert throttled == []
+
+
+def test_without_the_limiter_the_same_load_goes_over_four(emulator, ctx, redis_client):
+    # Shows the test above can fail: the same load without the limiter has more than 4 in flight.
+    assert _run_eight(emulator, ctx, redis_client, limited=False) > 4
+
+
+def test_a_killed_process_cannot_keep_its_slots(redis_client):
+    limiter = MailboxLimiter(redis_client, concurrency=2, slot_seconds=0.3, max_wait=5)
+    limiter.acquire("carol")
+    limiter.acquire("carol")  # never released: the process "died"
+    assert limiter.in_flight("carol") == 2
+    started = time.monotonic()
+    token = MailboxLimiter(redis_client, concurrency=2, max_wait=5).acquire("carol")
+    assert token and time.monotonic() - started < 5
+    assert limiter.in_flight("carol") <= 2
+
+
+def test_request_budget_per_window_is_shared_and_refuses_past_it(redis_client):
+    sleeps: list[float] = []
+    clock = iter(range(0, 10_000, 1)).__next__
+    first = MailboxLimiter(redis_client, budget=3, max_wait=60, sleep=sleeps.append, clock=clock)
+    second = MailboxLimiter(redis_client, budget=3, max_wait=60, sleep=sleeps.append, clock=clock)
+    for limiter in (first, second, first):
+        limiter.release("dave", limiter.acquire("dave"))
+    with pytest.raises(ThrottledError):
+        second.acquire("dave")  # the window's 3 requests are used, and it ends later than max_wait
+    assert second.waits >= 1

@@ -1,0 +1,228 @@
+"""The renewer against the emulator: create, renew, recreate, delete orphans, stay under the write limit.
+
+Time is the emulator's clock: ``emulator.advance(seconds)`` jumps days ahead, and the renewer's
+clock and sleep are wired to it, so nothing here sleeps for long.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from rq import Queue
+
+from receiver import keys
+from workers import registry, runtime
+from workers.leader import LeaderLock
+from workers.renewer import Renewer
+from workers.subscriptions import MAX_LIFETIME
+
+DAY = 24 * 3600
+
+
+def fresh_context(settings, redis_client):
+    """A new process context. Tokens cached before an emulator time jump are expired at the emulator."""
+    redis_client.delete(keys.TOKEN_CACHE)
+    return runtime.build(settings, redis_client)
+
+
+def make_renewer(ctx, emulator, desired, **kwargs):
+    return Renewer(ctx, desired, clock=emulator.clock.now, sleep=emulator.advance, **kwargs)
+
+
+def graph_subscriptions(emulator):
+    return dict(emulator.subscriptions.items)
+
+
+def test_reconcile_creates_what_is_missing_with_lifecycle_url_and_own_client_state(
+        emulator, live_settings, redis_client):
+    emulator.add_user("alice@contoso.com")
+    emulator.mail.add_message("alice@contoso.com", {"subject": "old mail", "from": "x@example.com"})
+    ctx = fresh_context(live_settings, redis_client)
+    report = make_renewer(ctx, emulator, [("alice@contoso.com", "inbox"), ("alice@contoso.com", "junkemail")]).reconcile()
+
+    assert report.created == 2 and report.failed == 0
+    subs = graph_subscriptions(emulator)
+    assert len(subs) == 2
+    for sub in subs.values():
+        assert sub.lifecycle_url == f"{live_settings.public_url}/lifecycle"
+        assert len(sub.client_state) >= 32
+    assert len({s.client_state for s in subs.values()}) == 2
+    # The baseline does not fire triggers for mail that was there before.
+    assert Queue(live_settings.queue_name, connection=redis_client).count == 0
+    # A second pass has nothing to do.
+    again = make_renewer(ctx, emulator, [("alice@contoso.com", "inbox"), ("alice@contoso.com", "junkemail")]).reconcile()
+    assert (again.created, again.renewed, again.recreated, again.deleted) == (0, 0, 0, 0)
+
+
+def test_subscription_near_expiry_is_renewed_to_the_documented_maximum(emulator, live_settings, redis_client):
+    emulator.add_user("alice@contoso.com")
+    ctx = fresh_context(live_settings, redis_client)
+    desired = [("alice@contoso.com", "inbox")]
+    make_renewer(ctx, emulator, desired).reconcile()
+    (sid, sub), = graph_subscriptions(emulator).items()
+    first_expiry = sub.expiration
+
+    emulator.advance(6.5 * DAY)  # half a day left, under the 1-day margin
+    ctx = fresh_context(live_settings, redis_client)
+    report = make_renewer(ctx, emulator, desired).reconcile()
+
+    assert report.renewed == 1 and report.created == 0
+    renewed = emulator.subscriptions.items[sid]
+    assert renewed.expiration > first_expiry
+    assert renewed.expiration <= emulator.clock.now() + MAX_LIFETIME
+    assert registry.load(redis_client, sid).renewed_at
+    # Days of life: keep advancing and renewing; the subscription never lapses.
+    for _ in range(4):
+        emulator.advance(6.5 * DAY)
+        ctx = fresh_context(live_settings, redis_client)
+        assert make_renewer(ctx, emulator, desired).reconcile().renewed == 1
+        assert sid in emulator.subscriptions.items
+
+
+def test_unwanted_and_orphaned_subscriptions_are_deleted(emulator, live_settings, redis_client):
+    emulator.add_user("alice@contoso.com")
+    emulator.add_user("bob@contoso.com")
+    ctx = fresh_context(live_settings, redis_client)
+    make_renewer(ctx, emulator, [("alice@contoso.com", "inbox"), ("bob@contoso.com", "inbox")]).reconcile()
+    bob_sid = next(r.id for r in registry.all_records(redis_client) if r.mailbox == "bob@contoso.com")
+    # An orphan: ours at Graph (same notification URL) but lost from the registry.
+    registry.remove(redis_client, bob_sid)
+
+    report = make_renewer(ctx, emulator, [("alice@contoso.com", "inbox")]).reconcile()
+
+    assert report.deleted == 1
+    assert bob_sid not in emulator.subscriptions.items
+    assert [r.mailbox for r in registry.all_records(redis_client)] == ["alice@contoso.com"]
+
+
+def test_subscription_missing_at_graph_is_recreated(emulator, live_settings, redis_client):
+    emulator.add_user("alice@contoso.com")
+    ctx = fresh_context(live_settings, redis_client)
+    desired = [("alice@contoso.com", "inbox")]
+    make_renewer(ctx, emulator, desired).reconcile()
+    (old_id,) = emulator.subscriptions.items
+    with emulator.subscriptions.lock:
+        del emulator.subscriptions.items[old_id]  # gone silently, as after an outage at Microsoft
+
+    report = make_renewer(ctx, emulator, desired).reconcile()
+
+    assert report.recreated == 1
+    (new_id,) = emulator.subscriptions.items
+    assert new_id != old_id
+    assert [r.id for r in registry.all_records(redis_client)] == [new_id]
+
+
+def test_two_renewers_at_once_renew_each_subscription_once(emulator, live_settings, redis_client):
+    for i in range(5):
+        emulator.add_user(f"user{i}@contoso.com")
+    desired = [(f"user{i}@contoso.com", "inbox") for i in range(5)]
+    ctx = fresh_context(live_settings, redis_client)
+    make_renewer(ctx, emulator, desired).reconcile()
+    emulator.advance(6.5 * DAY)
+    redis_client.delete(keys.TOKEN_CACHE)
+    emulator.request_log.clear()
+
+    barrier = threading.Barrier(2)
+
+    def replica():
+        replica_ctx = runtime.build(live_settings, redis_client)
+        renewer = make_renewer(replica_ctx, emulator, desired)
+        barrier.wait()
+        renewer.run(once=True, lock=LeaderLock(redis_client, keys.RENEWER_LOCK, ttl=60))
+
+    threads = [threading.Thread(target=replica) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    patches = [r for r in emulator.request_log if r["method"] == "PATCH" and "/subscriptions/" in r["path"]]
+    assert len(patches) == 5
+    assert {r["path"] for r in patches} == {f"/v1.0/subscriptions/{s}" for s in emulator.subscriptions.items}
+
+
+def test_a_dead_renewer_is_taken_over(redis_client):
+    import time
+
+    first = LeaderLock(redis_client, keys.RENEWER_LOCK, ttl=0.3)
+    second = LeaderLock(redis_client, keys.RENEWER_LOCK, ttl=0.3)
+    assert first.acquire()
+    assert not second.acquire()
+    assert first.acquire()  # the holder extends
+    time.sleep(0.4)  # the holder died and stopped extending
+    assert second.acquire()
+    assert not first.acquire()
+
+
+def test_sweep_of_many_renewals_never_hits_the_write_limit(emulator, live_settings, redis_client):
+    """1,200 renewals in one pass: more than Graph's 1,000 writes per 20 s, without a single 429."""
+    from emulator.subscriptions import Subscription as EmuSubscription
+
+    user = emulator.add_user("big@contoso.com")
+    now = emulator.clock.now()
+    count = 1200
+    desired = []
+    for i in range(count):
+        folder = f"folder{i}"
+        sid = f"00000000-0000-0000-0000-{i:012d}"
+        # Set up state directly (creating 1,200 over HTTPS is not what this test is about).
+        emulator.subscriptions.items[sid] = EmuSubscription(
+            id=sid, resource=f"users/{user.id}/mailFolders('{folder}')/messages", change_types=("created",),
+            notification_url=f"{live_settings.public_url}/notifications",
+            lifecycle_url=f"{live_settings.public_url}/lifecycle", expiration=now + dt.timedelta(hours=2),
+            client_state="c" * 40, application_id=emulator.client_id, user_id=user.id, folder_ref=None)
+        registry.save(redis_client, registry.Record(
+            id=sid, mailbox="big@contoso.com", user_id=user.id, folder=folder, resource="r",
+            expiration=registry.format_time(now + dt.timedelta(hours=2)), client_state="c" * 40))
+        redis_client.hset(keys.delta(user.id, folder), "lastSync", registry.format_time(now))
+        desired.append(("big@contoso.com", folder))
+    ctx = fresh_context(live_settings, redis_client)
+    emulator.request_log.clear()
+
+    report = make_renewer(ctx, emulator, desired).reconcile()
+
+    statuses = [r["status"] for r in emulator.request_log if r["method"] == "PATCH"]
+    assert report.renewed == count and report.failed == 0
+    assert len(statuses) == count and set(statuses) == {200}
+
+
+def test_subscriptions_list_shows_state_and_last_renewal(emulator, live_settings, redis_client, monkeypatch, capsys):
+    import json
+
+    from graphhook.cli import main
+
+    emulator.add_user("alice@contoso.com")
+    ctx = fresh_context(live_settings, redis_client)
+    make_renewer(ctx, emulator, [("alice@contoso.com", "inbox")]).reconcile()
+    for name, value in {**emulator.environment(), "REDIS_URL": live_settings.redis_url,
+                        "PUBLIC_URL": live_settings.public_url}.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["subscriptions", "list"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    (row,) = rows
+    assert row["id"] in emulator.subscriptions.items
+    assert row["state"] == "active" and row["lastRenewal"] == "never"
+    assert row["resource"].endswith("/messages") and row["expiration"]
+
+    assert main(["subscriptions", "list", "--table"]) == 0
+    table = capsys.readouterr().out
+    assert "STATE" in table and row["id"] in table
+
+
+@pytest.mark.parametrize("text,expected", [("24h", dt.timedelta(hours=24)), ("30m", dt.timedelta(minutes=30)),
+                                           ("7d", dt.timedelta(days=7))])
+def test_durations(text, expected):
+    from graphhook.commands.resync import parse_duration
+
+    assert parse_duration(text) == expected
+
+
+def test_bad_duration_is_a_clear_error():
+    from graphhook.commands.resync import parse_duration
+    from receiver.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'yesterday'"):
+        parse_duration("yesterday")
