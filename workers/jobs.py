@@ -53,7 +53,8 @@ def marker(user_id: str, message_id: str, change_type: str = "created", etag: st
     base = keys.processed(user_id.lower(), message_id)
     if change_type == "created":
         return base
-    return f"{base}:{change_type}" + (f":{etag}" if etag else "")
+    # Each distinct update has its own change key; duplicates of one update share it.
+    return f"{base}:{change_type}" + (f":{etag}" if etag and change_type == "updated" else "")
 
 
 def _job_owner() -> str:
