@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from graphhook.redis_server import free_port
 from tests.conftest import ROOT, wait_for
 
 PROCESS_TYPES = {"web", "worker", "renewer", "release"}
+APP_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(.*\))?")  # gunicorn's module:variable or module:factory()
 
 
 def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -34,8 +36,7 @@ def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
 def gunicorn_app(argv: list[str]) -> tuple[str, str]:
     """(config module, ``module:factory()``) from a gunicorn command line."""
     config = argv[argv.index("-c") + 1] if "-c" in argv else ""
-    app = [a for a in argv[1:] if ":" in a and not a.startswith("-") and not a.startswith("python:")
-           and "$" not in a]
+    app = [a for a in argv[1:] if APP_SPEC.fullmatch(a)]
     assert len(app) == 1, f"expected one application argument in {argv}"
     return config, app[0]
 
