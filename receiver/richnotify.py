@@ -224,6 +224,8 @@ class TokenValidator:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise RejectedNotification("validation_token_invalid", f"validation token is not a JWT: {exc}") from exc
+        if not self.client_id:  # PyJWT would skip the audience check for an empty audience
+            raise RejectedNotification("validation_token_invalid", "AZURE_CLIENT_ID is not set: cannot check the audience")
         if header.get("alg") != "RS256":
             raise RejectedNotification("validation_token_invalid",
                                        f"validation token algorithm {str(header.get('alg'))[:16]!r} is not RS256")

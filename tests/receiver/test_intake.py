@@ -3,7 +3,6 @@ Redis failures (a stopped server and a closed port), readiness and metrics."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pytest
@@ -141,35 +140,6 @@ def test_readyz_names_missing_settings(emulator, settings, redis_client):
 
 
 # --- rich notifications, end to end with the emulator ----------------------------------------
-
-def _graph_token(emulator) -> str:
-    reply = requests.post(f"{emulator.url}/{emulator.tenant_id}/oauth2/v2.0/token", verify=str(emulator.ca_path), data={
-        "grant_type": "client_credentials", "client_id": emulator.client_id, "client_secret": emulator.client_secret,
-        "scope": "https://graph.microsoft.com/.default"})
-    return reply.json()["access_token"]
-
-
-@pytest.fixture
-def rich_subscription(receiver, emulator, redis_client, tmp_path):
-    """A rich subscription created through the emulator's Graph API (handshake included), registered."""
-    import base64
-
-    from cryptography.hazmat.primitives import serialization
-
-    key_path, cert = make_key_pair(tmp_path)
-    user = emulator.add_user("alice@contoso.com")
-    expiry = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    reply = requests.post(f"{emulator.graph_url}/subscriptions", verify=str(emulator.ca_path),
-                          headers={"Authorization": f"Bearer {_graph_token(emulator)}"}, json={
-        "changeType": "created", "notificationUrl": f"{receiver.url}/notifications",
-        "resource": f"users/{user.id}/mailFolders('inbox')/messages?$select=subject,from",
-        "expirationDateTime": expiry, "clientState": STATE, "includeResourceData": True,
-        "encryptionCertificate": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
-        "encryptionCertificateId": "graphhook-2025"})
-    assert reply.status_code == 201, reply.text
-    register(redis_client, emulator.tenant_id, sid=reply.json()["id"])
-    return f"graphhook-2025={key_path}"
-
 
 def test_rich_notification_is_verified_enqueued_and_decrypted_by_the_worker(
         emulator, redis_client, settings, rich_subscription):

@@ -58,6 +58,9 @@ header_text = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size
 json_type = st.sampled_from(["application/json", "application/json; charset=utf-8"])
 content_type = st.one_of(json_type, json_type, st.sampled_from(["text/plain", "application/x-www-form-urlencoded", "",
                                                                 "application/merge-patch+json"]), header_text)
+extra_headers = st.dictionaries(
+    st.sampled_from(["Content-Encoding", "Accept", "X-Forwarded-For", "Authorization", "Transfer-Encoding",
+                     "Client-Request-Id", "X-Custom"]), header_text, max_size=3)
 query = st.dictionaries(st.sampled_from(["validationToken", "x", "validationtoken", ""]) | text,
                         st.text(alphabet=string.printable, max_size=60), max_size=2)
 
@@ -78,13 +81,14 @@ def make_app(redis_client, settings):
 
 
 @SETTINGS
-@given(data=body, ctype=content_type, params=st.just({}) | query)
-def test_no_5xx_and_nothing_rejected_is_enqueued(redis_client, make_app, data, ctype, params):
+@given(data=body, ctype=content_type, params=st.just({}) | query, headers=st.just({}) | extra_headers)
+def test_no_5xx_and_nothing_rejected_is_enqueued(redis_client, make_app, data, ctype, params, headers):
     redis_client.flushdb()
     register(redis_client, TENANT, sid="sub-ok")
     app = make_app(max_body_bytes=4096)
+    headers = {k: v for k, v in headers.items() if k != "Transfer-Encoding" or v == "chunked"}
     response = app.test_client().post("/notifications", data=data, query_string=params,
-                                      headers={"Content-Type": ctype} if ctype else {})
+                                      headers={**headers, **({"Content-Type": ctype} if ctype else {})})
     assert response.status_code in (200, 202, 400, 413, 415), response.data
     try:
         sent = json.loads(data)

@@ -145,3 +145,18 @@ def test_unreachable_key_endpoint_means_retry_not_reject(emulator):
     token = emulator.directory.issue_validation_token(emulator.client_id)
     with pytest.raises(SigningKeysUnavailable):
         validator.validate(token, tenants=[emulator.tenant_id])
+
+
+def test_signing_keys_are_fetched_once_for_many_tokens(emulator, validator):
+    for i in range(3):
+        token = emulator.directory.key.sign(_claims(emulator, jti=str(i)))
+        validator.validate(token, tenants=[emulator.tenant_id])
+    fetched = [r["path"] for r in emulator.request_log if "discovery" in r["path"] or "openid" in r["path"]]
+    assert fetched == ["/common/.well-known/openid-configuration", "/common/discovery/keys"]
+
+
+def test_without_a_client_id_no_token_passes(emulator, settings):
+    validator = TokenValidator(client_id="", key_source=OpenIdJwks(settings.openid_config_url,
+                                                                  ca_bundle=str(emulator.ca_path)).key_for)
+    with pytest.raises(RejectedNotification, match="AZURE_CLIENT_ID"):
+        validator.validate(emulator.directory.issue_validation_token(""), tenants=[emulator.tenant_id])
