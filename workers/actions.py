@@ -175,7 +175,7 @@ class Runner:
 
         event = webhooks.build_event(self.record, webhook=name, rule=rule, message_id=self.current_id,
                                      subscription_id=self.subscription_id, scope=scope)
-        return webhooks.enqueue(self.ctx, self.config.webhooks[name], event)
+        return webhooks.enqueue(self.ctx.redis, self.ctx.settings.queue_name, self.config.webhooks[name], event)
 
     def call_handler(self, name: str) -> None:
         """Call Python handler ``name`` with a copy of the record and an action API."""

@@ -23,7 +23,7 @@ import requests
 
 from receiver.errors import GraphError, SignatureError, WebhookError
 
-from .config import WebhookConfig
+from .config import Config, WebhookConfig
 from .insightconnect import insightconnect_event
 from .mailops import message_path
 from .rules import iter_attachments
@@ -178,12 +178,12 @@ def post(hook: WebhookConfig, body: bytes, event_id_value: str, *, now: float | 
                        status=response.status_code, permanent=permanent)
 
 
-def enqueue(ctx: Any, hook: WebhookConfig, event: dict[str, Any]) -> str:
-    """Queue a delivery job retried with the webhook's back-off; return the job id."""
+def enqueue(r: Any, queue: str, hook: WebhookConfig, event: dict[str, Any]) -> str:
+    """Queue a delivery job on RQ queue ``queue``, retried with the webhook's back-off; return the job id."""
     from rq import Queue, Retry
 
     retry = Retry(max=len(hook.backoff), interval=list(hook.backoff)) if hook.backoff else None
-    job = Queue(ctx.settings.queue_name, connection=ctx.redis).enqueue(
+    job = Queue(queue, connection=r).enqueue(
         "workers.webhooks.deliver", hook.name, event, retry=retry, description=f"webhook {hook.name} {event['id']}")
     return job.id
 
@@ -227,21 +227,18 @@ def failed(r: Any) -> list[dict[str, Any]]:
     return [json.loads(x) for x in r.lrange(FAILED, 0, -1)]
 
 
-def replay_failed(ctx: Any, *, webhook: str | None = None) -> int:
-    """Re-queue kept failures (all, or one webhook's); return how many were queued."""
-    from .config import config_for
-
-    config = config_for(ctx.settings.config_path)
+def replay_failed(r: Any, queue: str, config: Config, *, webhook: str | None = None) -> int:
+    """Re-queue kept failures (all, or one webhook's) whose webhook is still configured; return how many."""
     count = 0
-    for _ in range(ctx.redis.llen(FAILED)):
-        raw = ctx.redis.lpop(FAILED)
+    for _ in range(r.llen(FAILED)):
+        raw = r.lpop(FAILED)
         if raw is None:
             break
         item = json.loads(raw)
         hook = config.webhooks.get(item["webhook"])
         if (webhook and item["webhook"] != webhook) or hook is None:
-            ctx.redis.rpush(FAILED, raw)
+            r.rpush(FAILED, raw)
             continue
-        enqueue(ctx, hook, item["event"])
+        enqueue(r, queue, hook, item["event"])
         count += 1
     return count

@@ -13,4 +13,5 @@ COMMANDS = (
     "resync",
     "decrypt",
     "check",
+    "webhooks",
 )

@@ -13,8 +13,10 @@ import time
 import pytest
 from rq import Queue, SimpleWorker
 
+from graphhook.cli import main
 from receiver.errors import SignatureError
 from workers import runtime, webhooks
+from workers.config import config_for
 from workers.insightconnect import insightconnect_event
 
 from .sink import Sink
@@ -79,11 +81,9 @@ def drain(redis_client) -> None:
 
 
 def enqueue(ctx, rule="quarantine"):
-    from workers.config import config_for
-
     hook = config_for(ctx.settings.config_path).webhooks["soar"]
     event = webhooks.build_event(RECORD, webhook="soar", rule=rule, message_id="AAMk-moved")
-    webhooks.enqueue(ctx, hook, event)
+    webhooks.enqueue(ctx.redis, QUEUE, hook, event)
     return event
 
 
@@ -141,7 +141,7 @@ def test_server_errors_are_retried_until_delivered(hook_ctx, redis_client):
     assert webhooks.failed(redis_client) == []
 
 
-def test_refused_delivery_is_kept_and_replayable(hook_ctx, redis_client, caplog):
+def test_refused_delivery_is_kept_and_replayable_from_the_cli(hook_ctx, redis_client, caplog, capsys, monkeypatch):
     sink = Sink([401]).start()
     try:
         ctx = hook_ctx(sink.url)
@@ -151,7 +151,14 @@ def test_refused_delivery_is_kept_and_replayable(hook_ctx, redis_client, caplog)
         assert len(sink.requests) == 1  # a 401 is not retried: the receiver refuses, retrying cannot help
         kept = webhooks.failed(redis_client)
         assert [k["event"]["id"] for k in kept] == [event["id"]] and "401" in kept[0]["error"]
-        assert webhooks.replay_failed(ctx) == 1
+        for name, value in (("REDIS_URL", ctx.settings.redis_url), ("GRAPHHOOK_CONFIG", ctx.settings.config_path),
+                            ("GRAPHHOOK_QUEUE", QUEUE)):
+            monkeypatch.setenv(name, value)
+        assert main(["webhooks", "failed"]) == 0
+        listed = capsys.readouterr().out
+        assert event["id"] in listed and "401" in listed and "1 failed delivery" in listed
+        assert main(["webhooks", "replay"]) == 0
+        assert "queued 1 delivery again" in capsys.readouterr().out
         drain(redis_client)
         assert len(sink.requests) == 2 and webhooks.failed(redis_client) == []
         assert webhooks.verify(sink.requests[1].body, sink.requests[1].headers["X-Graphhook-Signature"], secret=SECRET)
