@@ -9,6 +9,7 @@
     │   └── RejectedNotification    well-formed but fails a check (reason: str) → dropped, counted
     ├── DecryptionError             rich-notification content cannot be verified or decrypted
     ├── AuthError                   no token from the identity platform (``error`` code kept)
+    ├── ActionError                 a rule's actions failed; the job is retried with back-off
     ├── WebhookError                an outbound webhook delivery failed (``permanent``: do not retry)
     │   └── SignatureError          a webhook signature is missing, malformed, stale or wrong
     └── GraphError                  Microsoft Graph answered with an error (status, code, message)
@@ -58,6 +59,10 @@ class AuthError(GraphhookError):
         super().__init__(message)
         self.code = code
         self.error_codes = error_codes
+
+
+class ActionError(GraphhookError):
+    """One or more rule actions failed for a message; raised so RQ retries the job."""
 
 
 class WebhookError(GraphhookError):

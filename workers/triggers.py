@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import redis
 
 from receiver import keys
+from receiver.errors import ActionError
 
 from .config import Action, Config, Rule
 
@@ -111,5 +112,16 @@ def resume(email: dict[str, Any], rule_names: list[str], subscription_id: str = 
     rules = [by_name[n] for n in rule_names if n in by_name]
     outcome = run(ctx, config, email, rules, subscription_id=subscription_id)
     if outcome.failed:
-        raise RuntimeError("; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
+        raise ActionError("; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
     return outcome.done
+
+
+def summarise(events: list[dict[str, Any]]) -> list[str]:
+    """Lines for a summary: each rule that fired and on which messages (from ``record`` events)."""
+    fired: dict[str, list[str]] = {}
+    for event in events:
+        for name in event.get("rules") or []:
+            suffix = " (dry-run)" if name in (event.get("dryRun") or []) else ""
+            fired.setdefault(name + suffix, []).append(str((event.get("email") or {}).get("subject") or ""))
+    return [f"{name}: {len(subjects)} message(s): " + ", ".join(repr(s) for s in subjects[:5])
+            + (", …" if len(subjects) > 5 else "") for name, subjects in fired.items()]

@@ -126,3 +126,18 @@ def test_validate_config_imports_handlers(tmp_path):
 def test_disabled_rules_are_validated_but_not_loaded(tmp_path):
     config = load_config(write(tmp_path, "rules: [{name: a, when: always, enabled: false}, {name: b, when: always}]"), env={})
     assert [r.name for r in config.rules] == ["b"]
+
+
+def test_handler_from_entry_point_group(tmp_path, monkeypatch):
+    """A package that declares ``[graphhook.handlers]`` in its entry points is found by name."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "acme_handlers.py").write_text("def triage(email, api):\n    return 'triaged'\n")
+    dist = tmp_path / "site" / "acme_handlers-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-handlers\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[graphhook.handlers]\nacme-triage = acme_handlers:triage\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    from workers.handlers import resolve
+
+    config = validate_config(write(tmp_path, "handlers:\n  triage: {entry_point: acme-triage}\n"), env={})
+    assert resolve(config.handlers["triage"])({}, None) == "triaged"

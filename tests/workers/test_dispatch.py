@@ -103,3 +103,14 @@ def test_example_rules_fire_on_seeded_phish_only():
 
     assert [r.name for r in evaluate(config, record(PHISHING))] == ["quarantine-phishing"]
     assert [r.name for r in evaluate(config, record(ORDINARY[0]))] == []
+
+
+def test_summary_lists_which_rules_fired_on_which_messages():
+    from workers.triggers import summarise
+
+    events = [{"rules": ["quarantine-phishing"], "email": {"subject": "Storage full"}},
+              {"rules": [], "email": {"subject": "Lunch?"}},
+              {"rules": ["tag-invoices"], "dryRun": ["tag-invoices"], "email": {"subject": "Invoice 7"}},
+              {"rules": ["quarantine-phishing"], "email": {"subject": "Password expires"}}]
+    assert summarise(events) == ["quarantine-phishing: 2 message(s): 'Storage full', 'Password expires'",
+                                 "tag-invoices (dry-run): 1 message(s): 'Invoice 7'"]
