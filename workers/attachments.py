@@ -26,7 +26,7 @@ import tempfile
 from typing import IO, Any, Iterable
 
 CHUNK = 256 * 1024  # bytes read from the socket at a time
-INLINE_JSON = 4 * 1024 * 1024  # bytes of JSON parsed the plain way; larger replies are streamed
+INLINE_JSON = 1024 * 1024  # bytes of JSON parsed the plain way; larger replies are streamed
 DIVERT_AFTER = 64 * 1024  # characters of a contentBytes string before it is diverted into a sink
 SPOOL_MARK = "graphhook-spool:"  # what a diverted string is replaced with (base64 never contains ':')
 _CONTENT_KEY = re.compile(rb'"contentBytes"\s*:\s*"$')
