@@ -70,10 +70,12 @@ def lifecycle(subscription_id: str):
 def add_fault():
     body = request.get_json(silent=True) or {}
     try:
+        status = body.get("status", 503)
         rule = FaultRule(
-            category=body.get("category", "graph"), status=int(body.get("status", 503)),
+            category=body.get("category", "graph"), status=None if status is None else int(status),
             rate=float(body.get("rate", 0.0)), count=int(body.get("count", 0)),
             retry_after=body.get("retryAfter", 1.0), delay=float(body.get("delay", 0.0)),
+            path=body.get("path"), method=body.get("method"),
         )
     except (TypeError, ValueError) as exc:
         return _bad(str(exc))

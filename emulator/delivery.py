@@ -11,7 +11,6 @@ at-least-once and unordered: duplicates and reordering can be switched on.
 
 from __future__ import annotations
 
-import collections
 import heapq
 import itertools
 import json
@@ -39,6 +38,7 @@ class DeliveryOptions:
     """Knobs for tests; defaults are Microsoft's documented numbers except the retry pace."""
 
     batch_size: int = 50
+    batch_window: float = 0.05  # s; changes this close together share one POST
     first_retry: float = 1.0  # s; Graph waits minutes, tests cannot
     max_retry: float = 60.0  # s
     retry_window: float = RETRY_WINDOW
@@ -57,7 +57,7 @@ class EndpointStats:
     slow: int = 0
     failed: int = 0
     dropped: int = 0
-    window_start: float = field(default_factory=time.monotonic)
+    window_start: float = 0.0
 
     def ratio(self) -> float:
         return self.slow / self.delivered if self.delivered >= MIN_SAMPLE else 0.0
@@ -76,13 +76,19 @@ class _Pending:
     notification: dict[str, Any] = field(compare=False)
     first_try: float = field(compare=False, default=0.0)
     attempts: int = field(compare=False, default=0)
+    app_id: str | None = field(compare=False, default=None)  # rich: the app its validation token is for
 
 
 class Delivery:
     """A scheduler plus sender threads that POST notification collections."""
 
     def __init__(self, session: requests.Session, verify: Any, options: DeliveryOptions | None = None,
-                 on_event: Callable[..., None] | None = None) -> None:
+                 on_event: Callable[..., None] | None = None, *, monotonic: Callable[[], float] = time.monotonic,
+                 token_issuer: Callable[[str], str] | None = None,
+                 on_dropped: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        self.monotonic = monotonic
+        self.token_issuer = token_issuer
+        self.on_dropped = on_dropped or (lambda items: None)
         self.session = session
         self.verify = verify
         self.options = options or DeliveryOptions()
@@ -93,7 +99,7 @@ class Delivery:
         self._inflight = 0
         self._threads: list[threading.Thread] = []
         self._random = random.Random()
-        self.stats: dict[str, EndpointStats] = collections.defaultdict(EndpointStats)
+        self.stats: dict[str, EndpointStats] = {}
         self.on_event = on_event or (lambda *a, **k: None)
         self.discarded: list[dict[str, Any]] = []
 
@@ -110,14 +116,24 @@ class Delivery:
         for t in self._threads:
             t.join(timeout=5)
 
-    def submit(self, url: str, notification: dict[str, Any], delay: float = 0.0) -> None:
-        """Schedule one notification for ``url``; duplicates are added here when enabled."""
-        now = time.monotonic()
+    def wake(self) -> None:
+        """Re-check due times (after the clock jumped)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def submit(self, url: str, notification: dict[str, Any], delay: float = 0.0, app_id: str | None = None) -> None:
+        """Schedule one notification for ``url``; duplicates are added here when enabled.
+
+        ``app_id`` marks a rich notification: its POST carries a validation token for that app.
+        """
+        now = self.monotonic()
         copies = 2 if self._random.random() < self.options.duplicate_rate else 1
         with self._cond:
             for n in range(copies):
                 jitter = self._random.uniform(0, 0.2) if self.options.reorder else 0.0
-                heapq.heappush(self._heap, _Pending(now + delay + jitter + n * 0.05, next(self._seq), url, notification, now))
+                due = now + delay + self.options.batch_window + jitter + n * 0.2
+                heapq.heappush(self._heap, _Pending(due, next(self._seq), url, notification,
+                                                    now, app_id=app_id))
             self._cond.notify()
 
     def pending(self) -> int:
@@ -136,19 +152,20 @@ class Delivery:
     def _take_batch(self) -> list[_Pending] | None:
         with self._cond:
             while not self._stop:
-                now = time.monotonic()
+                now = self.monotonic()
                 if self._heap and self._heap[0].due <= now:
                     first = heapq.heappop(self._heap)
                     batch = [first]
                     rest = []
-                    while self._heap and self._heap[0].due <= now and len(batch) < self.options.batch_size:
+                    horizon = now + self.options.batch_window
+                    while self._heap and self._heap[0].due <= horizon and len(batch) < self.options.batch_size:
                         item = heapq.heappop(self._heap)
                         (batch if item.url == first.url else rest).append(item)
                     for item in rest:
                         heapq.heappush(self._heap, item)
                     self._inflight += 1
                     return batch
-                timeout = (self._heap[0].due - now) if self._heap else None
+                timeout = min(self._heap[0].due - now, 1.0) if self._heap else None
                 self._cond.wait(timeout=timeout)
             return None
 
@@ -167,15 +184,16 @@ class Delivery:
 
     def _send(self, batch: list[_Pending]) -> None:
         url = batch[0].url
-        stats = self.stats[url]
-        now = time.monotonic()
-        if now - stats.window_start >= TALLY_WINDOW:
-            self.stats[url] = stats = EndpointStats()
+        now = self.monotonic()
+        stats = self.stats.get(url)
+        if stats is None or now - stats.window_start >= TALLY_WINDOW:  # the tally resets every 10 minutes
+            self.stats[url] = stats = EndpointStats(window_start=now)
         if stats.state == "dropping":
             stats.dropped += len(batch)
-            for item in batch:
-                self.discarded.append(item.notification)
+            dropped = [item.notification for item in batch]
+            self.discarded.extend(dropped)
             self.on_event("delivery.dropped", url=url, count=len(batch))
+            self.on_dropped(dropped)
             return
         if stats.state == "throttled" and all(item.attempts == 0 for item in batch):
             for item in batch:
@@ -185,7 +203,12 @@ class Delivery:
         items = list(batch)
         if self.options.reorder:
             self._random.shuffle(items)
-        body = json.dumps({"value": [i.notification for i in items]})
+        collection: dict[str, Any] = {"value": [i.notification for i in items]}
+        apps = sorted({i.app_id for i in items if i.app_id})
+        if apps and self.token_issuer is not None:
+            # One validation token per distinct app (and tenant) in the collection, at its top level.
+            collection["validationTokens"] = [self.token_issuer(app) for app in apps]
+        body = json.dumps(collection)
         started = time.monotonic()
         ok = False
         status = None
@@ -206,15 +229,19 @@ class Delivery:
         stats.failed += len(items)
         for item in items:
             item.attempts += 1
-            if time.monotonic() - item.first_try > self.options.retry_window:
+            if self.monotonic() - item.first_try > self.options.retry_window:
                 self.discarded.append(item.notification)
+                self.on_event("delivery.discarded", url=url, count=1)
+                continue
+            if stats.state == "throttled":  # a throttled endpoint's failures are retried after 10 minutes
+                self._reschedule(item, self.options.throttle_delay)
                 continue
             delay = min(self.options.max_retry, self.options.first_retry * 2 ** (item.attempts - 1))
             self._reschedule(item, delay * self._random.uniform(0.8, 1.2))
 
     def _reschedule(self, item: _Pending, delay: float) -> None:
         with self._cond:
-            item.due = time.monotonic() + delay
+            item.due = self.monotonic() + delay
             item.seq = next(self._seq)
             heapq.heappush(self._heap, item)
             self._cond.notify()

@@ -62,3 +62,100 @@ def require_roles(*any_of: str) -> Callable:
 def has_full_read() -> bool:
     """Mail.Read or Mail.ReadWrite: body, attachments and sub-folders are visible."""
     return bool(g.roles & {"Mail.Read", "Mail.ReadWrite"})
+
+
+# --- helpers shared by the mail blueprints --------------------------------------------------------
+BASIC_HIDDEN = {"body", "bodyPreview", "uniqueBody", "attachments", "internetMessageHeaders"}
+DEFAULT_PAGE, MAX_PAGE = 10, 1000  # Outlook collections: 10 items per page unless $top says otherwise
+
+
+def emulator() -> Any:
+    """The Emulator serving this request."""
+    return current_app.config["EMULATOR"]
+
+
+def prefer(name: str) -> str | None:
+    """The value of one ``Prefer`` preference (``IdType``, ``odata.maxpagesize``, ...), unquoted."""
+    for header in request.headers.getlist("Prefer"):
+        for part in header.split(","):
+            key, _, value = part.strip().partition("=")
+            if key.strip().lower() == name.lower():
+                return value.strip().strip('"') or ""
+    return None
+
+
+def prefers_immutable() -> bool:
+    """``Prefer: IdType="ImmutableId"`` (https://learn.microsoft.com/graph/outlook-immutable-id)."""
+    return (prefer("IdType") or "").lower() == "immutableid"
+
+
+def csv_arg(name: str) -> list[str] | None:
+    value = request.args.get(name)
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def not_found_item():
+    return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+
+def invalid_user(ref: str):
+    return graph_error(404, "ErrorInvalidUser", f"The requested user '{ref}' is invalid.")
+
+
+def render_message(message: dict[str, Any], fields: list[str] | None = None, expand: list[str] | None = None,
+                   immutable: bool | None = None) -> dict[str, Any]:
+    """Serialize a message honouring $select, $expand=attachments, immutable ids and permissions."""
+    from .mailstore import select
+
+    out = select(message, fields)
+    if immutable if immutable is not None else prefers_immutable():
+        out["id"] = message["_immutableId"]
+    if not has_full_read():
+        for key in BASIC_HIDDEN:
+            out.pop(key, None)
+    if expand and any(e.split("(")[0].lower() == "attachments" for e in expand):
+        if not has_full_read():
+            raise PermissionError("attachments need Mail.Read")
+        out["attachments"] = [attachment_view(a) for a in message["attachments"]]
+    return out
+
+
+def attachment_view(attachment: dict[str, Any], expand_item: bool = False) -> dict[str, Any]:
+    """An attachment as listed: itemAttachment's inner item only when expanded."""
+    import copy
+
+    out = copy.deepcopy(attachment)
+    if out["@odata.type"] == "#microsoft.graph.itemAttachment":
+        if expand_item:
+            out["item"] = {k: v for k, v in out["item"].items() if not k.startswith("_") and k != "attachments"}
+        else:
+            out.pop("item", None)
+    return out
+
+
+def page_size(default: int = DEFAULT_PAGE, maximum: int = MAX_PAGE) -> int:
+    """``$top`` (or ``Prefer: odata.maxpagesize``), clamped to Graph's maximum."""
+    raw = request.args.get("$top") or prefer("odata.maxpagesize")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"Invalid value '{raw}' for $top.") from None
+    if value < 0:
+        raise ValueError(f"Invalid value '{raw}' for $top.")
+    return min(value, maximum)
+
+
+def next_link(changes: dict[str, Any]) -> str:
+    """This request's URL with some query options replaced (``None`` removes one)."""
+    from urllib.parse import quote, urlencode
+
+    args = dict(request.args.items())
+    for key, value in changes.items():
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = str(value)
+    query = urlencode(args, safe="$,'():@", quote_via=quote)  # Graph leaves $ and OData punctuation as is
+    return f"{request.base_url}?{query}" if args else request.base_url

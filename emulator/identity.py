@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import hmac
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,7 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 # The app id Microsoft Graph's change-notification publisher signs as (graph-protocol.md §4).
 GRAPH_NOTIFICATION_APPID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 TOKEN_LIFETIME = 3599  # seconds, as in Microsoft's replies
+CLOCK_SKEW = 300  # s of leeway on nbf/exp, as Microsoft's validators allow
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -40,13 +41,16 @@ class App:
     secret: str | None = None
     secret_expires: dt.datetime | None = None
     certificates: list[x509.Certificate] = field(default_factory=list)
+    disabled: bool = False
     roles: tuple[str, ...] = ("Mail.Read", "Mail.ReadWrite", "Mail.Send", "MailboxSettings.ReadWrite", "User.Read.All")
 
     def thumbprints(self) -> dict[str, x509.Certificate]:
-        return {
-            base64.urlsafe_b64encode(c.fingerprint(hashes.SHA1())).decode().rstrip("="): c
-            for c in self.certificates
-        }
+        """Registered certificates by base64url SHA-1 (``x5t``) and SHA-256 (``x5t#S256``) thumbprint."""
+        out = {}
+        for cert in self.certificates:
+            for algorithm in (hashes.SHA1(), hashes.SHA256()):
+                out[base64.urlsafe_b64encode(cert.fingerprint(algorithm)).decode().rstrip("=")] = cert
+        return out
 
 
 class SigningKey:
@@ -67,14 +71,15 @@ class SigningKey:
         jwk.update({"kid": self.kid, "x5t": self.kid, "use": "sig"})
         return {"keys": [jwk]}
 
-    def verify(self, token: str, audience: str) -> dict[str, Any]:
-        return jwt.decode(token, self.private.public_key(), algorithms=["RS256"], audience=audience)
 
 
 class Directory:
     """The tenant: its id, app registrations and the key that signs its tokens."""
 
-    def __init__(self, tenant_id: str) -> None:
+    def __init__(self, tenant_id: str, clock: Any = None) -> None:
+        from .clock import as_clock
+
+        self.clock = as_clock(clock)
         self.tenant_id = tenant_id
         self.apps: dict[str, App] = {}
         self.key = SigningKey()
@@ -86,7 +91,8 @@ class Directory:
         return app
 
     def issue_access_token(self, app: App, now: float | None = None) -> str:
-        now = int(now if now is not None else time.time())
+        """An app-only access token for Graph, dated by the emulator's clock."""
+        now = int(now if now is not None else self.clock.time())
         with self._lock:
             self.tokens_issued += 1
         return self.key.sign({
@@ -99,8 +105,8 @@ class Directory:
         })
 
     def issue_validation_token(self, client_id: str, now: float | None = None) -> str:
-        """A rich-notification validation token (graph-protocol.md §4)."""
-        now = int(now if now is not None else time.time())
+        """A rich-notification validation token (graph-protocol.md §4), dated by the emulator's clock."""
+        now = int(now if now is not None else self.clock.time())
         return self.key.sign({
             "aud": client_id,
             "iss": f"https://sts.windows.net/{self.tenant_id}/",
@@ -111,7 +117,15 @@ class Directory:
         })
 
     def verify_access_token(self, token: str) -> dict[str, Any]:
-        return self.key.verify(token, GRAPH_AUDIENCE)
+        """Check signature and audience, then ``nbf``/``exp`` against the emulator's clock."""
+        claims = jwt.decode(token, self.key.private.public_key(), algorithms=["RS256"], audience=GRAPH_AUDIENCE,
+                            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False})
+        now = self.clock.time()
+        if claims.get("exp", 0) <= now - CLOCK_SKEW:
+            raise jwt.ExpiredSignatureError("Signature has expired")
+        if claims.get("nbf", 0) > now + CLOCK_SKEW:
+            raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
+        return claims
 
 
 def aad_error(status: int, error: str, code: int, description: str):
@@ -181,22 +195,31 @@ def keys(tenant: str):
 
 
 def _check_assertion(app: App, assertion: str, audience: str):
-    """Verify a certificate client assertion (RFC 7523, Microsoft's certificate credentials)."""
+    """Verify a certificate client assertion (RFC 7523; Microsoft's certificate credentials).
+
+    MSAL signs with PS256 and ``x5t#S256`` when it knows the certificate, else RS256 and ``x5t``.
+    The assertion's ``exp``/``nbf`` are checked against wall time: the client dates it by its own
+    clock, which the emulator's injectable clock does not move.
+    """
     try:
         header = jwt.get_unverified_header(assertion)
     except jwt.PyJWTError:
-        return "AADSTS50027", "JWT token is invalid or malformed."
-    thumb = header.get("x5t")
+        return 50027, "JWT token is invalid or malformed."
+    thumb = header.get("x5t#S256") or header.get("x5t")
     cert = app.thumbprints().get((thumb or "").rstrip("="))
     if cert is None:
-        return "AADSTS700027", f"The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumb}']"
+        return 700027, f"The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumb}']"
     try:
         claims = jwt.decode(assertion, cert.public_key(), algorithms=["RS256", "PS256"], audience=audience,
-                            options={"require": ["exp", "aud", "iss", "sub"]})
+                            options={"require": ["exp", "aud", "iss", "sub"]}, leeway=CLOCK_SKEW)
+    except jwt.InvalidAudienceError:
+        return 700027, f"Client assertion contains an invalid audience; expected '{audience}'."  # code inferred
+    except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError):
+        return 700024, "Client assertion is not within its valid time range."
     except jwt.PyJWTError as exc:
-        return "AADSTS700027", f"Client assertion failed signature validation. ({exc.__class__.__name__})"
+        return 700027, f"Client assertion failed signature validation. ({exc.__class__.__name__})"
     if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
-        return "AADSTS700023", "Client assertion audience or issuer claim does not match."
+        return 700023, "Client assertion audience or issuer claim does not match."
     return None
 
 
@@ -204,7 +227,7 @@ def _check_assertion(app: App, assertion: str, audience: str):
 def token(tenant: str):
     emulator = current_app.config["EMULATOR"]
     directory = emulator.directory
-    emulator.faults.maybe_fail("token")
+    emulator.faults.maybe_fail("token", request.method, request.path)
     form = request.form
     if tenant != directory.tenant_id:
         return aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
@@ -217,16 +240,18 @@ def token(tenant: str):
     if GRAPH_SCOPE not in scope.split():
         return aad_error(400, "invalid_scope", 1002012, f"The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
     app = directory.apps.get(client_id)
+    if app is not None and app.disabled:
+        return aad_error(400, "unauthorized_client", 7000112, f"Application '{client_id}' is disabled.")
     if app is None:
         return aad_error(400, "unauthorized_client", 700016, f"Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.")
     secret = form.get("client_secret")
     assertion = form.get("client_assertion")
     if secret is not None:
-        import hmac
-
+        # A wrong secret is HTTP 401 invalid_client AADSTS7000215: that is what Microsoft really
+        # answers (observed), although RFC 6749 §5.2 would allow 400 as well.
         if app.secret is None or not hmac.compare_digest(secret.encode(), app.secret.encode()):
             return aad_error(401, "invalid_client", 7000215, f"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.")
-        if app.secret_expires and app.secret_expires < dt.datetime.now(dt.timezone.utc):
+        if app.secret_expires and app.secret_expires < directory.clock.now():
             return aad_error(401, "invalid_client", 7000222, f"The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app.")
     elif assertion is not None:
         if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
@@ -234,7 +259,7 @@ def token(tenant: str):
         problem = _check_assertion(app, assertion, request.base_url)
         if problem:
             code, text = problem
-            return aad_error(401, "invalid_client", int(code[6:]), text)
+            return aad_error(401, "invalid_client", code, text)
     else:
         return aad_error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
     access = directory.issue_access_token(app)

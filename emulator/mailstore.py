@@ -3,6 +3,12 @@
 Property names follow the Graph ``message`` resource
 (https://learn.microsoft.com/graph/api/resources/message) so that the
 worker code reads exactly what it would read from Microsoft.
+
+Keys that start with ``_`` are the emulator's own bookkeeping and never
+serialized: ``_immutableId`` (the id that survives moves, served when the
+client sends ``Prefer: IdType="ImmutableId"``) and ``_seq`` (the store-wide
+change counter that delta queries compare against). A message removed from a
+folder leaves a tombstone there so delta can report ``@removed``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import secrets
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 # Graph's well-known folder names (https://learn.microsoft.com/graph/api/resources/mailfolder)
 WELL_KNOWN_FOLDERS = {
@@ -26,8 +32,12 @@ WELL_KNOWN_FOLDERS = {
     "junkemail": "Junk Email",
     "archive": "Archive",
     "outbox": "Outbox",
-    "recoverableitemsdeletions": "Recoverable Items Deletions",
+    "conversationhistory": "Conversation History",
 }
+# Outside the visible folder tree: where DELETE puts a message (a soft delete into the
+# Recoverable Items "Deletions" folder), and the "Purges" folder of permanentDelete.
+RECOVERABLE = "recoverableitemsdeletions"
+PURGES = "recoverableitemspurges"
 
 
 def graph_id(prefix: str = "AAMk") -> str:
@@ -44,39 +54,62 @@ class NotFound(KeyError):
     """The user, folder, message or attachment does not exist."""
 
 
+class Conflict(ValueError):
+    """The folder to create already exists under that parent."""
+
+
 @dataclass
 class Folder:
+    """A mail folder; ``removed`` holds tombstones ``{regular id: (seq, immutable id)}`` for delta."""
+
     id: str
     display_name: str
     parent_id: str | None
     well_known: str | None = None
+    hidden: bool = False
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    removed: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def to_graph(self, user: "User") -> dict[str, Any]:
-        children = [f for f in user.folders.values() if f.parent_id == self.id]
+        """The ``mailFolder`` resource."""
         return {
             "id": self.id,
             "displayName": self.display_name,
             "parentFolderId": self.parent_id,
-            "childFolderCount": len(children),
-            "totalItemCount": len(self.messages),
+            "childFolderCount": sum(1 for f in user.folders.values() if f.parent_id == self.id and not f.hidden),
             "unreadItemCount": sum(1 for m in self.messages.values() if not m["isRead"]),
+            "totalItemCount": len(self.messages),
+            "sizeInBytes": sum(len(m["body"]["content"]) for m in self.messages.values()),
+            "isHidden": self.hidden,
         }
 
 
 @dataclass
 class User:
+    """A mailbox owner with Outlook's default folders."""
+
     id: str
     mail: str
     display_name: str
     folders: dict[str, Folder] = field(default_factory=dict)
+    # any message id (regular or immutable) -> (folder id, regular id)
+    index: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def to_graph(self) -> dict[str, Any]:
+        """The ``user`` resource (the properties Graph returns by default)."""
+        given, _, surname = self.display_name.partition(" ")
         return {
-            "id": self.id,
+            "businessPhones": [],
             "displayName": self.display_name,
+            "givenName": given or None,
+            "jobTitle": None,
             "mail": self.mail,
+            "mobilePhone": None,
+            "officeLocation": None,
+            "preferredLanguage": "en-US",
+            "surname": surname or None,
             "userPrincipalName": self.mail,
+            "id": self.id,
         }
 
     def folder(self, ref: str) -> Folder:
@@ -96,32 +129,49 @@ class User:
     def root_id(self) -> str:
         return next(f.id for f in self.folders.values() if f.well_known == "msgfolderroot")
 
+    def children(self, parent_id: str, include_hidden: bool = False) -> list[Folder]:
+        return [f for f in self.folders.values() if f.parent_id == parent_id and (include_hidden or not f.hidden)]
+
     def find_message(self, message_id: str) -> tuple[Folder, dict[str, Any]]:
-        for f in self.folders.values():
-            if message_id in f.messages:
-                return f, f.messages[message_id]
-        raise NotFound(f"message {message_id!r}")
+        """The folder and message for a regular or immutable id (purged messages are gone)."""
+        try:
+            folder_id, regular = self.index[message_id]
+        except KeyError:
+            raise NotFound(f"message {message_id!r}") from None
+        folder = self.folders[folder_id]
+        return folder, folder.messages[regular]
+
+    def visible_messages(self) -> list[dict[str, Any]]:
+        """Messages in every mail folder (``/users/{id}/messages``): not Recoverable Items."""
+        return [m for f in self.folders.values() if not f.hidden for m in f.messages.values()]
 
 
 def _recipient(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         if "emailAddress" in value:
-            return value
+            email = value["emailAddress"]
+            return {"emailAddress": {"name": email.get("name") or email["address"], "address": email["address"]}}
         return {"emailAddress": {"name": value.get("name", value["address"]), "address": value["address"]}}
     return {"emailAddress": {"name": str(value), "address": str(value)}}
 
 
-def make_attachment(spec: dict[str, Any]) -> dict[str, Any]:
-    """Build a Graph attachment from a short spec (``kind`` file/item/reference)."""
-    kind = spec.get("kind", "file")
+def make_attachment(spec: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
+    """Build a Graph attachment from a short spec (``kind`` file/item/reference) or a Graph attachment."""
+    kind = spec.get("kind") or {
+        "#microsoft.graph.fileAttachment": "file", "#microsoft.graph.itemAttachment": "item",
+        "#microsoft.graph.referenceAttachment": "reference",
+    }.get(spec.get("@odata.type", ""), "file")
     base = {
         "id": graph_id("AAMkATT"),
-        "lastModifiedDateTime": isoformat(dt.datetime.now(dt.timezone.utc)),
+        "lastModifiedDateTime": isoformat(now or dt.datetime.now(dt.timezone.utc)),
         "name": spec["name"],
         "isInline": bool(spec.get("isInline", False)),
     }
     if kind == "file":
-        content: bytes = spec["content"] if isinstance(spec["content"], bytes) else spec["content"].encode()
+        if "contentBytes" in spec:
+            content = base64.b64decode(spec["contentBytes"])
+        else:
+            content = spec["content"] if isinstance(spec["content"], bytes) else spec["content"].encode()
         base.update({
             "@odata.type": "#microsoft.graph.fileAttachment",
             "contentType": spec.get("contentType", "application/octet-stream"),
@@ -135,7 +185,7 @@ def make_attachment(spec: dict[str, Any]) -> dict[str, Any]:
             "@odata.type": "#microsoft.graph.itemAttachment",
             "contentType": None,
             "size": 0,
-            "item": build_message(spec["item"]),
+            "item": build_message(spec["item"], now),
         })
     elif kind == "reference":
         base.update({
@@ -156,12 +206,20 @@ def build_message(spec: dict[str, Any], now: dt.datetime | None = None) -> dict[
     sender = _recipient(spec.get("from", "sender@example.com"))
     body_html = spec.get("html")
     body_text = spec.get("body", "")
-    body = {"contentType": "html", "content": body_html} if body_html else {"contentType": "text", "content": body_text}
-    preview_source = body_text or (body_html or "")
-    headers = [{"name": k, "value": v} for k, v in spec.get("headers", {}).items()]
+    if isinstance(body_text, dict):  # a Graph itemBody
+        body = {"contentType": body_text.get("contentType", "text").lower(), "content": body_text.get("content", "")}
+        body_text = body["content"] if body["contentType"] == "text" else ""
+        body_html = body["content"] if body["contentType"] == "html" else None
+    else:
+        body = {"contentType": "html", "content": body_html} if body_html else {"contentType": "text", "content": body_text}
+    preview_source = body_text or _strip_tags(body_html or "")
+    headers = spec.get("headers") or spec.get("internetMessageHeaders") or {}
+    if isinstance(headers, dict):
+        headers = [{"name": k, "value": v} for k, v in headers.items()]
     message_id = spec.get("internetMessageId") or f"<{uuid.uuid4().hex}@{sender['emailAddress']['address'].split('@')[-1]}>"
-    attachments = [make_attachment(a) for a in spec.get("attachments", [])]
+    attachments = [make_attachment(a, now) for a in spec.get("attachments", [])]
     received = spec.get("receivedDateTime") or isoformat(now)
+    subject = spec.get("subject", "")
     return {
         "id": graph_id(),
         "createdDateTime": received,
@@ -172,36 +230,67 @@ def build_message(spec: dict[str, Any], now: dt.datetime | None = None) -> dict[
         "sentDateTime": spec.get("sentDateTime", received),
         "hasAttachments": any(not a["isInline"] for a in attachments),
         "internetMessageId": message_id,
-        "subject": spec.get("subject", ""),
+        "subject": subject,
         "bodyPreview": " ".join(preview_source.split())[:255],
         "importance": spec.get("importance", "normal"),
         "parentFolderId": None,
-        "conversationId": "AAQk" + hashlib.sha1(spec.get("subject", "").encode()).hexdigest(),
+        "conversationId": spec.get("conversationId") or "AAQk" + hashlib.sha1(_thread_topic(subject).encode()).hexdigest(),
         "isDeliveryReceiptRequested": False,
         "isReadReceiptRequested": False,
         "isRead": bool(spec.get("isRead", False)),
-        "isDraft": False,
+        "isDraft": bool(spec.get("isDraft", False)),
         "webLink": "https://outlook.office365.com/owa/?ItemID=" + uuid.uuid4().hex,
         "inferenceClassification": "focused",
         "body": body,
-        "sender": sender,
+        "sender": _recipient(spec["sender"]) if spec.get("sender") else sender,
         "from": sender,
-        "toRecipients": [_recipient(r) for r in spec.get("to", [])],
-        "ccRecipients": [_recipient(r) for r in spec.get("cc", [])],
-        "bccRecipients": [_recipient(r) for r in spec.get("bcc", [])],
+        "toRecipients": [_recipient(r) for r in spec.get("to", spec.get("toRecipients", []))],
+        "ccRecipients": [_recipient(r) for r in spec.get("cc", spec.get("ccRecipients", []))],
+        "bccRecipients": [_recipient(r) for r in spec.get("bcc", spec.get("bccRecipients", []))],
         "replyTo": [_recipient(r) for r in spec.get("replyTo", [])],
         "flag": {"flagStatus": "notFlagged"},
         "internetMessageHeaders": headers,
         "attachments": attachments,
+        "_immutableId": graph_id("AAkAL"),
+        "_seq": 0,
     }
 
 
-class MailStore:
-    """Users and their mailboxes; thread-safe."""
+def _strip_tags(html: str) -> str:
+    import re
 
-    def __init__(self) -> None:
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def _thread_topic(subject: str) -> str:
+    import re
+
+    return re.sub(r"^\s*((re|fw|fwd)\s*:\s*)+", "", subject, flags=re.IGNORECASE).lower()
+
+
+# The properties of a message resource, for $select / $filter validation.
+MESSAGE_PROPERTIES = tuple(k for k in build_message({}) if not k.startswith("_")) + ("uniqueBody",)
+
+
+class MailStore:
+    """Users and their mailboxes; every mutation goes through here under one lock."""
+
+    def __init__(self, now: Callable[[], dt.datetime] | None = None) -> None:
         self.lock = threading.RLock()
         self.users: dict[str, User] = {}
+        self.purged: list[dict[str, Any]] = []  # what permanentDelete put in Purges, for assertions
+        self._seq = 0
+        self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    @property
+    def seq(self) -> int:
+        """The latest change number handed out (delta watermarks compare against it)."""
+        return self._seq
+
+    def _next(self) -> int:
+        with self.lock:
+            self._seq += 1
+            return self._seq
 
     def add_user(self, address: str, display_name: str | None = None, user_id: str | None = None) -> User:
         """Create a user with Outlook's default folders; idempotent on the address."""
@@ -215,6 +304,9 @@ class MailStore:
             user.folders[root.id] = root
             for wk, name in WELL_KNOWN_FOLDERS.items():
                 f = Folder(graph_id("AAMkFLD"), name, root.id, wk)
+                user.folders[f.id] = f
+            for wk, name in ((RECOVERABLE, "Deletions"), (PURGES, "Purges")):
+                f = Folder(graph_id("AAMkFLD"), name, None, wk, hidden=True)
                 user.folders[f.id] = f
             self.users[user.id] = user
             return user
@@ -235,19 +327,80 @@ class MailStore:
         with self.lock:
             user = self.user(user_ref)
             target = user.folder(folder)
-            message = build_message(spec)
-            message["parentFolderId"] = target.id
-            if not message["toRecipients"]:
+            message = build_message(spec, self.now())
+            if not message["toRecipients"] and not spec.get("isDraft"):
                 message["toRecipients"] = [_recipient({"address": user.mail, "name": user.display_name})]
-            target.messages[message["id"]] = message
+            self.insert(user, target, message)
             return user, target, message
+
+    def insert(self, user: User, folder: Folder, message: dict[str, Any]) -> dict[str, Any]:
+        """Put ``message`` in ``folder`` as a change (new ``_seq``)."""
+        with self.lock:
+            message["parentFolderId"] = folder.id
+            message["_seq"] = self._next()
+            folder.messages[message["id"]] = message
+            folder.removed.pop(message["id"], None)
+            user.index[message["id"]] = user.index[message["_immutableId"]] = (folder.id, message["id"])
+            return message
+
+    def remove(self, user: User, message: dict[str, Any]) -> Folder:
+        """Take ``message`` out of its folder, leaving a tombstone; return the folder it left."""
+        with self.lock:
+            folder = user.folders[message["parentFolderId"]]
+            del folder.messages[message["id"]]
+            folder.removed[message["id"]] = (self._next(), message["_immutableId"])
+            user.index.pop(message["id"], None)
+            user.index.pop(message["_immutableId"], None)
+            return folder
+
+    def touch(self, message: dict[str, Any]) -> None:
+        """Record an update: new changeKey, lastModifiedDateTime and ``_seq``."""
+        with self.lock:
+            message["changeKey"] = base64.b64encode(secrets.token_bytes(12)).decode()
+            message["lastModifiedDateTime"] = isoformat(self.now())
+            message["_seq"] = self._next()
+
+    def move(self, user: User, message: dict[str, Any], destination: Folder) -> tuple[Folder, dict[str, Any]]:
+        """Move to ``destination``; the moved item gets a new (regular) id, its immutable id stays."""
+        with self.lock:
+            source = self.remove(user, message)
+            moved = dict(message)
+            moved["id"] = graph_id()
+            moved["changeKey"] = base64.b64encode(secrets.token_bytes(12)).decode()
+            moved["lastModifiedDateTime"] = isoformat(self.now())
+            self.insert(user, destination, moved)
+            return source, moved
+
+    def copy(self, user: User, message: dict[str, Any], destination: Folder) -> dict[str, Any]:
+        """A copy in ``destination`` with new ids (regular and immutable)."""
+        with self.lock:
+            clone = copy.deepcopy(message)
+            clone["id"], clone["_immutableId"] = graph_id(), graph_id("AAkAL")
+            clone["createdDateTime"] = clone["lastModifiedDateTime"] = isoformat(self.now())
+            return self.insert(user, destination, clone)
+
+    def purge(self, user: User, message: dict[str, Any]) -> Folder:
+        """permanentDelete: out of every visible folder, into Purges (kept in ``purged``)."""
+        with self.lock:
+            source = self.remove(user, message)
+            self.purged.append(message)
+            return source
+
+    def create_folder(self, user: User, parent: Folder, name: str, hidden: bool = False) -> Folder:
+        """A child folder of ``parent``; :class:`Conflict` if a sibling has that name."""
+        with self.lock:
+            if any(f.display_name.lower() == name.lower() for f in user.folders.values() if f.parent_id == parent.id):
+                raise Conflict(name)
+            folder = Folder(graph_id("AAMkFLD"), name, parent.id, hidden=hidden)
+            user.folders[folder.id] = folder
+            return folder
 
 
 def select(resource: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
     """Apply ``$select`` (case-insensitive, as Graph does); ``id`` is always returned."""
     if not fields:
-        out = {k: v for k, v in resource.items() if k != "attachments"}
+        out = {k: v for k, v in resource.items() if k != "attachments" and not k.startswith("_")}
     else:
         wanted = {f.strip().lower() for f in fields if f.strip()} | {"id"}
-        out = {k: v for k, v in resource.items() if k.lower() in wanted and k != "attachments"}
+        out = {k: v for k, v in resource.items() if k.lower() in wanted and k != "attachments" and not k.startswith("_")}
     return copy.deepcopy(out)

@@ -6,6 +6,7 @@ Python API (tests, demo, benchmarks)::
     emu.start()                        # https://127.0.0.1:<port>, CA at emu.ca_path
     emu.add_user("alice@contoso.com")
     emu.deliver("alice@contoso.com", {"subject": "Hi", "from": "bob@fabrikam.com"})
+    emu.advance(3600)                  # an hour later: expiry, reauthorization notices, retries
     emu.stop()
 
 The same operations are exposed over HTTP under ``/_emulator`` (see ``admin.py``).
@@ -25,23 +26,28 @@ import time
 import uuid
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import requests
 from flask import Flask, g, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import admin, identity, mail, subscriptions
+from . import actions, admin, folders, identity, messages, subscriptions
+from .clock import Clock, as_clock
 from .delivery import Delivery, DeliveryOptions
 from .faults import ConnectionReset, Faults
 from .graphapi import authenticate
 from .identity import App, Directory
 from .mailstore import MailStore
+from .notify import LIFECYCLE_EVENTS, change_notification, lifecycle_notification, reauthorization_due
 from .pki import CertificateAuthority
-from .richcrypto import encrypt_resource, load_certificate
-from .subscriptions import SubscriptionStore, format_time
+from .richcrypto import load_certificate
+from .subscriptions import Subscription, SubscriptionStore
 
 log = logging.getLogger(__name__)
+
+TICK_INTERVAL = 1.0  # s of real time between background checks for expiry and due notices
+REAUTHORIZATION_GRACE = 15 * 60.0  # s after a reauthorizationRequired before delivery pauses (not documented)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -52,7 +58,13 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class Emulator:
-    """A local Microsoft Graph and identity platform for one tenant."""
+    """A local Microsoft Graph and identity platform for one tenant.
+
+    Knobs (attributes, change them any time): ``expiry_mode`` ("reject" or "clamp" beyond the
+    maximum lifetime), ``revalidate_on_patch``, ``reauthorization_grace`` (s),
+    ``authorization_lifetime`` (s, or None to tie authorization to the subscription's expiry),
+    ``delivery.options`` (:class:`DeliveryOptions`), ``faults`` and ``throttle``.
+    """
 
     def __init__(
         self,
@@ -65,29 +77,37 @@ class Emulator:
         port: int = 0,
         expiry_mode: str = "reject",
         delivery: DeliveryOptions | None = None,
+        clock: Clock | Callable[[], float] | None = None,
     ) -> None:
         if expiry_mode not in ("reject", "clamp"):
             raise ValueError(f"expiry_mode must be 'reject' or 'clamp', got {expiry_mode!r}")
+        self.clock = as_clock(clock)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="graphhook-emulator-"))
         self.ca = CertificateAuthority(self.workdir)
-        self.directory = Directory(tenant_id or str(uuid.uuid4()))
+        self.directory = Directory(tenant_id or str(uuid.uuid4()), clock=self.clock)
         self.app_registration = self.directory.add_app(
             App(client_id=client_id or str(uuid.uuid4()), secret=client_secret or secrets.token_urlsafe(30))
         )
-        self.mail = MailStore()
-        self.subscriptions = SubscriptionStore()
+        self.mail = MailStore(now=self.clock.now)
+        self.subscriptions = SubscriptionStore(monotonic=self.clock.monotonic)
         self.faults = Faults()
         self.expiry_mode = expiry_mode
         self.revalidate_on_patch = False
+        self.reauthorization_grace = REAUTHORIZATION_GRACE
+        self.authorization_lifetime: float | None = None
         self.outbound = requests.Session()
         self.outbound.trust_env = False  # never route loopback deliveries through a proxy
         self.outbound_verify: Any = str(self.ca.cert_path)
-        self.delivery = Delivery(self.outbound, self.outbound_verify, delivery, on_event=self.record)
+        self.delivery = Delivery(self.outbound, self.outbound_verify, delivery, on_event=self.record,
+                                 monotonic=self.clock.monotonic, token_issuer=self.directory.issue_validation_token,
+                                 on_dropped=self._dropped)
         self.request_log: deque[dict[str, Any]] = deque(maxlen=100_000)
         self.events: deque[dict[str, Any]] = deque(maxlen=100_000)
+        self.outbound_mail: list[dict[str, Any]] = []  # mail sent to addresses outside the tenant
         self._host, self._port = host, port
         self._server = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.app = self._build_app()
 
     # --- identity facts clients need -------------------------------------------------------
@@ -129,14 +149,19 @@ class Emulator:
             "REQUESTS_CA_BUNDLE": str(self.ca_path),
         }
 
+    def requests(self, method: str | None = None, path: str | None = None, status: int | None = None) -> list[dict[str, Any]]:
+        """Entries of ``request_log`` matching a method, a path substring and a status."""
+        return [r for r in list(self.request_log)
+                if (method is None or r["method"] == method.upper())
+                and (path is None or path in r["path"])
+                and (status is None or r["status"] == status)]
+
     # --- the web app -------------------------------------------------------------------------
     def _build_app(self) -> Flask:
         app = Flask("graphhook-emulator")
         app.config["EMULATOR"] = self
-        app.register_blueprint(identity.bp)
-        app.register_blueprint(subscriptions.bp)
-        app.register_blueprint(mail.bp)
-        app.register_blueprint(admin.bp)
+        for module in (identity, subscriptions, folders, messages, actions, admin):
+            app.register_blueprint(module.bp)
 
         @app.before_request
         def _before():
@@ -145,7 +170,7 @@ class Emulator:
                 error = authenticate()
                 if error is not None:
                     return error
-                self.faults.maybe_fail("graph")
+                self.faults.maybe_fail("graph", request.method, request.path)
             return None
 
         @app.after_request
@@ -153,7 +178,8 @@ class Emulator:
             if not request.path.startswith("/_emulator"):
                 self.request_log.append({
                     "method": request.method, "path": request.path, "query": request.query_string.decode(),
-                    "status": response.status_code, "app": g.get("app_id"),
+                    "status": response.status_code, "app": g.get("app_id"), "at": self.clock.time(),
+                    "batch": request.headers.get("X-Emulator-Batch") is not None,
                     "ms": round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 2),
                 })
             return response
@@ -181,9 +207,12 @@ class Emulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="emulator-http", daemon=True)
         self._thread.start()
         self.delivery.start()
+        self._stopping.clear()
+        threading.Thread(target=self._ticker, name="emulator-clock", daemon=True).start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self.delivery.stop()
         if self._server is not None:
             self._server.shutdown()
@@ -198,9 +227,11 @@ class Emulator:
 
     # --- state changes -----------------------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> None:
-        self.events.append({"event": kind, "at": time.time(), **fields})
+        """Append to ``events`` (what the emulator did, for tests and the control API)."""
+        self.events.append({"event": kind, "at": self.clock.time(), **fields})
 
     def add_user(self, address: str, display_name: str | None = None):
+        """Create a mailbox with Outlook's default folders (idempotent)."""
         return self.mail.add_user(address, display_name)
 
     def load_encryption_certificate(self, encoded: str):
@@ -213,44 +244,43 @@ class Emulator:
         self.notify_change(user.id, target.id, message, "created")
         return message
 
-    def notify_change(self, user_id: str, folder_id: str, message: dict[str, Any], change: str) -> int:
-        """Queue a change notification for every subscription watching this folder; return how many."""
-        user = self.mail.users[user_id]
-        folder = user.folders[folder_id]
-        aliases = {folder.display_name.lower(), folder.well_known or ""}
-        subs = self.subscriptions.matching(user_id, folder_id, aliases, change)
-        for sub in subs:
-            resource = f"Users/{user_id}/Messages/{message['id']}"
-            notification: dict[str, Any] = {
-                "subscriptionId": sub.id,
-                "subscriptionExpirationDateTime": format_time(sub.expiration),
-                "changeType": change,
-                "resource": resource,
-                "resourceData": {
-                    "@odata.type": "#Microsoft.Graph.Message",
-                    "@odata.id": resource,
-                    "@odata.etag": f'W/"{message["changeKey"]}"',
-                    "id": message["id"],
-                },
-                "clientState": sub.client_state,
-                "tenantId": self.tenant_id,
-            }
-            if sub.include_resource_data and sub.encryption_certificate:
-                fields = _selected_fields(sub.resource)
-                data = {k: v for k, v in message.items() if k in fields or k == "id"}
-                data["@odata.type"] = "#Microsoft.Graph.Message"
-                data["@odata.id"] = resource
-                notification["encryptedContent"] = encrypt_resource(
-                    data, load_certificate(sub.encryption_certificate), sub.encryption_certificate_id or ""
-                )
-                notification["validationTokens"] = [self.directory.issue_validation_token(sub.application_id)]
-            self.delivery.submit(sub.notification_url, notification)
-        return len(subs)
+    def notify_change(self, user_id: str, folder_id: str, message: dict[str, Any], change: str,
+                      before: dict[str, Any] | None = None) -> int:
+        """Queue a change notification for every subscription watching this folder; return how many.
+
+        A subscription whose resource has a ``$filter`` hears only about matching messages; an
+        update that makes a message stop matching is a ``deleted`` for it (graph-protocol.md §1).
+        """
+        folder = self.mail.users[user_id].folders[folder_id]
+        now = self.clock.now()
+        sent = 0
+        for sub in self.subscriptions.watching(user_id, folder_id, folder.hidden, now):
+            kind, wanted = change, {change}
+            if change == "updated" and before is not None and sub.matches(before) and not sub.matches(message):
+                kind, wanted = "deleted", {"updated", "deleted"}
+            elif not sub.matches(message):
+                continue
+            if not wanted & set(sub.change_types):
+                continue
+            if sub.paused(now):
+                sub.lost += 1
+                self.record("notification.paused", id=sub.id, changeType=kind)
+                continue
+            item = change_notification(sub, self.tenant_id, user_id, message, kind)
+            rich = sub.application_id if "encryptedContent" in item else None
+            self.delivery.submit(sub.notification_url, item, app_id=rich)
+            sent += 1
+        return sent
 
     def lifecycle(self, subscription_id: str, event: str) -> None:
-        """Send a lifecycle event (``reauthorizationRequired``, ``subscriptionRemoved``, ``missed``)."""
-        if event not in ("reauthorizationRequired", "subscriptionRemoved", "missed"):
+        """Send a lifecycle event (``reauthorizationRequired``, ``subscriptionRemoved``, ``missed``) now.
+
+        ``reauthorizationRequired`` also starts the grace period after which delivery pauses;
+        ``subscriptionRemoved`` deletes the subscription.
+        """
+        if event not in LIFECYCLE_EVENTS:
             raise ValueError(f"unknown lifecycle event {event!r}")
+        now = self.clock.now()
         with self.subscriptions.lock:
             sub = self.subscriptions.items.get(subscription_id)
             if sub is None:
@@ -258,33 +288,66 @@ class Emulator:
             if event == "subscriptionRemoved":
                 del self.subscriptions.items[subscription_id]
             elif event == "reauthorizationRequired":
+                if not sub.reauthorization_required:
+                    sub.pause_at = now + dt.timedelta(seconds=self.reauthorization_grace)
                 sub.reauthorization_required = True
-        url = sub.lifecycle_url or sub.notification_url
-        self.delivery.submit(url, {
-            "subscriptionId": sub.id,
-            "subscriptionExpirationDateTime": format_time(sub.expiration),
-            "tenantId": self.tenant_id,
-            "clientState": sub.client_state,
-            "lifecycleEvent": event,
-        })
+        self._send_lifecycle(sub, event)
+
+    def _send_lifecycle(self, sub: Subscription, event: str) -> None:
+        if not sub.lifecycle_url:
+            # Lifecycle notifications go only to lifecycleNotificationUrl; without one, Graph has nowhere to send them.
+            self.record("lifecycle.undeliverable", id=sub.id, lifecycleEvent=event)
+            return
+        self.delivery.submit(sub.lifecycle_url, lifecycle_notification(sub, self.tenant_id, event))
         self.record("lifecycle.sent", id=sub.id, lifecycleEvent=event)
+
+    def _dropped(self, notifications: list[dict[str, Any]]) -> None:
+        """Dropped change notifications earn their subscriptions a ``missed`` (graph-protocol.md §3)."""
+        ids = dict.fromkeys(n["subscriptionId"] for n in notifications if n.get("changeType"))
+        for sid in ids:
+            sub = self.subscriptions.items.get(sid)
+            if sub is not None:
+                self._send_lifecycle(sub, "missed")
+
+    # --- time --------------------------------------------------------------------------------
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock forward and run whatever fell due (expiry, reauthorization, retries)."""
+        self.clock.advance(seconds)
+        self.tick()
+
+    def tick(self) -> None:
+        """Expire subscriptions whose time has passed and send the reauthorization notices due."""
+        now = self.clock.now()
+        self.expire_subscriptions(now)
+        due = []
+        with self.subscriptions.lock:
+            for sub in self.subscriptions.items.values():
+                wait = reauthorization_due(sub, now, self.authorization_lifetime)
+                if wait is None:
+                    continue
+                if not sub.reauthorization_required:
+                    sub.pause_at = now + dt.timedelta(seconds=self.reauthorization_grace)
+                sub.reauthorization_required = True
+                sub.next_notice = now + wait
+                due.append(sub)
+        for sub in due:
+            self._send_lifecycle(sub, "reauthorizationRequired")
+        self.delivery.wake()
 
     def expire_subscriptions(self, now: dt.datetime | None = None) -> list[str]:
         """Drop subscriptions past their expiry (Graph stops delivering to them)."""
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or self.clock.now()
         with self.subscriptions.lock:
             gone = [s.id for s in self.subscriptions.items.values() if s.expiration <= now]
             for sid in gone:
                 del self.subscriptions.items[sid]
+        for sid in gone:
+            self.record("subscription.expired", id=sid)
         return gone
 
-
-def _selected_fields(resource: str) -> set[str]:
-    from urllib.parse import parse_qs, urlsplit
-
-    query = parse_qs(urlsplit(resource).query)
-    select = query.get("$select", [""])[0]
-    wanted = {f.strip().lower() for f in select.split(",") if f.strip()}
-    from .mailstore import build_message
-
-    return {k for k in build_message({}) if k.lower() in wanted}
+    def _ticker(self) -> None:
+        while not self._stopping.wait(TICK_INTERVAL):
+            try:
+                self.tick()
+            except Exception:  # keep ticking whatever one tick hit
+                log.exception("emulator tick failed")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import re
-import secrets
 import threading
 import time
 import uuid
@@ -23,7 +22,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from flask import Blueprint, current_app, g, jsonify, request
 
-from .graphapi import graph_error, require_roles
+from .graphapi import graph_error, prefers_immutable, require_roles
+from .query import QueryError, parse_filter, parse_time
+
+__all__ = ["parse_time", "format_time", "Subscription", "SubscriptionStore", "bp"]
 
 MIN_LIFETIME = dt.timedelta(minutes=45)
 MAX_LIFETIME_MESSAGES = dt.timedelta(minutes=10080)
@@ -31,6 +33,7 @@ MAX_LIFETIME_RICH = dt.timedelta(minutes=1440)
 MAX_CLIENT_STATE = 128
 VALIDATION_TIMEOUT = 10.0  # seconds; not configurable at Microsoft (graph-protocol.md §1)
 WRITE_LIMIT, WRITE_WINDOW = 1000, 20.0  # per app per tenant (throttling-subscription-services)
+MAILBOX_LIMIT = 1000  # active Outlook subscriptions per mailbox, all apps together
 CHANGE_TYPES = {"created", "updated", "deleted"}
 
 # users/{id}/messages, users/{id}/mailFolders('Inbox')/messages, users/{id}/mailFolders/{id}/messages, me/...
@@ -40,15 +43,6 @@ RESOURCE_RE = re.compile(
     r"/messages(?:\?(?P<query>.*))?$",
     re.IGNORECASE,
 )
-
-
-def parse_time(value: str) -> dt.datetime:
-    """Parse Graph's ISO 8601 timestamps (``Z`` or an offset, up to 7 fractional digits)."""
-    text = re.sub(r"(\.\d{1,6})\d*", r"\1", value.strip())
-    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
 
 
 def format_time(moment: dt.datetime) -> str:
@@ -73,6 +67,25 @@ class Subscription:
     tls_version: str = "v1_2"
     reauthorization_required: bool = False
     immutable_ids: bool = False
+    authorized_at: dt.datetime | None = None  # created, renewed or reauthorized
+    pause_at: dt.datetime | None = None  # delivery pauses from here unless the app reauthorizes
+    next_notice: dt.datetime | None = None  # next scheduled reauthorizationRequired
+    lost: int = 0  # change notifications not sent while paused
+
+    def paused(self, now: dt.datetime) -> bool:
+        """Delivery paused: reauthorization was required and the app let the grace period pass."""
+        return self.reauthorization_required and self.pause_at is not None and now >= self.pause_at
+
+    def reauthorized(self, now: dt.datetime) -> None:
+        """Reauthorize or renew: clears the challenge and resumes delivery (graph-protocol.md §3)."""
+        self.reauthorization_required = False
+        self.authorized_at, self.pause_at, self.next_notice = now, None, None
+
+    def matches(self, message: dict[str, Any]) -> bool:
+        """Whether ``message`` passes the ``$filter`` in the subscription's resource."""
+        query = dict(parse_qsl(urlsplit(self.resource).query))
+        flt = next((v for k, v in query.items() if k.lower() == "$filter"), None)
+        return parse_filter(flt)(message) if flt else True
 
     def to_graph(self) -> dict[str, Any]:
         return {
@@ -98,14 +111,15 @@ class Subscription:
 class SubscriptionStore:
     """Active subscriptions and the write-rate window per app."""
 
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Any = time.monotonic) -> None:
+        self.monotonic = monotonic
         self.lock = threading.RLock()
         self.items: dict[str, Subscription] = {}
         self._writes: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
 
     def take_write(self, app_id: str, now: float | None = None) -> float | None:
         """Count a write; return seconds to wait if the app is over its limit."""
-        now = time.monotonic() if now is None else now
+        now = self.monotonic() if now is None else now
         with self.lock:
             window = self._writes[app_id]
             while window and window[0] <= now - WRITE_WINDOW:
@@ -115,16 +129,13 @@ class SubscriptionStore:
             window.append(now)
             return None
 
-    def matching(self, user_id: str, folder_id: str, folder_aliases: set[str], change: str) -> list[Subscription]:
-        """Live subscriptions on this user's folder (or all their messages) for a change type."""
-        now = dt.datetime.now(dt.timezone.utc)
+    def watching(self, user_id: str, folder_id: str, hidden: bool, now: dt.datetime) -> list[Subscription]:
+        """Live subscriptions on this folder, or on all the user's mail (which excludes hidden folders)."""
         with self.lock:
             return [
                 s for s in self.items.values()
-                if s.user_id == user_id
-                and change in s.change_types
-                and s.expiration > now
-                and (s.folder_ref is None or s.folder_ref == folder_id or s.folder_ref.lower() in folder_aliases)
+                if s.user_id == user_id and s.expiration > now
+                and (s.folder_ref == folder_id or (s.folder_ref is None and not hidden))
             ]
 
 
@@ -169,7 +180,7 @@ def _expiry(value: Any, rich: bool) -> dt.datetime:
         wanted = parse_time(value)
     except ValueError as exc:
         raise ValueError(f"Invalid expirationDateTime '{value}'.") from exc
-    now = dt.datetime.now(dt.timezone.utc)
+    now = _emulator().clock.now()
     if wanted < now + MIN_LIFETIME:
         return now + MIN_LIFETIME
     limit = MAX_LIFETIME_RICH if rich else MAX_LIFETIME_MESSAGES
@@ -194,7 +205,7 @@ def _throttle_writes():
 @require_roles("Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic", "Mail.ReadBasic.All")
 def create():
     emulator = _emulator()
-    emulator.faults.maybe_fail("subscriptions")
+    emulator.faults.maybe_fail("subscriptions", request.method, request.path)
     throttled = _throttle_writes()
     if throttled:
         return throttled
@@ -222,10 +233,18 @@ def create():
     if client_state is not None and (not isinstance(client_state, str) or len(client_state) > MAX_CLIENT_STATE):
         return graph_error(400, "ExtensionError", f"clientState can be at most {MAX_CLIENT_STATE} characters.")
     rich = bool(body.get("includeResourceData"))
-    query = match.group("query") or ""
+    query = {k.lower(): v for k, v in parse_qsl(match.group("query") or "", keep_blank_values=True)}
+    if "$filter" in query:
+        try:
+            parse_filter(query["$filter"])
+        except QueryError as exc:
+            return graph_error(400, "ExtensionError", f"Invalid $filter in resource: {exc.message}")
     if rich:
-        if "$select=" not in query.lower():
+        if "$select" not in query:
             return graph_error(400, "ExtensionError", "Rich notifications for Outlook resources require $select in the resource.")
+        banned = [k for k in ("$top", "$skip", "$orderby") if k in query]
+        if banned or {f.strip().lower() for f in query["$select"].split(",")} & {"body", "uniquebody"}:
+            return graph_error(400, "ExtensionError", "Rich notifications for Outlook resources cannot use $top, $skip, $orderby or $select of Body or UniqueBody.")
         if not body.get("encryptionCertificate") or not body.get("encryptionCertificateId"):
             return graph_error(400, "ExtensionError", "encryptionCertificate and encryptionCertificateId are required when includeResourceData is true.")
         if len(str(body["encryptionCertificateId"])) > 128:
@@ -254,6 +273,12 @@ def create():
         if problem:
             code = "InvalidRequest" if "timed out" in problem else "ValidationError"
             return graph_error(400, code, problem)
+    with emulator.subscriptions.lock:
+        active = sum(1 for s in emulator.subscriptions.items.values() if s.user_id == user.id)
+    if active >= MAILBOX_LIMIT:
+        # Observed quota error shape (graph-protocol.md §1); the mail limit is 1,000 per mailbox.
+        return graph_error(403, "ExtensionError", "Operation: Create; Exception: [Status Code: Forbidden; Reason: Maximum number of subscriptions has been reached]")
+    now = emulator.clock.now()
     sub = Subscription(
         id=str(uuid.uuid4()), resource=resource, change_types=change_types,
         notification_url=urls["notificationUrl"], lifecycle_url=urls["lifecycleNotificationUrl"],
@@ -262,7 +287,7 @@ def create():
         encryption_certificate=body.get("encryptionCertificate"),
         encryption_certificate_id=body.get("encryptionCertificateId"),
         tls_version=body.get("latestSupportedTlsVersion") or "v1_2",
-        immutable_ids='idtype="immutableid"' in request.headers.get("Prefer", "").lower().replace(" ", ""),
+        immutable_ids=prefers_immutable(), authorized_at=now,
     )
     with emulator.subscriptions.lock:
         emulator.subscriptions.items[sub.id] = sub
@@ -285,7 +310,7 @@ def _not_found(subscription_id: str):
 @require_roles()
 def list_subscriptions():
     emulator = _emulator()
-    emulator.faults.maybe_fail("subscriptions")
+    emulator.faults.maybe_fail("subscriptions", request.method, request.path)
     with emulator.subscriptions.lock:
         mine = [s.to_graph() for s in emulator.subscriptions.items.values() if s.application_id == g.app_id]
     return jsonify({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions", "value": mine})
@@ -302,7 +327,7 @@ def get_subscription(subscription_id: str):
 @require_roles()
 def renew(subscription_id: str):
     emulator = _emulator()
-    emulator.faults.maybe_fail("subscriptions")
+    emulator.faults.maybe_fail("subscriptions", request.method, request.path)
     throttled = _throttle_writes()
     if throttled:
         return throttled
@@ -328,7 +353,7 @@ def renew(subscription_id: str):
             return graph_error(400, "InvalidRequest" if "timed out" in problem else "ValidationError", problem)
     with emulator.subscriptions.lock:
         sub.expiration = expiration
-        sub.reauthorization_required = False
+        sub.reauthorized(emulator.clock.now())  # renewing also reauthorizes
         if new_url:
             sub.notification_url = new_url
         for key, attr in (("encryptionCertificate", "encryption_certificate"), ("encryptionCertificateId", "encryption_certificate_id")):
@@ -342,11 +367,15 @@ def renew(subscription_id: str):
 @require_roles()
 def reauthorize(subscription_id: str):
     emulator = _emulator()
-    emulator.faults.maybe_fail("subscriptions")
+    emulator.faults.maybe_fail("subscriptions", request.method, request.path)
+    throttled = _throttle_writes()
+    if throttled:
+        return throttled
     sub = _own(subscription_id)
     if sub is None:
         return _not_found(subscription_id)
-    sub.reauthorization_required = False
+    with emulator.subscriptions.lock:
+        sub.reauthorized(emulator.clock.now())
     emulator.record("subscription.reauthorized", id=sub.id)
     return "", 204
 
@@ -355,7 +384,7 @@ def reauthorize(subscription_id: str):
 @require_roles()
 def delete(subscription_id: str):
     emulator = _emulator()
-    emulator.faults.maybe_fail("subscriptions")
+    emulator.faults.maybe_fail("subscriptions", request.method, request.path)
     throttled = _throttle_writes()
     if throttled:
         return throttled
@@ -367,6 +396,3 @@ def delete(subscription_id: str):
     emulator.record("subscription.deleted", id=subscription_id)
     return "", 204
 
-
-def new_client_state() -> str:
-    return secrets.token_urlsafe(32)
