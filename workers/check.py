@@ -263,7 +263,7 @@ def check_permissions(token: str, needs: Mapping[str, list[str]] | None = None, 
             results.append(Result(label, WARN, f"missing — used for {perm.used_for}; without it {perm.breaks}",
                                   grant_fix.format(portal=PORTAL_APP, perm=perm.name)))
         else:
-            results.append(Result(label, SKIP, f"not granted, and no configured feature needs it ({perm.used_for})"))
+            results.append(Result(label, SKIP, f"not granted; no configured feature needs it (it is for {perm.used_for})"))
     basic = sorted(roles & set(BASIC_ROLES))
     if basic:
         results.append(Result(f"permission {'/'.join(basic)}", WARN,
