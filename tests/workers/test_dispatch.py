@@ -103,6 +103,9 @@ def test_example_rules_fire_on_seeded_phish_only():
 
     assert [r.name for r in evaluate(config, record(PHISHING))] == ["quarantine-phishing"]
     assert [r.name for r in evaluate(config, record(ORDINARY[0]))] == []
+    # The rule's own forward (from the internal mailbox, no authentication results) must not match again.
+    forwarded = {**PHISHING, "subject": "FW: " + PHISHING["subject"], "from": {"name": "Alice", "address": "alice@contoso.com"}}
+    assert [r.name for r in evaluate(config, {**record(forwarded), "authentication": None})] == []
 
 
 def test_summary_lists_which_rules_fired_on_which_messages():
