@@ -17,7 +17,7 @@ from workers import mailops, runtime, webhooks
 from workers.actions import marker_key
 from workers.config import config_for
 from workers.dispatch import dispatch
-from workers.messages import email_record, fetch_message
+from workers.messages import Fetcher
 
 from . import handler_sample
 from .sink import Sink
@@ -60,7 +60,11 @@ def world(settings, redis_client, emulator, tmp_path, monkeypatch):
 
 def record_for(ctx, mailbox: str, message_id: str) -> dict:
     """The email record, produced by the real fetch code."""
-    return email_record(fetch_message(ctx.graph, mailbox, message_id), mailbox=mailbox, folder="inbox")
+    fetcher = Fetcher(ctx.graph, mailbox)
+    try:
+        return fetcher.record(message_id, mailbox=mailbox, folder="inbox")
+    finally:
+        fetcher.close()
 
 
 def folders(emulator, mailbox: str) -> dict[str, list[str]]:
@@ -253,3 +257,26 @@ def test_failing_handler_is_retried_by_resume_job(world, emulator, redis_client)
     assert Queue(QUEUE, connection=redis_client).count == 1
     drain(redis_client)  # the resume job calls it again, fails, and is scheduled for a later retry
     assert handler_sample.CALLS == ["failing", "failing"]
+
+
+def test_webhook_content_is_base64_within_the_size_cap(world, emulator):
+    from workers.insightconnect import insightconnect_event
+
+    inner = {"subject": "original invoice", "body": "see pdf", "from": {"name": "V", "address": "v@vendor.example"},
+             "attachments": [{"kind": "file", "name": "invoice.pdf", "contentType": "application/pdf",
+                              "content": b"%PDF-1.4 fake"}]}
+    message = emulator.deliver("alice@contoso.com", {
+        "subject": "Fwd: invoice", "body": "please pay", "from": {"name": "M", "address": "m@evil.example"},
+        "attachments": [{"kind": "file", "name": "small.txt", "contentType": "text/plain", "content": b"tiny"},
+                        {"kind": "file", "name": "big.bin", "content": b"x" * 4096},
+                        {"kind": "item", "name": "original invoice", "item": inner}]})
+    record = record_for(world, "alice@contoso.com", message["id"])
+    email = webhooks.attach_content(world.graph, record, max_bytes=1024)
+    by_name = {a["name"]: a for a in email["attachments"]}
+    assert by_name["small.txt"]["contentBytes"] == "dGlueQ=="
+    assert by_name["big.bin"]["contentOmitted"] == "size_cap" and "contentBytes" not in by_name["big.bin"]
+    out = insightconnect_event(email)
+    flattened = {f["file_name"]: f["content"] for f in out["flattened_attached_files"]}
+    assert flattened["small.txt"] == "dGlueQ==" and flattened["big.bin"] == ""
+    assert [e["subject"] for e in out["attached_emails"]] == ["original invoice"]
+    assert "contentBytes" not in json.dumps(record)  # the record itself is left untouched
