@@ -23,30 +23,34 @@ import struct
 import tempfile
 import threading
 import time
+import re
 import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote
 
 import requests
 from flask import Flask, g, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import actions, admin, folders, identity, messages, subscriptions
+from . import actions, admin, batch, folders, identity, messages, subscriptions
 from .clock import Clock, as_clock
 from .delivery import Delivery, DeliveryOptions
 from .faults import ConnectionReset, Faults
-from .graphapi import authenticate
+from .graphapi import authenticate, graph_error
 from .identity import App, Directory
 from .mailstore import MailStore
 from .notify import LIFECYCLE_EVENTS, change_notification, lifecycle_notification, reauthorization_due
 from .pki import CertificateAuthority
 from .richcrypto import load_certificate
 from .subscriptions import Subscription, SubscriptionStore
+from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL = 1.0  # s of real time between background checks for expiry and due notices
+_MAILBOX_PATH = re.compile(r"^/v1\.0/users/([^/]+)/")
 REAUTHORIZATION_GRACE = 15 * 60.0  # s after a reauthorizationRequired before delivery pauses (not documented)
 
 
@@ -91,6 +95,7 @@ class Emulator:
         self.mail = MailStore(now=self.clock.now)
         self.subscriptions = SubscriptionStore(monotonic=self.clock.monotonic)
         self.faults = Faults()
+        self.throttle = Throttle(self.clock.monotonic)
         self.expiry_mode = expiry_mode
         self.revalidate_on_patch = False
         self.reauthorization_grace = REAUTHORIZATION_GRACE
@@ -160,7 +165,7 @@ class Emulator:
     def _build_app(self) -> Flask:
         app = Flask("graphhook-emulator")
         app.config["EMULATOR"] = self
-        for module in (identity, subscriptions, folders, messages, actions, admin):
+        for module in (identity, subscriptions, folders, messages, actions, batch, admin):
             app.register_blueprint(module.bp)
 
         @app.before_request
@@ -170,8 +175,17 @@ class Emulator:
                 error = authenticate()
                 if error is not None:
                     return error
+                throttled = self._admit()
+                if throttled is not None:
+                    return throttled
                 self.faults.maybe_fail("graph", request.method, request.path)
             return None
+
+        @app.teardown_request
+        def _teardown(_exc):
+            key = g.pop("throttle_key", None)
+            if key is not None:
+                self.throttle.release(key)
 
         @app.after_request
         def _after(response):
@@ -193,6 +207,26 @@ class Emulator:
             return "", 500
 
         return app
+
+    def _admit(self):
+        """Count this request against its app-and-mailbox limits; a 429 response if over."""
+        match = _MAILBOX_PATH.match(request.path)
+        if match is None:
+            return None
+        ref = unquote(match.group(1))
+        try:
+            mailbox = self.mail.user(ref).id
+        except KeyError:
+            mailbox = ref.lower()
+        key = (g.app_id, mailbox)
+        upload = request.content_length or 0 if request.method in ("POST", "PATCH", "PUT") else 0
+        rejection = self.throttle.acquire(key, upload)
+        if rejection is not None:
+            response, status = graph_error(429, rejection.code, rejection.message)
+            response.headers["Retry-After"] = f"{rejection.retry_after:g}"
+            return response, status
+        g.throttle_key = key
+        return None
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "Emulator":

@@ -1,0 +1,115 @@
+"""Outlook's per-app-and-mailbox limits, answered with 429 and ``Retry-After``.
+
+graph-protocol.md §5 (the "Limits per mailbox" include): for one app ID and
+one mailbox, at most **4 concurrent requests**, **10,000 requests per 10
+minutes** and **150 MB of uploads (PATCH, POST, PUT) per 5 minutes**.
+
+- Over concurrency: ``{"error":{"code":"ApplicationThrottled","message":
+  "Application is over its MailboxConcurrency limit."}}`` (observed).
+- Over the request rate: Graph's documented generic throttling body,
+  ``TooManyRequests`` / ``Please retry again later.``, with ``Retry-After``
+  the seconds until the window admits another request.
+- Over the upload volume: ``ApplicationThrottled`` with ``IncomingBytes`` in
+  the message (the wording is inferred, by analogy with the observed one).
+
+On by default; ``emu.throttle.limits`` holds the knobs (``enabled=False``
+switches everything off). Windows run on the emulator's clock.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+Key = tuple[str, str]  # (app id, mailbox user id)
+
+
+@dataclass
+class ThrottleLimits:
+    """The limits per app and mailbox; defaults are Microsoft's."""
+
+    enabled: bool = True
+    concurrency: int = 4
+    requests: int = 10_000
+    window: float = 600.0  # s
+    upload_bytes: int = 150 * 1024 * 1024
+    upload_window: float = 300.0  # s
+    concurrency_retry_after: float = 1.0  # s; Microsoft sends small values here
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a request was refused: Graph's error code and message, and when to retry."""
+
+    code: str
+    message: str
+    retry_after: float
+
+
+class Throttle:
+    """Counts in-flight requests, a sliding request window and uploaded bytes per key."""
+
+    def __init__(self, monotonic: Callable[[], float], limits: ThrottleLimits | None = None) -> None:
+        self.limits = limits or ThrottleLimits()
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._inflight: collections.Counter[Key] = collections.Counter()
+        self._recent: dict[Key, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._uploads: dict[Key, collections.deque[tuple[float, int]]] = collections.defaultdict(collections.deque)
+        self.rejected: collections.Counter[str] = collections.Counter()
+
+    def configure(self, **changes: object) -> ThrottleLimits:
+        """Change some limits (``enabled``, ``concurrency``, ``requests``, ``window``, ...)."""
+        for name, value in changes.items():
+            if not hasattr(self.limits, name):
+                raise ValueError(f"unknown throttle limit {name!r}")
+            setattr(self.limits, name, value)
+        return self.limits
+
+    def acquire(self, key: Key, upload: int = 0) -> Rejection | None:
+        """Admit one request (count it in flight) or say why not; admitted ones must be released."""
+        limits = self.limits
+        if not limits.enabled:
+            return None
+        now = self._monotonic()
+        with self._lock:
+            if self._inflight[key] >= limits.concurrency:
+                return self._reject(Rejection("ApplicationThrottled", "Application is over its MailboxConcurrency limit.",
+                                              limits.concurrency_retry_after))
+            recent = self._recent[key]
+            while recent and recent[0] <= now - limits.window:
+                recent.popleft()
+            if len(recent) >= limits.requests:
+                return self._reject(Rejection("TooManyRequests", "Please retry again later.",
+                                              max(1.0, math.ceil(recent[0] + limits.window - now))))
+            uploads = self._uploads[key]
+            while uploads and uploads[0][0] <= now - limits.upload_window:
+                uploads.popleft()
+            if upload and sum(n for _, n in uploads) + upload > limits.upload_bytes:
+                return self._reject(Rejection("ApplicationThrottled", "Application is over its IncomingBytes limit.",
+                                              max(1.0, math.ceil(uploads[0][0] + limits.upload_window - now))))
+            recent.append(now)
+            if upload:
+                uploads.append((now, upload))
+            self._inflight[key] += 1
+            return None
+
+    def _reject(self, rejection: Rejection) -> Rejection:
+        self.rejected[rejection.code] += 1
+        return rejection
+
+    def release(self, key: Key) -> None:
+        with self._lock:
+            self._inflight[key] -= 1
+            if self._inflight[key] <= 0:
+                del self._inflight[key]
+
+    def reset(self) -> None:
+        """Forget every window and counter (requests in flight stay counted)."""
+        with self._lock:
+            self._recent.clear()
+            self._uploads.clear()
+            self.rejected.clear()
