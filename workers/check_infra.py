@@ -166,6 +166,10 @@ def check_config(path: str, validate: Callable[[str], Any] | None = None) -> tup
     try:
         config = validate(path)
     except ConfigError as exc:
+        if "not found" in str(exc):
+            return Result(name, FAIL, str(exc),
+                          "set GRAPHHOOK_CONFIG to your configuration file, or create it\n"
+                          "(deploy/graphhook.starter.yaml watches no mailbox; graphhook.example.yaml shows every feature)"), None
         return Result(name, FAIL, f"invalid: {exc}",
                       "fix the file named by GRAPHHOOK_CONFIG, then run `graphhook check --config-only`"), None
     except GraphhookError as exc:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import requests
 
 from receiver.errors import ConfigError
 from receiver.settings import Settings
 
+if TYPE_CHECKING:
+    from workers.check import Report
+
 SECTIONS = ("config", "token", "public-url", "redis")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``check`` to the ``graphhook`` command line."""
     p = sub.add_parser("check", help="connection and permission test, with a fix for each failure")
     p.add_argument("--config-only", action="store_true",
                    help="validate the configuration file (GRAPHHOOK_CONFIG) only; for the release phase")
@@ -28,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _settings(env: Mapping[str, str], report) -> Settings | None:
+def _settings(env: Mapping[str, str], report: "Report") -> Settings | None:
     """Settings from ``env``; a non-https PUBLIC_URL is reported by its own check, other errors end the run."""
     from workers.check import FAIL, Result
 
@@ -45,12 +50,16 @@ def _settings(env: Mapping[str, str], report) -> Settings | None:
 
 
 def run_checks(env: Mapping[str, str], *, config_only: bool = False, skip: Sequence[str] = (),
-               session: requests.Session | None = None) -> "Report":  # noqa: F821
+               session: requests.Session | None = None) -> "Report":
     """Run the checklist against the settings in ``env``; never raises for what it checks."""
     from workers.check import OK, Report, Result, check_permissions, check_token, permissions_for
     from workers.check_infra import check_config, check_public_url, check_redis
 
-    secrets = (env.get("AZURE_CLIENT_SECRET", ""), env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD", ""))
+    try:
+        redis_password = urlsplit(env.get("REDIS_URL", "")).password or ""
+    except ValueError:
+        redis_password = ""
+    secrets = (env.get("AZURE_CLIENT_SECRET", ""), env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD", ""), redis_password)
     report = Report(secrets=secrets)
     settings = _settings(env, report)
     if settings is None:
@@ -75,13 +84,14 @@ def run_checks(env: Mapping[str, str], *, config_only: bool = False, skip: Seque
     return report
 
 
-def _validate(path: str, env: Mapping[str, str]):
+def _validate(path: str, env: Mapping[str, str]) -> Any:
     from workers.config import validate_config
 
     return validate_config(path, env)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the checklist; exit 1 when any check failed."""
     report = run_checks(os.environ, config_only=args.config_only, skip=args.skip)
     print(report.render(), flush=True)
     return 1 if report.failed else 0

@@ -230,3 +230,9 @@ def test_cli_exit_status_follows_the_checklist(env, emulator):
     bad = _cli([], {**env, "AZURE_CLIENT_SECRET": "not-the-secret-value"})
     assert bad.returncode == 1
     assert "AADSTS7000215" in bad.stdout and "not-the-secret-value" not in bad.stdout + bad.stderr
+
+
+def test_missing_configuration_file_points_at_the_starter(tmp_path):
+    proc = _cli(["--config-only"], {"GRAPHHOOK_CONFIG": str(tmp_path / "absent.yaml")})
+    assert proc.returncode == 1
+    assert "configuration file not found" in proc.stdout and "graphhook.starter.yaml" in proc.stdout
