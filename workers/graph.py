@@ -109,14 +109,17 @@ class GraphClient:
     def __init__(self, base_url: str, token_provider: Callable[[], str], *,
                  session: requests.Session | None = None, limiter: MailboxLimiter | None = None,
                  retry_budget: float = DEFAULT_RETRY_BUDGET, max_attempts: int = MAX_ATTEMPTS,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 on_unauthorized: Callable[[], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token_provider
+        self._on_unauthorized = on_unauthorized  # forget a token Graph refused, then try once more
         self.session = session or new_session()
         self.limiter = limiter
         self.retry_budget, self.max_attempts = retry_budget, max_attempts
         self._sleep, self._clock = sleep, clock
         self.requests_sent = 0  # HTTP requests actually sent (benchmarks, tests)
+        self.batch_supported = True  # set False once Graph (or a stand-in) refuses $batch
 
     def url(self, path: str) -> str:
         """Absolute URL for a path relative to the Graph base (absolute URLs pass through)."""
@@ -146,7 +149,7 @@ class GraphClient:
               limit: bool = True, **kwargs: Any) -> requests.Response:
         """One request with retries; the mailbox slot is held only while a request is in flight."""
         mailbox = mailbox or mailbox_of(self._relative(path))
-        waited, attempt = 0.0, 0
+        waited, attempt, reauthorized = 0.0, 0, False
         headers = dict(kwargs.pop("headers", None) or {})
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         url = self.url(path)
@@ -164,6 +167,12 @@ class GraphClient:
                         response.content  # read the error body while the slot is held  # noqa: B018
                 except (requests.ConnectionError, requests.Timeout) as exc:
                     failure = exc
+            if response is not None and response.status_code == 401 and self._on_unauthorized and not reauthorized:
+                # An expired or revoked token (InvalidAuthenticationToken): fetch a fresh one, once.
+                reauthorized = True
+                self._on_unauthorized()
+                response.close()
+                continue
             if response is not None and response.status_code not in RETRY_STATUSES:
                 raise error_from_response(response)
             if failure is not None and method.upper() not in IDEMPOTENT:

@@ -129,6 +129,8 @@ def _handle(ctx: Context, notification: Notification, user_id: str, message_id: 
     if notification.change_type == "updated":
         return "updated"  # created triggers fired already (or will, once); updates fire none of them
     mailbox, folder = places.get(notification.subscription_id, ("", ""))
+    if mailbox and ctx.graph.limiter is not None:
+        ctx.graph.limiter.learn(mailbox, user_id)  # actions may address the mailbox by its address
     fetcher = Fetcher(ctx.graph, user_id, options)
     try:
         try:

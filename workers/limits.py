@@ -28,6 +28,7 @@ PREFIX = "graphhook:mailbox"
 SLOT_SECONDS = 90.0  # a slot not released by then is free again (longer than any request timeout)
 BUDGET_WINDOW = 600  # seconds, Graph's window for the 10,000-request budget
 MAX_WAIT = 120.0  # seconds a request waits for a slot or budget before giving up (ThrottledError)
+ALIASES = f"{PREFIX}:aliases"  # hash: lower-case address -> user id (Graph counts both as one mailbox)
 
 # KEYS: slots zset, budget counter. ARGV: token, limit, weight, slot ms, budget, window s.
 # Returns {1, 0} when taken, {0, wait_ms} when full (wait_ms: until the earliest slot expires or the window ends).
@@ -67,9 +68,30 @@ class MailboxLimiter:
         self.slot_ms, self.window, self.max_wait = int(slot_seconds * 1000), window, max_wait
         self._sleep, self._clock = sleep, clock
         self._script = r.register_script(_ACQUIRE)
+        self._aliases: dict[str, str] = {}
         self.waits = 0  # how often a request had to wait (tests, metrics)
 
+    def learn(self, address: str, user_id: str) -> None:
+        """Record that ``address`` is the mailbox ``user_id``, so both share one set of slots."""
+        address, user_id = address.lower(), user_id.lower()
+        if address and user_id and "@" in address and self._aliases.get(address) != user_id:
+            self.redis.hset(ALIASES, address, user_id)
+            self._aliases[address] = user_id
+
+    def canonical(self, mailbox: str) -> str:
+        """The user id for an address we have learnt (requests by address and by id count together)."""
+        mailbox = mailbox.lower()
+        if "@" not in mailbox:
+            return mailbox
+        if mailbox not in self._aliases:
+            known = self.redis.hget(ALIASES, mailbox)
+            if known is None:
+                return mailbox  # not learnt yet: looked up again next time
+            self._aliases[mailbox] = known.decode()
+        return self._aliases[mailbox]
+
     def _keys(self, mailbox: str) -> list[str]:
+        mailbox = self.canonical(mailbox)
         window = int(time.time()) // self.window  # the budget key names the window; Redis expires it
         return [f"{PREFIX}:{mailbox}:slots", f"{PREFIX}:{mailbox}:budget:{window}"]
 
@@ -99,12 +121,12 @@ class MailboxLimiter:
     def release(self, mailbox: str, token: str, weight: int = 1) -> None:
         """Give the slots back (they also expire on their own)."""
         weight = max(1, min(weight, self.concurrency))
-        self.redis.zrem(f"{PREFIX}:{mailbox}:slots", *[f"{token}:{i}" for i in range(1, weight + 1)])
+        self.redis.zrem(f"{PREFIX}:{self.canonical(mailbox)}:slots", *[f"{token}:{i}" for i in range(1, weight + 1)])
 
     def extend(self, mailbox: str, token: str, weight: int = 1) -> None:
         """Push the expiry of held slots forward (long downloads call this as they go)."""
         expiry = int(self.redis.time()[0] * 1000) + self.slot_ms
-        self.redis.zadd(f"{PREFIX}:{mailbox}:slots", {f"{token}:{i}": expiry for i in range(1, weight + 1)}, xx=True)
+        self.redis.zadd(f"{PREFIX}:{self.canonical(mailbox)}:slots", {f"{token}:{i}": expiry for i in range(1, weight + 1)}, xx=True)
 
     @contextlib.contextmanager
     def slot(self, mailbox: str, weight: int = 1) -> Iterator[str]:
@@ -118,4 +140,4 @@ class MailboxLimiter:
     def in_flight(self, mailbox: str) -> int:
         """Slots currently held for ``mailbox`` (expired ones excluded)."""
         now_ms = int(self.redis.time()[0] * 1000)
-        return int(self.redis.zcount(f"{PREFIX}:{mailbox}:slots", now_ms, "+inf"))
+        return int(self.redis.zcount(f"{PREFIX}:{self.canonical(mailbox)}:slots", now_ms, "+inf"))

@@ -82,7 +82,7 @@ def _kind(attachment: dict[str, Any]) -> str:
 class Fetcher:
     """Fetches one message and everything the record needs from it."""
 
-    def __init__(self, client: GraphClient, user_id: str, options: FetchOptions | None = None) -> None:
+    def __init__(self, client: GraphClient | None, user_id: str, options: FetchOptions | None = None) -> None:
         self.client, self.user_id = client, user_id
         self.options = options or FetchOptions()
         self._sinks: list[attachments.Sink] = []
@@ -90,10 +90,15 @@ class Fetcher:
     def _path(self, message_id: str, tail: str = "") -> str:
         return f"users/{self.user_id}/messages/{message_id}{tail}"
 
+    def _graph(self) -> GraphClient:
+        if self.client is None:
+            raise RuntimeError("this Fetcher has no Graph client (it only builds records from given data)")
+        return self.client
+
     def message(self, message_id: str) -> tuple[dict[str, Any], dict[str, attachments.Sink]]:
         """GET the message with its attachments in one request; long contentBytes arrive as sinks."""
         params = {"$select": SELECT, "$expand": "attachments"}
-        with self.client.stream(self._path(message_id), params=params) as response:
+        with self._graph().stream(self._path(message_id), params=params) as response:
             document, sinks = attachments.read_json(response.iter_content(attachments.CHUNK), self._new_sink)
         return document, sinks
 
@@ -105,7 +110,7 @@ class Fetcher:
     def value(self, path: str) -> attachments.Sink:
         """Stream ``path`` (a ``/$value``) into a new sink, stopping once past the maximum."""
         sink = self._new_sink()
-        with self.client.stream(path) as response:
+        with self._graph().stream(path) as response:
             for n, chunk in enumerate(response.iter_content(attachments.CHUNK)):
                 sink.write(chunk)
                 if sink.truncated:
@@ -119,13 +124,14 @@ class Fetcher:
         query = f"?$expand={ITEM_EXPAND}"
         paths = {aid: self._path(message_id, f"/attachments/{aid}{query}") for aid in attachment_ids}
         out: dict[str, dict[str, Any] | GraphError] = {}
-        if len(paths) > 1 and getattr(self.client, "batch_supported", True):
+        client = self._graph()
+        if len(paths) > 1 and client.batch_supported:
             try:
-                answers = self.client.batch([{"method": "GET", "url": p} for p in paths.values()])
+                answers = client.batch([{"method": "GET", "url": p} for p in paths.values()])
             except GraphError as exc:
                 if exc.status not in (400, 404, 405):
                     raise
-                self.client.batch_supported = False  # type: ignore[attr-defined]
+                client.batch_supported = False
             else:
                 for aid, answer in zip(paths, answers):
                     ok = 200 <= answer["status"] < 300
@@ -133,7 +139,7 @@ class Fetcher:
                 return out
         for aid, path in paths.items():
             try:
-                out[aid] = self.client.get(path)
+                out[aid] = client.get(path)
             except GraphError as exc:
                 out[aid] = exc
         return out
@@ -182,7 +188,7 @@ class Fetcher:
                 except (binascii.Error, ValueError):
                     log.warning("attachment %s has invalid contentBytes", entry["id"])
                     sink = None
-            elif message_id and entry["id"] and (entry["size"] or 0) <= self.options.max_bytes:
+            elif message_id and entry["id"] and self.client and (entry["size"] or 0) <= self.options.max_bytes:
                 # Graph left the bytes out (large attachment): stream them through /$value.
                 sink = self.value(self._path(message_id, f"/attachments/{entry['id']}/$value"))
             elif (entry["size"] or 0) > self.options.max_bytes:
@@ -220,7 +226,7 @@ def email_record(message: dict[str, Any], *, mailbox: str | None, folder: str | 
     """The versioned email record built from a Graph message resource (nested records for item attachments)."""
     text, html, found = _body(message)
     headers = [{"name": h.get("name"), "value": h.get("value")} for h in message.get("internetMessageHeaders") or []]
-    fetcher = fetcher or Fetcher(None, "", FetchOptions())  # type: ignore[arg-type]
+    fetcher = fetcher or Fetcher(None, "", FetchOptions())  # no client: build from the given data only
     raw = message.get("attachments") or []
     items_to_expand = [a["id"] for a in raw if _kind(a) == "item" and "item" not in a and message_id
                        and depth < fetcher.options.item_depth and fetcher.client is not None]

@@ -42,7 +42,7 @@ def build(settings: Settings, redis_client: redis.Redis | None = None) -> Contex
     tokens = TokenProvider(settings, r)
     limiter = MailboxLimiter(r, concurrency=settings.mailbox_concurrency, budget=settings.mailbox_budget)
     graph = GraphClient(settings.graph_url, tokens.token, session=new_session(), limiter=limiter,
-                        retry_budget=float(settings.graph_retry_seconds))
+                        retry_budget=float(settings.graph_retry_seconds), on_unauthorized=tokens.invalidate)
     return Context(settings, r, tokens, graph)
 
 

@@ -85,3 +85,15 @@ def test_batch_returns_answers_in_request_order_or_reports_it_is_unsupported(emu
         pytest.skip("emulator does not serve $batch yet")
     assert [a["body"]["subject"] for a in answers[:3]] == ["m0", "m1", "m2"]
     assert answers[3]["status"] == 404
+
+
+def test_a_refused_token_is_replaced_once_then_the_request_succeeds(emulator, ctx, user):
+    tokens = ["not-a-valid-token"]
+    client = GraphClient(ctx.settings.graph_url, lambda: tokens[-1],
+                         on_unauthorized=lambda: tokens.append(ctx.tokens.token()))
+    assert client.get(f"users/{user.id}")["id"] == user.id
+    assert len(tokens) == 2
+    stubborn = GraphClient(ctx.settings.graph_url, lambda: "not-a-valid-token", on_unauthorized=lambda: None)
+    with pytest.raises(AccessDeniedError) as caught:
+        stubborn.get(f"users/{user.id}")
+    assert caught.value.status == 401 and "not-a-valid-token" not in str(caught.value)

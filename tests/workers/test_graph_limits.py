@@ -96,3 +96,38 @@ def test_request_budget_per_window_is_shared_and_refuses_past_it(redis_client):
     with pytest.raises(ThrottledError):
         second.acquire("dave")  # the window's 3 requests are used, and it ends later than max_wait
     assert second.waits >= 1
+
+
+def test_requests_by_address_and_by_id_share_the_mailbox_slots(redis_client):
+    limiter = MailboxLimiter(redis_client, concurrency=1, max_wait=0.05, sleep=lambda s: None)
+    limiter.learn("Kim@Contoso.com", "ID-1")
+    held = limiter.acquire("id-1")
+    with pytest.raises(ThrottledError):
+        MailboxLimiter(redis_client, concurrency=1, max_wait=0.05, sleep=lambda s: None).acquire("kim@contoso.com")
+    limiter.release("id-1", held)
+
+
+def test_eight_parallel_jobs_in_real_workers_never_trip_the_emulators_concurrency_limit(
+        emulator, live_settings, redis_client, start_worker):
+    import json
+
+    from rq import Queue
+
+    from receiver import keys
+    from tests.conftest import wait_for
+
+    user = emulator.add_user("lee@contoso.com")
+    ids = [emulator.deliver("lee@contoso.com", {"subject": f"p{i}"})["id"] for i in range(8)]
+    emulator.faults.add(FaultRule(category="graph", status=None, delay=0.3, rate=1.0, path="/messages/"))
+    for _ in range(8):  # eight processes: without the shared limiter, eight requests would be in flight
+        start_worker()
+    wait_for(lambda: redis_client.scard(f"rq:workers:{live_settings.queue_name}") >= 8, timeout=60)
+    queue = Queue(live_settings.queue_name, connection=redis_client)
+    for mid in ids:
+        queue.enqueue("workers.jobs.process_notifications", [{
+            "subscriptionId": "sub-limits", "tenantId": live_settings.tenant_id, "changeType": "created",
+            "resource": f"Users/{user.id}/Messages/{mid}", "resourceData": {"id": mid}}])
+    events = wait_for(lambda: (e := redis_client.lrange(keys.EVENTS, 0, -1)) and len(e) >= 8 and e, timeout=60)
+    assert sorted(json.loads(e)["email"]["id"] for e in events) == sorted(ids)
+    assert [r for r in emulator.request_log if r["status"] == 429] == []
+    assert not emulator.throttle.rejected
