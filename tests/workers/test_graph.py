@@ -97,3 +97,15 @@ def test_a_refused_token_is_replaced_once_then_the_request_succeeds(emulator, ct
     with pytest.raises(AccessDeniedError) as caught:
         stubborn.get(f"users/{user.id}")
     assert caught.value.status == 401 and "not-a-valid-token" not in str(caught.value)
+
+
+def test_a_throttled_part_of_a_batch_is_sent_again_after_its_retry_after(emulator, ctx, user):
+    ids = [emulator.deliver("alice@contoso.com", {"subject": f"b{i}"})["id"] for i in range(3)]
+    emulator.faults.add(FaultRule(category="graph", status=429, count=1, retry_after=3, path=ids[1]))
+    sleeps = Sleeps()
+    client = _client(ctx, sleeps)
+    answers = client.batch([{"method": "GET", "url": f"users/{user.id}/messages/{i}?$select=subject"} for i in ids])
+    assert [a["status"] for a in answers] == [200, 200, 200]
+    assert [a["body"]["subject"] for a in answers] == ["b0", "b1", "b2"]
+    assert sleeps == [3.0]
+    assert [r["status"] for r in emulator.request_log if r["path"].endswith("$batch")] == [200, 200]
