@@ -188,12 +188,18 @@ def flag(client: GraphClient, mailbox: str, message_id: str, status: str = "flag
 
 
 def send_mail(client: GraphClient, sender: str, to: Sequence[str], subject: str, body: str, *,
-              content_type: str = "Text", cc: Sequence[str] = (), save_to_sent: bool = True) -> None:
-    """Send a new message from mailbox ``sender`` (https://learn.microsoft.com/graph/api/user-sendmail, 202)."""
-    message = {"subject": subject, "body": {"contentType": content_type, "content": body},
-               "toRecipients": recipients(to)}
+              content_type: str = "Text", cc: Sequence[str] = (), save_to_sent: bool = True,
+              attachments: Sequence[dict[str, Any]] = ()) -> None:
+    """Send a new message from mailbox ``sender`` (https://learn.microsoft.com/graph/api/user-sendmail, 202).
+
+    ``attachments`` are Graph attachment resources (``#microsoft.graph.fileAttachment`` with
+    ``contentBytes``); the whole request must stay under Graph's 4 MB."""
+    message: dict[str, Any] = {"subject": subject, "body": {"contentType": content_type, "content": body},
+                               "toRecipients": recipients(to)}
     if cc:
         message["ccRecipients"] = recipients(cc)
+    if attachments:
+        message["attachments"] = list(attachments)
     client.post(f"{user_path(sender)}/sendMail", json={"message": message, "saveToSentItems": save_to_sent})
 
 

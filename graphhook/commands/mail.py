@@ -1,0 +1,193 @@
+"""``graphhook mail get|search|send|forward|move|delete|mark-read``: one-off mailbox actions for responders.
+
+Every action calls the same functions the rule actions and the purge use
+(:mod:`workers.mailops`, :mod:`workers.search`). Output is JSON on stdout
+(for scripts); ``--table`` prints a readable table instead. Searches follow
+every page; ``--max`` is the only cap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import mimetypes
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from receiver.errors import ConfigError
+
+MAX_ATTACHMENTS_BYTES = 3 * 1024 * 1024  # sendMail's JSON request is limited to 4 MB; base64 adds a third
+SEARCH_COLUMNS = ("mailbox", "receivedDateTime", "from", "subject", "id")
+WHOLE = {"id", "mailbox", "from"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mail", help="one-off mailbox actions (get, search, send, forward, move, delete, mark-read)")
+    actions = p.add_subparsers(dest="mail_action", required=True, metavar="ACTION")
+
+    def action(name: str, help_: str, *, message: bool = True) -> argparse.ArgumentParser:
+        a = actions.add_parser(name, help=help_)
+        a.add_argument("--mailbox", required=True, action="append" if name == "search" else "store",
+                       help="mailbox address" + (" (repeat to search several)" if name == "search" else ""))
+        if message:
+            a.add_argument("--id", required=True, help="Graph message id")
+        a.add_argument("--table", action="store_true", help="a readable table instead of JSON")
+        a.set_defaults(func=run)
+        return a
+
+    a = action("get", "show one message")
+    a.add_argument("--html", action="store_true", help="the body as HTML (default: text)")
+
+    a = action("search", "find messages (every page is followed)", message=False)
+    a.add_argument("--message-id", dest="message_id", help="Internet Message-ID")
+    a.add_argument("--from", dest="sender", help="sender address")
+    a.add_argument("--subject", help="the whole subject (case-insensitive)")
+    a.add_argument("--subject-contains", dest="subject_contains", help="text in the subject")
+    a.add_argument("--body", help="words in the body (Graph $search: at most 1,000 results per mailbox)")
+    a.add_argument("--since", help="received at or after: 24h, 7d or an ISO time")
+    a.add_argument("--until", help="received before: 24h, 7d or an ISO time")
+    a.add_argument("--folder", help="only this folder (well-known name, name or path such as Inbox/Phish)")
+    a.add_argument("--max", type=int, default=None, help="stop after N messages in all (default: all of them)")
+
+    a = action("send", "send a new message from --mailbox", message=False)
+    a.add_argument("--to", action="append", required=True, help="recipient (repeat for several)")
+    a.add_argument("--subject", required=True)
+    a.add_argument("--body", default="", help="the body text (or HTML with --html)")
+    a.add_argument("--html", action="store_true", help="the body is HTML")
+    a.add_argument("--attach", nargs="+", action="extend", default=[], metavar="FILE",
+                   help=f"attach files (together at most {MAX_ATTACHMENTS_BYTES // 1024 // 1024} MB)")
+
+    a = action("forward", "forward a message with a comment")
+    a.add_argument("--to", action="append", required=True, help="recipient (repeat for several)")
+    a.add_argument("--comment", default="", help="text above the forwarded message")
+
+    a = action("move", "move a message to a folder (created when missing)")
+    a.add_argument("--folder", required=True, help="well-known name, name or path such as Inbox/Phish")
+
+    a = action("delete", "delete a message: to Deleted Items, or --hard")
+    a.add_argument("--hard", action="store_true", help="hard delete (to Recoverable Items, out of the user's sight)")
+
+    a = action("mark-read", "mark a message read (or --unread)")
+    a.add_argument("--unread", action="store_true", help="mark it unread instead")
+
+
+def file_attachment(path: str) -> dict[str, Any]:
+    """A Graph ``fileAttachment`` for a local file (https://learn.microsoft.com/graph/api/resources/fileattachment)."""
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read attachment {path!r}: {exc.strerror}") from exc
+    return {"@odata.type": "#microsoft.graph.fileAttachment", "name": file.name,
+            "contentType": mimetypes.guess_type(file.name)[0] or "application/octet-stream",
+            "contentBytes": base64.b64encode(data).decode()}
+
+
+def _attachments(paths: Sequence[str]) -> list[dict[str, Any]]:
+    out = [file_attachment(p) for p in paths]
+    size = sum(len(base64.b64decode(a["contentBytes"])) for a in out)
+    if size > MAX_ATTACHMENTS_BYTES:
+        raise ConfigError(f"attachments total {size:,} bytes; Graph's sendMail takes at most "
+                          f"{MAX_ATTACHMENTS_BYTES:,} bytes of attachments in one request")
+    return out
+
+
+def _address(value: Any) -> str:
+    return str(((value or {}).get("emailAddress") or {}).get("address") or "")
+
+
+def run(args: argparse.Namespace) -> int:
+    from receiver.settings import Settings
+    from workers import mailops, runtime, search
+
+    action = args.mail_action
+    query = None
+    if action == "search":
+        if args.max is not None and args.max < 1:
+            raise ConfigError(f"--max must be at least 1, got {args.max!r}")
+        query = search.MessageQuery(
+            internet_message_id=args.message_id, sender=args.sender, subject=args.subject,
+            subject_contains=args.subject_contains, body=args.body,
+            since=search.parse_when(args.since) if args.since else None,
+            until=search.parse_when(args.until) if args.until else None)
+    attachments = _attachments(args.attach) if action == "send" else []
+    settings = Settings.from_env()
+    settings.require("REDIS_URL")  # the token cache and the per-mailbox limiter are shared through Redis
+    settings.require_graph()
+    graph = runtime.build(settings).graph
+    mailbox = args.mailbox
+
+    if action == "get":
+        message = search.get_message(graph, mailbox, args.id, body_type="html" if args.html else "text")
+        if args.table:
+            _pairs({"mailbox": mailbox, **{k: message.get(k) for k in (
+                "id", "internetMessageId", "receivedDateTime", "subject", "isRead", "hasAttachments")},
+                "from": _address(message.get("from")),
+                "to": ", ".join(_address(r) for r in message.get("toRecipients") or []),
+                "body": (message.get("body") or {}).get("content", "")})
+        else:
+            _json(message)
+        return 0
+    if action == "search":
+        assert query is not None
+        rows: list[dict[str, Any]] = []
+        for box in [b for value in mailbox for b in value.split(",") if b.strip()]:
+            left = None if args.max is None else args.max - len(rows)
+            if left == 0:
+                break
+            rows += [{"mailbox": box, **m} for m in search.iter_messages(graph, box.strip(), query,
+                                                                          folder=args.folder, limit=left)]
+        if args.table:
+            _table([{**r, "from": _address(r.get("from"))} for r in rows], SEARCH_COLUMNS)
+            print(f"{len(rows)} message(s)")
+        else:
+            _json(rows)
+        return 0
+
+    result: dict[str, Any] = {"mailbox": mailbox, "action": action}
+    if action == "send":
+        mailops.send_mail(graph, mailbox, args.to, args.subject, args.body,
+                          content_type="HTML" if args.html else "Text", attachments=attachments)
+        result.update(to=args.to, subject=args.subject, attachments=[a["name"] for a in attachments])
+    elif action == "forward":
+        mailops.forward(graph, mailbox, args.id, args.to, args.comment)
+        result.update(id=args.id, to=args.to)
+    elif action == "move":
+        result.update(id=args.id, folder=args.folder, newId=mailops.move(graph, mailbox, args.id, args.folder))
+    elif action == "delete":
+        mode = "hard" if args.hard else "soft"
+        new_id = mailops.delete(graph, mailbox, args.id, mode=mode)
+        result.update(id=args.id, mode=mode, **({"newId": new_id} if new_id else {}))
+    elif action == "mark-read":
+        mailops.mark_read(graph, mailbox, args.id, read=not args.unread)
+        result.update(id=args.id, isRead=not args.unread)
+    if args.table:
+        _pairs({k: ", ".join(v) if isinstance(v, list) else v for k, v in result.items()})
+    else:
+        _json(result)
+    return 0
+
+
+def _json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _pairs(values: dict[str, Any]) -> None:
+    width = max(len(k) for k in values)
+    for name, value in values.items():
+        text = str(value if value is not None else "")
+        print(f"{name.ljust(width)}  {text}" if "\n" not in text else f"{name.ljust(width)}\n{text}")
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    def cell(row: dict[str, Any], column: str) -> str:
+        text = str(row.get(column) or "")
+        return text if column in WHOLE else text[:60]  # ids and addresses are needed whole to act on them
+
+    widths = {c: max([len(c)] + [len(cell(r, c)) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(cell(row, c).ljust(widths[c]) for c in columns).rstrip())
