@@ -15,3 +15,8 @@ def slow_job(redis_url: str, key: str, seconds: float) -> str:
     time.sleep(seconds)
     r.set(f"{key}:done", os.getpid())
     return "done"
+
+
+def echo(value: str) -> str:
+    """Return ``value``: a job that needs nothing but a worker."""
+    return value

@@ -90,3 +90,23 @@ def test_check_explains_the_self_signed_certificate(tls_redis):
     report = run_checks({**env, "REDIS_SSL_CERT_REQS": "none"}, skip=["config", "token", "public-url"])
     assert not report.failed, report.render()
     assert "over TLS" in [r for r in report.results if r.name == "redis"][0].detail
+
+
+def test_worker_process_runs_jobs_over_tls(tls_redis, emulator, tmp_path):
+    """The whole worker (RQ's main loop, its scheduler and pubsub connections) over rediss:// with cert none."""
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    r = connect(settings_for(tls_redis, "none"))
+    r.flushdb()
+    job = Queue("graphhook", connection=r).enqueue("tests.deploy.jobs.echo", "over tls")
+    env = {**os.environ, **emulator.environment(), "REDIS_URL": tls_redis, "REDIS_SSL_CERT_REQS": "none",
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "graphhook", "worker", "--burst"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    job.refresh()
+    assert job.get_status() == "finished", proc.stderr[-2000:]
+    assert job.return_value() == "over tls"
