@@ -14,4 +14,6 @@ COMMANDS = (
     "decrypt",
     "check",
     "webhooks",
+    "mail",
+    "purge",
 )
