@@ -216,11 +216,11 @@ def folder_id(client: GraphClient, mailbox: str, folder: str) -> str:
     return client.get(f"{user_path(mailbox)}/mailFolders/{quote(ref, safe='')}", params={"$select": "id"})["id"]
 
 
-def iter_mailboxes(client: GraphClient, *, limit: int | None = None) -> Iterator[str]:
+def iter_mailboxes(client: GraphClient, *, limit: int | None = None, page_size: int = USER_PAGE_SIZE) -> Iterator[str]:
     """Every mailbox address in the tenant (``GET /users``, all pages); users without mail are skipped.
 
     Needs User.Read.All (https://learn.microsoft.com/graph/api/user-list). ``limit`` stops early.
     """
-    users = client.paged("users", params={"$select": "id,mail,userPrincipalName", "$top": str(USER_PAGE_SIZE)})
+    users = client.paged("users", params={"$select": "id,mail,userPrincipalName", "$top": str(page_size)})
     addresses = (str(u["mail"]) for u in users if u.get("mail"))
     yield from addresses if limit is None else itertools.islice(addresses, limit)

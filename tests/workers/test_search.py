@@ -1,0 +1,117 @@
+"""Message and mailbox search against the real emulator over HTTPS: every page followed, every criterion applied."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from receiver.errors import ConfigError
+from workers import mailops, runtime
+from workers.search import MessageQuery, iter_mailboxes, iter_messages, parse_when
+
+BOX = "alice@contoso.com"
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture
+def graph(settings, redis_client, emulator):
+    emulator.add_user(BOX)
+    mailops.forget_folders()
+    ctx = runtime.build(settings, redis_client)
+    yield ctx.graph
+    ctx.graph.session.close()
+    mailops.forget_folders()
+
+
+def add(emulator, subject: str, sender: str = "ceo@evil.example", hours_ago: float = 1, **extra) -> dict:
+    received = (NOW - dt.timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    folder = extra.pop("folder", "inbox")
+    spec = {"subject": subject, "from": sender, "receivedDateTime": received, **extra}
+    return emulator.mail.add_message(BOX, spec, folder)[2]
+
+
+def list_requests(emulator) -> list[dict]:
+    return [r for r in emulator.request_log if r["method"] == "GET" and r["path"].endswith(f"/users/{BOX}/messages")]
+
+
+def test_search_returns_all_120_matches_across_pages(graph, emulator):
+    for i in range(120):
+        add(emulator, f"Invoice {i}", hours_ago=i / 10)
+    for i in range(30):
+        add(emulator, f"Lunch {i}", sender="colleague@contoso.com")
+    found = list(iter_messages(graph, BOX, MessageQuery(sender="CEO@evil.example")))
+    assert sorted(m["subject"] for m in found) == sorted(f"Invoice {i}" for i in range(120))
+    assert len({m["id"] for m in found}) == 120
+    assert len(list_requests(emulator)) == 2  # 100 per page: the second page was fetched, not dropped
+
+    small_pages = list(iter_messages(graph, BOX, MessageQuery(sender="ceo@evil.example"), page_size=7))
+    assert len(small_pages) == 120 and len(list_requests(emulator)) == 2 + 18
+
+
+def test_limit_stops_early(graph, emulator):
+    for i in range(30):
+        add(emulator, f"Invoice {i}")
+    assert len(list(iter_messages(graph, BOX, MessageQuery(subject_contains="invoice"), limit=12, page_size=10))) == 12
+    assert len(list_requests(emulator)) == 2
+
+
+def test_every_criterion_applies(graph, emulator):
+    target = add(emulator, "Urgent: wire transfer", internetMessageId="<o'brien-1@evil.example>", hours_ago=2)
+    add(emulator, "Urgent: wire transfer", internetMessageId="<other@evil.example>", hours_ago=2)
+    add(emulator, "Urgent: wire transfer", hours_ago=50)
+    add(emulator, "Urgent: wire transfer today", hours_ago=2)
+    add(emulator, "Urgent: wire transfer", sender="colleague@contoso.com", hours_ago=2)
+
+    def subjects(**criteria) -> list[str]:
+        return sorted(m["internetMessageId"] for m in iter_messages(graph, BOX, MessageQuery(**criteria)))
+
+    assert subjects(internet_message_id="<o'brien-1@evil.example>") == [target["internetMessageId"]]
+    window = {"since": NOW - dt.timedelta(hours=24), "until": NOW}
+    assert len(subjects(sender="ceo@evil.example", subject="urgent: WIRE transfer", **window)) == 2
+    assert len(subjects(sender="ceo@evil.example", subject_contains="wire", **window)) == 3
+    assert len(subjects(subject_contains="wire")) == 5
+    assert len(subjects(sender="ceo@evil.example", until=NOW - dt.timedelta(hours=24))) == 1
+
+
+def test_body_search_and_folder(graph, emulator):
+    add(emulator, "Pay", body="Click https://evil.example/pay to pay")
+    add(emulator, "Pay", body="Nothing to see", folder="junkemail")
+    add(emulator, "Pay", body="Click https://evil.example/pay now", folder="junkemail")
+    assert len(list(iter_messages(graph, BOX, MessageQuery(body="evil.example/pay")))) == 2
+    in_junk = list(iter_messages(graph, BOX, MessageQuery(body="evil.example/pay"), folder="Junk Email"))
+    assert len(in_junk) == 1
+    assert "$search" in list_requests(emulator)[0]["query"] or "%24search" in list_requests(emulator)[0]["query"]
+
+
+def test_every_mailbox_of_the_tenant_across_pages(graph, emulator):
+    for i in range(120):
+        emulator.add_user(f"user{i:03d}@contoso.com")
+    boxes = list(iter_mailboxes(graph, page_size=50))
+    assert sorted(boxes) == sorted([BOX] + [f"user{i:03d}@contoso.com" for i in range(120)])
+    assert len([r for r in emulator.request_log if r["path"] == "/v1.0/users"]) == 3
+    assert len(list(iter_mailboxes(graph, limit=5, page_size=50))) == 5
+
+
+def test_filter_text_quotes_literals():
+    query = MessageQuery(internet_message_id="<o'brien@x>", sender="a@b.c", since=NOW)
+    assert query.params() == {"$filter": "receivedDateTime ge 2026-11-27T12:00:00Z and "
+                                         "internetMessageId eq '<o''brien@x>' and from/emailAddress/address eq 'a@b.c'"}
+    assert MessageQuery.from_dict(query.to_dict()) == query
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("24h", NOW - dt.timedelta(hours=24)), ("7d", NOW - dt.timedelta(days=7)),
+    ("2026-11-01", dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)),
+    ("2026-11-01T08:30:00+01:00", dt.datetime(2026, 11, 1, 7, 30, tzinfo=dt.timezone.utc))])
+def test_parse_when(text, expected):
+    assert parse_when(text, now=NOW) == expected
+
+
+def test_bad_values_are_quoted():
+    with pytest.raises(ConfigError, match="'yesterday'"):
+        parse_when("yesterday")
+    with pytest.raises(ConfigError, match="'ceo'"):
+        MessageQuery(sender="ceo")
+    with pytest.raises(ConfigError, match="must be before"):
+        MessageQuery(sender="a@b.c", since=NOW, until=NOW)
