@@ -129,8 +129,11 @@ def _handle(ctx: Context, notification: Notification, user_id: str, message_id: 
     if notification.change_type == "updated":
         return "updated"  # created triggers fired already (or will, once); updates fire none of them
     mailbox, folder = places.get(notification.subscription_id, ("", ""))
-    if mailbox and ctx.graph.limiter is not None:
-        ctx.graph.limiter.learn(mailbox, user_id)  # actions may address the mailbox by its address
+    if ctx.graph.limiter is not None:
+        if mailbox:
+            ctx.graph.limiter.learn(mailbox, user_id)  # actions may address the mailbox by its address
+        else:  # e.g. a delta resync item: name the mailbox as its subscription did
+            mailbox = ctx.graph.limiter.address_of(user_id) or ""
     fetcher = Fetcher(ctx.graph, user_id, options)
     try:
         try:

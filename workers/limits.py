@@ -29,6 +29,7 @@ SLOT_SECONDS = 90.0  # a slot not released by then is free again (longer than an
 BUDGET_WINDOW = 600  # seconds, Graph's window for the 10,000-request budget
 MAX_WAIT = 120.0  # seconds a request waits for a slot or budget before giving up (ThrottledError)
 ALIASES = f"{PREFIX}:aliases"  # hash: lower-case address -> user id (Graph counts both as one mailbox)
+ADDRESSES = f"{PREFIX}:addresses"  # hash: user id -> address (names the mailbox in records from delta resync)
 
 # KEYS: slots zset, budget counter. ARGV: token, limit, weight, slot ms, budget, window s.
 # Returns {1, 0} when taken, {0, wait_ms} when full (wait_ms: until the earliest slot expires or the window ends).
@@ -75,8 +76,16 @@ class MailboxLimiter:
         """Record that ``address`` is the mailbox ``user_id``, so both share one set of slots."""
         address, user_id = address.lower(), user_id.lower()
         if address and user_id and "@" in address and self._aliases.get(address) != user_id:
-            self.redis.hset(ALIASES, address, user_id)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(ALIASES, address, user_id)
+            pipe.hset(ADDRESSES, user_id, address)
+            pipe.execute()
             self._aliases[address] = user_id
+
+    def address_of(self, user_id: str) -> str | None:
+        """The address learnt for ``user_id``, if any."""
+        known = self.redis.hget(ADDRESSES, user_id.lower())
+        return known.decode() if known else None
 
     def canonical(self, mailbox: str) -> str:
         """The user id for an address we have learnt (requests by address and by id count together)."""

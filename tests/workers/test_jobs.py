@@ -118,3 +118,18 @@ def test_updated_does_not_refire_created_and_deleted_is_recorded_not_fetched(emu
     assert redis_client.get(jobs.marker(user.id, message["id"], "deleted")) == b"deleted"
     assert redis_client.ttl(jobs.marker(user.id, message["id"])) > 6 * 24 * 3600  # the 7-day window
     assert len(_events(redis_client)) == 1
+
+
+def test_a_delta_resync_item_names_the_mailbox_like_push_and_shares_its_marker(emulator, settings, redis_client,
+                                                                             installed):
+    user = emulator.add_user("jo@contoso.com")
+    pushed = emulator.deliver("jo@contoso.com", {"subject": "pushed"})
+    missed = emulator.deliver("jo@contoso.com", {"subject": "missed"})
+    redis_client.hset(keys.subscription("sub-jobs"), mapping={"mailbox": "jo@contoso.com", "folder": "inbox"})
+    jobs.process_notifications([_item(settings, user.id, pushed["id"])])
+    delta = {**_item(settings, user.id, missed["id"]), "subscriptionId": "delta"}
+    again = {**_item(settings, user.id, pushed["id"]), "subscriptionId": "delta"}  # overlap with push
+    counts = jobs.process_notifications([delta, again])
+    assert counts["processed"] == 1 and counts["duplicates"] == 1
+    assert [(e["email"]["subject"], e["email"]["mailbox"]) for e in _events(redis_client)] == [
+        ("pushed", "jo@contoso.com"), ("missed", "jo@contoso.com")]
