@@ -34,9 +34,10 @@ import requests
 from flask import Flask, g, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import actions, admin, batch, folders, identity, messages, subscriptions
+from . import actions, admin, batch, delta, folders, identity, messages, subscriptions
 from .clock import Clock, as_clock
 from .delivery import Delivery, DeliveryOptions
+from .delta import DeltaStore
 from .faults import ConnectionReset, Faults
 from .graphapi import authenticate, graph_error
 from .identity import App, Directory
@@ -96,6 +97,7 @@ class Emulator:
         self.subscriptions = SubscriptionStore(monotonic=self.clock.monotonic)
         self.faults = Faults()
         self.throttle = Throttle(self.clock.monotonic)
+        self.delta = DeltaStore()
         self.expiry_mode = expiry_mode
         self.revalidate_on_patch = False
         self.reauthorization_grace = REAUTHORIZATION_GRACE
@@ -165,7 +167,7 @@ class Emulator:
     def _build_app(self) -> Flask:
         app = Flask("graphhook-emulator")
         app.config["EMULATOR"] = self
-        for module in (identity, subscriptions, folders, messages, actions, batch, admin):
+        for module in (identity, subscriptions, folders, messages, actions, delta, batch, admin):
             app.register_blueprint(module.bp)
 
         @app.before_request
@@ -342,6 +344,10 @@ class Emulator:
             sub = self.subscriptions.items.get(sid)
             if sub is not None:
                 self._send_lifecycle(sub, "missed")
+
+    def evict_delta_tokens(self, token: str | None = None) -> int:
+        """Evict one delta/skip token (or a link holding it), or all: their links then answer 410."""
+        return self.delta.evict(token)
 
     # --- time --------------------------------------------------------------------------------
     def advance(self, seconds: float) -> None:
