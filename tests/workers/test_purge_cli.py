@@ -1,0 +1,162 @@
+"""``graphhook purge`` as a responder runs it: refusals, dry runs, reports, exit codes, and a purge killed
+mid-way that is resumed and completes without removing anything twice."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from emulator.faults import FaultRule
+from graphhook.cli import main
+from tests.conftest import ROOT, wait_for
+from workers import mailops
+from workers.progress import ProgressBar
+
+CAMPAIGN_ID = "<payroll-update@evil.example>"
+CAMPAIGN = {"subject": "Payroll update required", "from": {"name": "HR", "address": "hr@evil.example"},
+            "body": "Log in to keep your salary.", "internetMessageId": CAMPAIGN_ID}
+
+
+@pytest.fixture
+def env(emulator, redis_server, redis_client, monkeypatch):
+    values = {**emulator.environment(), "REDIS_URL": redis_server.url}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    mailops.forget_folders()
+    yield values
+    mailops.forget_folders()
+
+
+@pytest.fixture
+def cli(env, capsys):
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def seed(emulator, count: int, copies: int = 1) -> list[str]:
+    boxes = [f"staff{i:02d}@contoso.com" for i in range(count)]
+    for box in boxes:
+        emulator.add_user(box)
+        emulator.mail.add_message(box, {"subject": "Team lunch", "from": "colleague@contoso.com"})
+        for _ in range(copies):
+            emulator.mail.add_message(box, CAMPAIGN)
+    return boxes
+
+
+def mailbox_file(tmp_path, boxes: list[str]):
+    path = tmp_path / "mailboxes.txt"
+    path.write_text("# incident 4711\n" + "\n".join(boxes) + "\n")
+    return str(path)
+
+
+def snapshot(emulator) -> dict[str, dict[str, int]]:
+    return {u.mail: {f.display_name: len(f.messages) for f in u.folders.values() if f.messages}
+            for u in emulator.mail.users.values()}
+
+
+def test_50001_mailboxes_refused_with_a_clear_message(cli, emulator, redis_client, tmp_path):
+    boxes = [f"m{i:05d}@contoso.com" for i in range(50_001)]
+    code, out, err = cli("purge", "--message-id", CAMPAIGN_ID, "--mailboxes-file", mailbox_file(tmp_path, boxes))
+    assert code == 2 and out == ""
+    assert "refusing to purge more than 50,000 mailboxes" in err and "split the mailboxes" in err
+    assert emulator.requests(path="/v1.0/") == [] and redis_client.keys("graphhook:purge*") == []
+
+
+def test_dry_run_reports_and_changes_nothing(cli, emulator, tmp_path):
+    boxes = seed(emulator, 10, copies=2)
+    before = snapshot(emulator)
+    code, out, err = cli("purge", "--message-id", CAMPAIGN_ID, "--from", "hr@evil.example", "--since", "1d",
+                         "--mailboxes-file", mailbox_file(tmp_path, boxes), "--dry-run")
+    report = json.loads(out)
+    assert code == 0 and report["dry_run"] is True
+    assert report["totals"]["found"] == 20 and report["totals"]["removed"] == 0
+    assert {m["status"] for m in report["mailboxes"]} == {"would remove"}
+    assert snapshot(emulator) == before
+    assert not [r for r in emulator.request_log if r["method"] in ("POST", "DELETE", "PATCH") and "/v1.0/" in r["path"]]
+    assert "TOTAL (10 mailboxes)" in err and "[#" not in err  # a summary table; no bar when stderr is not a terminal
+
+
+def test_partial_failure_exits_1_with_the_reason(cli, emulator):
+    boxes = seed(emulator, 2)
+    code, out, err = cli("purge", "--subject", "payroll UPDATE required", "--hard", "--quiet",
+                         "--mailbox", ",".join(boxes), "--mailbox", "gone@contoso.com")
+    report = json.loads(out)
+    assert code == 1 and report["mode"] == "hard" and report["totals"]["removed"] == 2
+    [failed] = [m for m in report["mailboxes"] if m["status"] == "failed"]
+    assert failed["mailbox"] == "gone@contoso.com" and "ErrorInvalidUser" in failed["why"][0]
+    assert "TOTAL" not in err  # --quiet: no table
+
+
+def test_every_mailbox_in_the_tenant(cli, emulator):
+    seed(emulator, 15)
+    code, out, _ = cli("purge", "--message-id", CAMPAIGN_ID, "--all-mailboxes", "--quiet")
+    report = json.loads(out)
+    assert code == 0 and report["totals"]["mailboxes"] == 15 and report["totals"]["removed"] == 15
+
+
+def test_resume_takes_nothing_but_the_id(cli):
+    code, _, err = cli("purge", "--resume", "20260101T000000Z-abcdef", "--from", "x@y.z")
+    assert code == 2 and "--resume continues a saved purge" in err
+    code, _, err = cli("purge", "--resume", "20260101T000000Z-abcdef")
+    assert code == 2 and "no purge '20260101T000000Z-abcdef'" in err
+
+
+def test_killed_purge_resumes_and_completes_without_double_deletes(cli, env, emulator, tmp_path):
+    boxes = seed(emulator, 16, copies=3)
+    slow = emulator.faults.add(FaultRule(category="graph", status=None, delay=0.2, rate=1.0, path=r"/move$"))
+    log = open(tmp_path / "purge.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphhook", "purge", "--message-id", CAMPAIGN_ID, "--concurrency", "2",
+         "--mailboxes-file", mailbox_file(tmp_path, boxes)],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        wait_for(lambda: len(emulator.requests("POST", "/move", status=201)) >= 8, timeout=60)
+        proc.send_signal(signal.SIGKILL)  # no chance to record anything more
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    emulator.faults.remove(slow)
+    log.seek(0)
+    purge_id = re.search(r"graphhook purge --resume (\S+)\)", log.read()).group(1)
+    done_before = len(emulator.requests("POST", "/move", status=201))
+    assert 8 <= done_before < 48  # interrupted mid-way
+
+    code, out, err = cli("purge", "--resume", purge_id)
+    report = json.loads(out)
+    assert code == 0 and report["purgeId"] == purge_id and report["totals"]["removed"] == 48
+    for box in boxes:
+        user = emulator.mail.user(box)
+        assert [m["subject"] for m in user.folder("inbox").messages.values()] == ["Team lunch"]
+        assert len(user.folder("deleteditems").messages) == 3
+    moves = [r["path"] for r in emulator.requests("POST", "/move", status=201)]
+    assert len(moves) == len(set(moves)) == 48  # every copy moved exactly once, across both runs
+
+
+def test_progress_bar_draws_on_a_terminal_only():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen, pipe = Terminal(), io.StringIO()
+    for stream in (screen, pipe):
+        bar = ProgressBar(stream, width=10)
+        bar({"done": 5, "total": 10, "found": 7, "removed": 6, "failed": 1})
+        bar({"done": 10, "total": 10, "found": 12, "removed": 11, "failed": 1})
+        bar.close()
+    assert screen.getvalue().endswith("\r[##########] 10/10 mailboxes  found 12  removed 11  failed 1\n")
+    assert pipe.getvalue() == ""
+    quiet = Terminal()
+    ProgressBar(quiet, enabled=False)({"done": 1, "total": 1})
+    assert quiet.getvalue() == ""
