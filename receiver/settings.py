@@ -94,6 +94,10 @@ class Settings:
     renew_margin_minutes: int = 1440  # renew a subscription when less than this is left
     renew_interval_seconds: int = 60  # seconds between renewer passes
     resync_every_minutes: int = 30  # safety delta resync of every watched folder
+    log_format: str = "json"  # json (one object per line) | text (receiver/logs.py)
+    status_token: str = field(default="", repr=False)  # bearer token for /status; with no credentials /status is 404
+    status_user: str = ""  # basic-auth user for /status (with status_password)
+    status_password: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -120,6 +124,10 @@ class Settings:
             renew_interval_seconds=_int(env, "GRAPHHOOK_RENEW_INTERVAL_SECONDS", 60),
             resync_every_minutes=_int(env, "GRAPHHOOK_RESYNC_EVERY_MINUTES", 30),
             log_level=env.get("GRAPHHOOK_LOG_LEVEL", "INFO").upper(),
+            log_format=env.get("GRAPHHOOK_LOG_FORMAT", "json").lower(),
+            status_token=env.get("GRAPHHOOK_STATUS_TOKEN", ""),
+            status_user=env.get("GRAPHHOOK_STATUS_USER", ""),
+            status_password=env.get("GRAPHHOOK_STATUS_PASSWORD", ""),
             openid_config_url=env.get("GRAPHHOOK_OPENID_CONFIG_URL", DEFAULT_OPENID_CONFIG_URL),
             encryption_keys=env.get("GRAPHHOOK_ENCRYPTION_KEYS", ""),
             encryption_key_password=env.get("GRAPHHOOK_ENCRYPTION_KEY_PASSWORD", ""),
@@ -157,6 +165,10 @@ class Settings:
                                   ("GRAPHHOOK_ATTACHMENT_MAX_BYTES", self.attachment_max_bytes, 0)):
             if number < low:
                 raise ConfigError(f"{name} must be at least {low}, got {number!r}")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError(f"GRAPHHOOK_LOG_FORMAT must be json or text, got {self.log_format!r}")
+        if bool(self.status_user) != bool(self.status_password):
+            raise ConfigError("GRAPHHOOK_STATUS_USER and GRAPHHOOK_STATUS_PASSWORD must be set together")
         if self.max_body_bytes < 1024:
             raise ConfigError(f"GRAPHHOOK_MAX_BODY_BYTES must be at least 1024, got {self.max_body_bytes!r}")
 
