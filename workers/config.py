@@ -51,11 +51,6 @@ class Action:
     kind: str
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
-    @property
-    def sends_mail(self) -> bool:
-        """Actions whose repetition a user would notice: never run twice."""
-        return self.kind in ("forward", "reply", "alert", "copy", "webhook", "handler")
-
 
 @dataclass(frozen=True)
 class Rule:
