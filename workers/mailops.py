@@ -111,10 +111,12 @@ def _to_folder(client: GraphClient, verb: str, mailbox: str, message_id: str, fo
     destination = resolve_folder(client, mailbox, folder, create=create)
     try:
         response = client.post(f"{message_path(mailbox, message_id)}/{verb}", json={"destinationId": destination})
-    except NotFoundError as exc:
-        if "folder" not in (exc.code + exc.graph_message).lower():
+    except NotFoundError:
+        # Graph says ErrorItemNotFound for a missing message and for a missing destination alike. The cached
+        # folder may have been deleted by the user: look it up (or create it) again and retry once.
+        if destination in WELL_KNOWN.values():
             raise
-        forget_folders()  # the cached folder was deleted meanwhile; look it up (or create it) again
+        forget_folders()
         destination = resolve_folder(client, mailbox, folder, create=create)
         response = client.post(f"{message_path(mailbox, message_id)}/{verb}", json={"destinationId": destination})
     return response.json()["id"]

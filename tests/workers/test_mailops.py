@@ -119,3 +119,16 @@ def test_find_by_internet_message_id(graph, emulator):
     imid = message(emulator, "alice@contoso.com", new_id)["internetMessageId"]
     assert [x["id"] for x in mailops.find_by_internet_message_id(graph, "alice@contoso.com", imid)] == [new_id]
     assert mailops.find_by_internet_message_id(graph, "alice@contoso.com", imid, folder="inbox") == []
+
+
+def test_move_recreates_a_folder_deleted_since_it_was_cached(graph, emulator):
+    first, second = deliver(emulator, "one"), deliver(emulator, "two")
+    mailops.move(graph, "alice@contoso.com", first["id"], "Quarantine")
+    user = emulator.mail.user("alice@contoso.com")
+    with emulator.mail.lock:  # the user deletes the folder (and what is in it) in Outlook
+        quarantine = next(f for f in user.folders.values() if f.display_name == "Quarantine")
+        for message in list(quarantine.messages.values()):
+            emulator.mail.purge(user, message)
+        del user.folders[quarantine.id]
+    mailops.move(graph, "alice@contoso.com", second["id"], "Quarantine")  # the cached id is stale
+    assert folders(emulator, "alice@contoso.com") == {"Quarantine": ["two"]}
