@@ -186,7 +186,8 @@ class Runner:
         function = resolve(self.config.handlers[name], path=self.config.path)
         email = copy.deepcopy(dict(self.record))
         email["id"] = self.current_id
-        function(email, HandlerAPI(self, name))
+        # The API's markers live under the calling step, so one handler used by two rules acts for each.
+        function(email, HandlerAPI(self, name, scope=f"{self._scope}:handler:{name}"))
 
     def fill(self, template: str, rule: str | None) -> str:
         """Substitute ``$subject``, ``$sender``… (validated at load time) from the record."""

@@ -63,9 +63,9 @@ def resolve(handler: "HandlerConfig", *, path: str = "") -> Handler:
 class HandlerAPI:
     """What a handler may do to the message it was called for; every call is idempotent under retries."""
 
-    def __init__(self, runner: "Runner", handler_name: str) -> None:
+    def __init__(self, runner: "Runner", handler_name: str, *, scope: str = "") -> None:
         self._runner = runner
-        self._scope = f"handler:{handler_name}"
+        self._scope = scope or f"handler:{handler_name}"
         self._step = 0
         self.log = logging.getLogger(f"graphhook.handlers.{handler_name}")
 
