@@ -129,7 +129,7 @@ class PurgeResult:
             out["removed"] += r.removed
             out["failed"] += r.failed
         for status in ("clean", "removed", "would remove", "partial", "failed", "pending"):
-            out[f"mailboxes {status}"] = sum(1 for r in self.mailboxes if r.status == status)
+            out[f"mailboxes_{status.replace(' ', '_')}"] = sum(1 for r in self.mailboxes if r.status == status)
         return out
 
     @property
@@ -138,7 +138,7 @@ class PurgeResult:
         return not self.interrupted and all(r.status in SETTLED for r in self.mailboxes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"purgeId": self.purge_id, **self.spec.to_dict(), "interrupted": self.interrupted,
+        return {"purge_id": self.purge_id, **self.spec.to_dict(), "interrupted": self.interrupted,
                 "totals": self.totals, "mailboxes": [r.to_dict() for r in self.mailboxes]}
 
 

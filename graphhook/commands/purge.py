@@ -137,6 +137,6 @@ def _table(report: dict[str, Any], stream: Any) -> None:
     print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip(), file=stream)
     for row in rows:
         print("  ".join(str(row[c])[:60].ljust(widths[c]) for c in columns).rstrip(), file=stream)
-    clean = totals.get("mailboxes clean", 0)
+    clean = totals.get("mailboxes_clean", 0)
     if clean:
         print(f"{clean:,} mailboxes had no matching message.", file=stream)

@@ -68,6 +68,8 @@ def test_200_mailboxes_purged_the_one_with_25_copies_in_3_rounds(ctx, emulator):
     big = next(r for r in result.mailboxes if r.mailbox == BIG)
     assert (big.status, big.found, big.removed, big.failed, big.rounds) == ("removed", 25, 25, 0, 3)
     assert {r.rounds for r in result.mailboxes if r.mailbox != BIG} == {1}
+    # Graph's 4 concurrent requests per app and mailbox were kept: the emulator never had to refuse one.
+    assert emulator.throttle.rejected["ApplicationThrottled"] == 0
 
     # Microsoft's limit: never more than 10 removals between two searches of a mailbox.
     log = [r for r in emulator.request_log if f"/users/{BIG}/" in r["path"]]

@@ -135,13 +135,41 @@ def test_killed_purge_resumes_and_completes_without_double_deletes(cli, env, emu
 
     code, out, err = cli("purge", "--resume", purge_id)
     report = json.loads(out)
-    assert code == 0 and report["purgeId"] == purge_id and report["totals"]["removed"] == 48
+    assert code == 0 and report["purge_id"] == purge_id and report["totals"]["removed"] == 48
     for box in boxes:
         user = emulator.mail.user(box)
         assert [m["subject"] for m in user.folder("inbox").messages.values()] == ["Team lunch"]
         assert len(user.folder("deleteditems").messages) == 3
     moves = [r["path"] for r in emulator.requests("POST", "/move", status=201)]
     assert len(moves) == len(set(moves)) == 48  # every copy moved exactly once, across both runs
+
+
+def test_ctrl_c_stops_cleanly_with_a_partial_report_and_a_resume_hint(cli, env, emulator, tmp_path):
+    boxes = seed(emulator, 8, copies=3)
+    slow = emulator.faults.add(FaultRule(category="graph", status=None, delay=0.2, rate=1.0, method="DELETE",
+                                         path=r"/messages/[^/]+$"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphhook", "purge", "--message-id", CAMPAIGN_ID, "--concurrency", "2", "--hard",
+         "--mailbox", ",".join(boxes)],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(emulator.requests("DELETE", "/messages/")) >= 4, timeout=60)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    emulator.faults.remove(slow)
+    report = json.loads(out)
+    assert proc.returncode == 130 and report["interrupted"] is True
+    assert 4 <= report["totals"]["removed"] < 24  # what was done before the stop is reported
+    assert f"graphhook purge --resume {report['purge_id']}" in err.splitlines()[-1]
+
+    code, out, _ = cli("purge", "--resume", report["purge_id"], "--quiet")
+    assert code == 0 and json.loads(out)["totals"]["removed"] == 24
+    deletes = [r["path"] for r in emulator.requests("DELETE", "/messages/", status=204)]
+    assert len(deletes) == len(set(deletes)) == 24
+    assert all(len(emulator.mail.user(b).folder("inbox").messages) == 1 for b in boxes)
 
 
 def test_progress_bar_draws_on_a_terminal_only():
