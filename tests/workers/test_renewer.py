@@ -38,7 +38,9 @@ def graph_subscriptions(emulator):
 def test_reconcile_creates_what_is_missing_with_lifecycle_url_and_own_client_state(
         emulator, live_settings, redis_client):
     emulator.add_user("alice@contoso.com")
-    emulator.mail.add_message("alice@contoso.com", {"subject": "old mail", "from": "x@example.com"})
+    two_hours_ago = emulator.clock.now() - dt.timedelta(hours=2)
+    emulator.mail.add_message("alice@contoso.com", {"subject": "old mail", "from": "x@example.com",
+                                                    "receivedDateTime": two_hours_ago.strftime("%Y-%m-%dT%H:%M:%SZ")})
     ctx = fresh_context(live_settings, redis_client)
     report = make_renewer(ctx, emulator, [("alice@contoso.com", "inbox"), ("alice@contoso.com", "junkemail")]).reconcile()
 
