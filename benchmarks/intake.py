@@ -48,6 +48,21 @@ def bare_app() -> Flask:
     return app
 
 
+def rpush_app() -> Flask:
+    """A reference point, not a design: the body RPUSHed to one Redis list (no checks, no job), then 202."""
+    import redis
+
+    app = Flask("rpush")
+    r = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+    @app.post("/notifications")
+    def notifications() -> Response:
+        r.rpush("bench:rpush", request.get_data())
+        return Response("", status=202)
+
+    return app
+
+
 def body(n: int) -> bytes:
     """A collection of ``n`` valid created-message notifications for the registered subscription."""
     return json.dumps({"value": [{
@@ -68,14 +83,16 @@ def _free_port() -> int:
 class Gunicorn:
     """One gunicorn server on a free loopback port."""
 
-    def __init__(self, target: str, env: dict[str, str]) -> None:
+    def __init__(self, target: str, env: dict[str, str], log: Path) -> None:
         self.port = _free_port()
-        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *GUNICORN, "-b", f"127.0.0.1:{self.port}", target],
-                                     env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.log = log
+        with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the workers' logging
+            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *GUNICORN, "-b", f"127.0.0.1:{self.port}",
+                                          target], env=env, cwd=ROOT, stdout=out, stderr=out)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn {target} exited: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"gunicorn {target} exited: {self.log.read_text()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     time.sleep(0.5)  # let both workers boot
@@ -88,6 +105,18 @@ class Gunicorn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/notifications"
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the master and its worker processes (Linux /proc; 0 elsewhere)."""
+        pid = self.proc.pid
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:  # field 4: ppid
+                    children.append(int(stat.parent.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return sum(_cpu(p) for p in [pid, *children])
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -95,6 +124,15 @@ class Gunicorn:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _cpu(pid: int) -> float:
+    """utime + stime of one process, in seconds (0 if it is gone or /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- load generators --------------------------------------------------------------------------
@@ -172,7 +210,9 @@ def run(quick: bool = False) -> Report:
     from graphhook.redis_server import RedisServer
     from receiver import keys
 
-    rounds, duration = (1, 3.0) if quick else (3, 8.0)
+    # Short alternating rounds, compared pairwise: the machine is shared, and load from elsewhere
+    # hits a pair's two halves alike far more often than two long runs minutes apart.
+    rounds, duration = (1, 3.0) if quick else (5, 4.0)
     load = wrk if shutil.which("wrk") else pyload
     workdir = Path(tempfile.mkdtemp(prefix="graphhook-bench-"))
     server = RedisServer(workdir / "redis").start()
@@ -185,37 +225,56 @@ def run(quick: bool = False) -> Report:
         r.flushdb()
         r.hset(keys.subscription("bench-sub"), mapping={"clientState": STATE, "tenantId": TENANT})
 
-    bare = receiver = None
+    bare = receiver = rpush = None
     report = Report("intake: POST /notifications under gunicorn -w 2 -k sync, loopback")
     try:
-        bare = Gunicorn("benchmarks.intake:bare_app()", env)
-        receiver = Gunicorn("receiver.app:create_app()", env)
+        bare = Gunicorn("benchmarks.intake:bare_app()", env, workdir / "bare.log")
+        rpush = Gunicorn("benchmarks.intake:rpush_app()", env, workdir / "rpush.log")
+        receiver = Gunicorn("receiver.app:create_app()", env, workdir / "receiver.log")
         one, hundred = body(1), body(100)
-        bare_rps, recv_rps, errors = [], [], 0
+        bare_rps, recv_rps, rpush_rps, errors = [], [], [], 0
+        cpu = {"bare": [0.0, 0], "receiver": [0.0, 0], "rpush": [0.0, 0]}  # CPU seconds (server + Redis), requests
+        redis_pid = server.process.pid if server.process else 0
+        reset()
+        load(bare.url, one, 1.0, CONNECTIONS, workdir)  # warm-up
+        load(receiver.url, one, 1.0, CONNECTIONS, workdir)
+        load(rpush.url, one, 1.0, CONNECTIONS, workdir)
         for _ in range(rounds):
             reset()
-            load(bare.url, one, 1.0, CONNECTIONS, workdir)  # warm-up
-            rps, _p99, bad = load(bare.url, one, duration, CONNECTIONS, workdir)
-            bare_rps.append(rps)
-            rps, _p99, bad2 = load(receiver.url, one, duration, CONNECTIONS, workdir)
-            recv_rps.append(rps)
-            errors += bad + bad2
+            for name, target, series in (("bare", bare, bare_rps), ("receiver", receiver, recv_rps),
+                                         ("rpush", rpush, rpush_rps)):
+                before = target.cpu_seconds() + _cpu(redis_pid)
+                rps, _p99, bad = load(target.url, one, duration, CONNECTIONS, workdir)
+                cpu[name][0] += target.cpu_seconds() + _cpu(redis_pid) - before
+                cpu[name][1] += int(rps * duration)
+                series.append(rps)
+                errors += bad
         enqueued = r.llen("rq:queue:graphhook")
         reset()
         rps100, p99_100, bad100 = load(receiver.url, hundred, duration, CONNECTIONS, workdir)
         _rps, p99_100_light, _bad = load(receiver.url, hundred, duration, 2, workdir)
         b, v = statistics.median(bare_rps), statistics.median(recv_rps)
+        pair_ratio = statistics.median(x / y for x, y in zip(recv_rps, bare_rps))
+        rpush_ratio = statistics.median(x / y for x, y in zip(rpush_rps, bare_rps))
+        per_request = {name: 1e6 * c / max(n, 1) for name, (c, n) in cpu.items()}
         report.add("load generator", "wrk" if load is wrk else "python (wrk not on PATH)")
         report.add("bare Flask 202 (1 notification)", f"{b:,.0f} req/s  (rounds: {', '.join(f'{x:,.0f}' for x in bare_rps)})")
         report.add("receiver (1 notification)", f"{v:,.0f} req/s  (rounds: {', '.join(f'{x:,.0f}' for x in recv_rps)})")
-        report.add("ratio receiver / bare", f"{v / b:.0%}  (target >= 45%)")
+        report.add("ratio receiver / bare", f"{pair_ratio:.0%} median of per-round ratios, "
+                   f"{v / b:.0%} of medians  (target >= 45%)")
+        report.add("reference: one RPUSH, no checks", f"{statistics.median(rpush_rps):,.0f} req/s, "
+                   f"{rpush_ratio:.0%} of bare")
+        if all(per_request.values()):
+            report.add("CPU per request (server + Redis)", ", ".join(f"{k} {v:.0f} us" for k, v in per_request.items())
+                       + f" -> CPU-bound ratio {per_request['bare'] / per_request['receiver']:.0%}")
         report.add("receiver (100 notifications)", f"{rps100:,.0f} POST/s = {rps100 * 100:,.0f} notifications/s")
         report.add(f"p99, 100 notifications, {CONNECTIONS} conns", f"{p99_100 * 1000:.1f} ms")
         report.add("p99, 100 notifications, 2 conns", f"{p99_100_light * 1000:.1f} ms  (target <= 50 ms)")
         report.add("errors (non-2xx, socket)", str(errors + bad100))
         report.add("jobs persisted in last 1-notification round", f"{enqueued:,}")
+        report.notes.append("CPU per request excludes the load generator; it is what the receiver costs whatever else runs")
     finally:
-        for gunicorn in (bare, receiver):
+        for gunicorn in (bare, receiver, rpush):
             if gunicorn is not None:
                 gunicorn.stop()
         server.stop()
