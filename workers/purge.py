@@ -349,7 +349,7 @@ class Purge:
         while True:
             if self.stop.is_set():
                 raise _Stopped()
-            batch = []
+            batch, exhausted = [], True
             for message in iter_messages(self.graph, mailbox, query, select=("id", "parentFolderId")):
                 if message["id"] in handled or message.get("parentFolderId") == deleted_items:
                     continue
@@ -361,6 +361,7 @@ class Purge:
                         continue
                 batch.append(message["id"])
                 if len(batch) == ROUND_SIZE:
+                    exhausted = False
                     break
             if not batch:
                 return
@@ -369,6 +370,8 @@ class Purge:
             self._round(mailbox, batch, report)
             handled.update(batch)
             states.update(dict.fromkeys(new, "seen"))
+            if exhausted:
+                return  # that search saw every match (all pages): searching again would find none
 
     def _round(self, mailbox: str, ids: list[str], report: MailboxReport) -> None:
         """Remove up to 10 messages of one mailbox (4 at a time, Graph's per-mailbox concurrency)."""
