@@ -24,6 +24,7 @@ from .notifications import Collection, Notification
 from .redisconn import connect
 from .richnotify import OpenIdJwks, SigningKeysUnavailable, TokenValidator
 from .settings import Settings
+from .status import init_app as init_observability
 from .store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter, SubscriptionLookup
 
 log = logging.getLogger("graphhook.receiver")
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
     app.add_url_rule("/readyz", "readyz", _readyz, methods=["GET"])
     app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
+    init_observability(app, settings)  # JSON logs, worker metrics on /metrics, /status (receiver/status.py)
 
     @app.errorhandler(413)
     def _too_large(_exc: Exception) -> Response:

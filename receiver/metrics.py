@@ -19,6 +19,7 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 # Graph counts an answer above 2.9 s as slow (graph-protocol.md §2); buckets resolve well below that.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.9, 5.0)
@@ -29,11 +30,13 @@ def multiprocess_dir() -> str:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "") or os.environ.get("prometheus_multiproc_dir", "")
 
 
-def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
-    """Text exposition: all processes' values in multiprocess mode, else this registry's."""
+def exposition(registry: CollectorRegistry, extra: tuple[Collector, ...] = ()) -> tuple[bytes, str]:
+    """Text exposition: all processes' values in multiprocess mode, else this registry's; plus ``extra`` collectors."""
     if multiprocess_dir():
         merged = CollectorRegistry()
         MultiProcessCollector(merged)
+        for collector in extra:
+            merged.register(collector)
         return generate_latest(merged), CONTENT_TYPE_LATEST
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
@@ -43,6 +46,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._extra: tuple[Collector, ...] = ()
         self._received = Counter("graphhook_notifications_received", "Notifications in POST bodies, before checks",
                                  registry=self.registry)
         self._accepted = Counter("graphhook_notifications_accepted", "Notifications persisted on Redis, by kind",
@@ -82,6 +86,11 @@ class Metrics:
         """Record the time one notification POST took."""
         self._latency.observe(seconds)
 
+    def add_collector(self, collector: Collector) -> None:
+        """Also expose a scrape-time collector (e.g. :class:`receiver.observe.RedisCollector`: worker metrics)."""
+        self.registry.register(collector)
+        self._extra += (collector,)
+
     def render(self) -> tuple[bytes, str]:
         """Body and content type for ``/metrics``."""
-        return exposition(self.registry)
+        return exposition(self.registry, self._extra)

@@ -1,0 +1,200 @@
+"""The status page at ``/status``: is every subscription alive, is mail flowing, are rules firing.
+
+Server-rendered (one Jinja template, no external assets, a few lines of
+script for the countdowns), read straight from Redis by
+:mod:`receiver.statusdata`. Behind authentication from the environment:
+
+- ``GRAPHHOOK_STATUS_TOKEN``: ``Authorization: Bearer <token>`` (scripts, probes);
+- ``GRAPHHOOK_STATUS_USER`` + ``GRAPHHOOK_STATUS_PASSWORD``: HTTP basic auth (browsers).
+
+With neither set the page does not exist (404). Credentials are compared in
+constant time. The retry button is a POST carrying a CSRF token — an HMAC of
+a timestamp keyed by the configured credentials, so every web process
+accepts it without shared sessions — and unsafe requests from another origin
+are refused (browsers resend basic-auth credentials to cross-site forms).
+
+With the ``dashboard`` extra installed (rq-dashboard), RQ's dashboard is
+mounted at ``/status/rq`` behind the same authentication.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, url_for
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+
+from . import logs
+from .observe import RedisCollector
+from .settings import Settings
+from .statusdata import gather
+
+log = logging.getLogger("graphhook.status")
+
+CSRF_MAX_AGE = 4 * 3600  # s a rendered page's retry buttons stay valid
+REFRESH_SECONDS = 30  # the page reloads itself this often
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+bp = Blueprint("status", __name__, template_folder="templates")
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Wire observability into the receiver: redacted JSON logs, worker metrics on ``/metrics``, ``/status``."""
+    logs.install(settings, process="web")
+    margin = dt.timedelta(minutes=settings.renew_margin_minutes)
+    app.config["METRICS"].add_collector(RedisCollector(app.config["REDIS"], margin=margin))
+    app.register_blueprint(bp)
+    _mount_rq_dashboard(app, settings)
+
+
+# --- authentication --------------------------------------------------------------------------
+
+def _settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+def configured(settings: Settings) -> bool:
+    """Whether any status credential is set (otherwise the page is 404)."""
+    return bool(settings.status_token or (settings.status_user and settings.status_password))
+
+
+def authorized(settings: Settings, header: str | None) -> str | None:
+    """``"bearer"`` or ``"basic"`` when the Authorization header carries configured credentials, else None."""
+    scheme, _, value = (header or "").partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and settings.status_token:
+        if hmac.compare_digest(value.encode(), settings.status_token.encode()):
+            return "bearer"
+    if scheme.lower() == "basic" and settings.status_user and settings.status_password:
+        try:
+            user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        ok_user = hmac.compare_digest(user.encode(), settings.status_user.encode())
+        ok_password = hmac.compare_digest(password.encode(), settings.status_password.encode())
+        if sep and ok_user and ok_password:
+            return "basic"
+    return None
+
+
+def _guard() -> Response | None:
+    """before_request: 404 when disabled, 401 without credentials, 403 for cross-origin unsafe requests."""
+    settings = _settings()
+    if not configured(settings):
+        abort(404)
+    how = authorized(settings, request.headers.get("Authorization"))
+    if how is None:
+        challenge = 'Basic realm="graphhook status", charset="UTF-8"' if settings.status_user else 'Bearer realm="graphhook status"'
+        return Response("authentication required\n", 401, {"WWW-Authenticate": challenge, "Content-Type": "text/plain"})
+    if request.method in UNSAFE and how == "basic" and not _same_origin():
+        return Response("cross-origin request refused\n", 403, {"Content-Type": "text/plain"})
+    return None
+
+
+def _same_origin() -> bool:
+    """A browser's unsafe request came from this site (Sec-Fetch-Site, else Origin, else Referer)."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site:
+        return site in ("same-origin", "none")
+    source = request.headers.get("Origin") or request.headers.get("Referer") or ""
+    if not source:
+        return False
+    ours = urlsplit(request.host_url)
+    theirs = urlsplit(source)
+    return (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc)
+
+
+bp.before_request(_guard)
+
+
+# --- CSRF ----------------------------------------------------------------------------------------
+
+def _csrf_key(settings: Settings) -> bytes:
+    material = "\x1f".join((settings.status_token, settings.status_user, settings.status_password)).encode()
+    return hashlib.sha256(b"graphhook status csrf\x00" + material).digest()
+
+
+def csrf_token(settings: Settings, now: float | None = None) -> str:
+    """``<unix seconds>.<hex HMAC>``: proves the form was rendered by this server for these credentials."""
+    stamp = str(int(time.time() if now is None else now))
+    return f"{stamp}.{hmac.new(_csrf_key(settings), stamp.encode(), hashlib.sha256).hexdigest()}"
+
+
+def csrf_valid(settings: Settings, token: str | None, now: float | None = None) -> bool:
+    """Whether ``token`` came from :func:`csrf_token` with these credentials within CSRF_MAX_AGE."""
+    stamp, _, mac = (token or "").partition(".")
+    if not stamp.isdigit() or not mac:
+        return False
+    expected = hmac.new(_csrf_key(settings), stamp.encode(), hashlib.sha256).hexdigest()
+    age = (time.time() if now is None else now) - int(stamp)
+    return hmac.compare_digest(expected, mac) and -60 <= age <= CSRF_MAX_AGE
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+@bp.get("/status")
+def page() -> Response:
+    """The status page."""
+    settings = _settings()
+    r: redis.Redis = current_app.config["REDIS"]
+    try:
+        status = gather(r, margin=dt.timedelta(minutes=settings.renew_margin_minutes))
+    except redis.RedisError as exc:
+        log.error("status page: redis unavailable: %s", type(exc).__name__)
+        return Response("status unavailable: Redis does not answer\n", 503, {"Content-Type": "text/plain"})
+    body = render_template("status.html", status=status, csrf=csrf_token(settings), refresh=REFRESH_SECONDS,
+                           notice=request.args.get("notice", "")[:200],
+                           dashboard="rq_dashboard" in current_app.blueprints)
+    return Response(body, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+                                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                "script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"})
+
+
+@bp.post("/status/jobs/<job_id>/retry")
+def retry(job_id: str) -> Any:
+    """Put a failed job back on its queue (RQ's FailedJobRegistry.requeue), then back to the page."""
+    settings = _settings()
+    if not csrf_valid(settings, request.form.get("csrf")):
+        return Response("invalid or expired form token: reload the status page and try again\n", 400,
+                        {"Content-Type": "text/plain"})
+    r: redis.Redis = current_app.config["REDIS"]
+    try:
+        job = Job.fetch(job_id, connection=r)
+        job.requeue()
+    except NoSuchJobError:
+        return redirect(url_for("status.page", notice=f"job {job_id} no longer exists"), 303)
+    except InvalidJobOperation:
+        return redirect(url_for("status.page", notice=f"job {job_id} is not failed any more"), 303)
+    log.info("failed job %s (%s) requeued from the status page", job_id, job.func_name, extra={"job_id": job_id})
+    return redirect(url_for("status.page", notice=f"job {job_id} requeued"), 303)
+
+
+# --- rq-dashboard (optional extra) ---------------------------------------------------------------
+
+def _mount_rq_dashboard(app: Flask, settings: Settings) -> None:
+    """Mount rq-dashboard at /status/rq behind the same authentication, when installed and credentials are set."""
+    if not configured(settings) or not settings.redis_url:
+        return
+    try:
+        import rq_dashboard
+        from rq_dashboard.web import setup_rq_connection
+    except ImportError:
+        return
+    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", settings.redis_url)
+    setup_rq_connection(app)
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/status/rq")
+
+    @app.before_request
+    def _guard_dashboard() -> Response | None:
+        return _guard() if request.blueprint == "rq_dashboard" else None

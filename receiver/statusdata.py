@@ -1,0 +1,172 @@
+"""What the status page shows, read from Redis into plain values (no Flask here).
+
+Sources: the subscription registry (``graphhook:sub:*``), delta state
+(``graphhook:delta:*``), the workers' recent-notifications list, the record
+trigger's events (``graphhook:events``), RQ's own queues and registries.
+Nothing secret is read into these values (clientState stays in Redis), and
+job error texts pass through :func:`receiver.logs.redact`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.job import Job
+
+from . import keys, observe
+from .logs import redact
+from .subhealth import RED, countdown, parse_time
+
+RECENT_ROWS = 20
+FAILED_ROWS = 50
+
+
+@dataclass(frozen=True)
+class SubscriptionRow:
+    """One subscription line: health colour, countdown, and what the renewer last did."""
+
+    id: str
+    mailbox: str
+    folder: str
+    health: str
+    red: bool
+    expiration: str
+    expires_epoch: float
+    countdown: str
+    renewed_at: str
+    last_error: str
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A job in a FailedJobRegistry, with the last line of its error (redacted)."""
+
+    id: str
+    queue: str
+    function: str
+    description: str
+    ended_at: str
+    error: str
+
+
+@dataclass
+class Status:
+    """Everything on the page."""
+
+    now: dt.datetime
+    subscriptions: list[SubscriptionRow] = field(default_factory=list)
+    resyncs: list[dict[str, str]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    fired: list[dict[str, Any]] = field(default_factory=list)
+    rule_totals: list[tuple[str, int]] = field(default_factory=list)
+    queues: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[FailedJob] = field(default_factory=list)
+    dead_webhooks: int = 0
+
+    @property
+    def alarms(self) -> int:
+        """Subscriptions shown red."""
+        return sum(1 for s in self.subscriptions if s.red)
+
+
+def _iso(moment: dt.datetime | None) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if moment else ""
+
+
+def _epoch_iso(value: Any) -> str:
+    try:
+        return _iso(dt.datetime.fromtimestamp(float(value), dt.timezone.utc))
+    except (TypeError, ValueError, OverflowError):
+        return ""
+
+
+def gather(r: redis.Redis, *, margin: dt.timedelta, now: dt.datetime | None = None) -> Status:
+    """Read the whole status from Redis."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    status = Status(now=now)
+    views = observe.subscriptions(r)
+    for view in views:
+        health = view.health(now, margin)
+        expires = parse_time(view.expiration)
+        status.subscriptions.append(SubscriptionRow(
+            id=view.id, mailbox=view.mailbox, folder=view.folder, health=health, red=health in RED,
+            expiration=_iso(expires), expires_epoch=expires.timestamp() if expires else 0.0,
+            countdown=countdown(view.seconds_left(now)), renewed_at=view.renewed_at, last_error=redact(view.last_error)))
+    status.resyncs = _resyncs(r, {v.user_id.lower(): v.mailbox for v in views if v.user_id})
+    status.notifications = _recent_notifications(r)
+    status.fired = _fired(r)
+    totals = {k.decode(): int(v) for k, v in r.hgetall(observe.RULE_STATS).items()}
+    status.rule_totals = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    for queue in sorted(Queue.all(connection=r), key=lambda q: q.name):
+        status.queues.append({"name": queue.name, **observe.queue_depths(queue)})
+        status.failed.extend(_failed(r, queue))
+    status.dead_webhooks = int(r.llen(observe.WEBHOOKS_FAILED))
+    return status
+
+
+def _resyncs(r: redis.Redis, mailboxes: dict[str, str]) -> list[dict[str, str]]:
+    """Last delta sync per mailbox folder (``graphhook:delta:{user}:{folder}``)."""
+    prefix = keys.delta("", "")[:-1]  # "graphhook:delta:"
+    names = sorted(k.decode() for k in r.scan_iter(match=f"{prefix}*", count=500))
+    pipe = r.pipeline(transaction=False)
+    for name in names:
+        pipe.hmget(name, "lastSync", "resyncQueuedAt")
+    rows = []
+    for name, (last, queued) in zip(names, pipe.execute() if names else []):
+        user, _, folder = name[len(prefix):].rpartition(":")
+        rows.append({"mailbox": mailboxes.get(user.lower(), user), "folder": folder,
+                     "last_sync": (last or b"").decode() or "never",
+                     "queued": (queued or b"").decode()})
+    return rows
+
+
+def _recent_notifications(r: redis.Redis) -> list[dict[str, Any]]:
+    rows = []
+    for raw in r.lrange(observe.RECENT_NOTIFICATIONS, 0, RECENT_ROWS - 1):
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            continue
+        item["when"] = _epoch_iso(item.get("at"))
+        rows.append(item)
+    return rows
+
+
+def _fired(r: redis.Redis) -> list[dict[str, Any]]:
+    """The latest record-trigger events, newest first: when, mailbox, subject, sender, rules."""
+    rows = []
+    for raw in reversed(r.lrange(keys.EVENTS, -RECENT_ROWS, -1)):
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        email = event.get("email") or {}
+        sender = email.get("from") or {}
+        rows.append({"when": _epoch_iso(event.get("firedAt")), "mailbox": email.get("mailbox", ""),
+                     "subject": email.get("subject", ""), "sender": sender.get("address", ""),
+                     "rules": event.get("rules") or [], "dry_run": event.get("dryRun") or []})
+    return rows
+
+
+def _failed(r: redis.Redis, queue: Queue) -> list[FailedJob]:
+    ids = queue.failed_job_registry.get_job_ids(0, FAILED_ROWS - 1)
+    out = []
+    for job_id, job in zip(ids, Job.fetch_many(ids, connection=r) if ids else []):
+        if job is None:
+            continue
+        error = ""
+        try:
+            result = job.latest_result()
+            error = (result.exc_string or "") if result is not None else ""
+        except Exception:  # noqa: BLE001 — an unreadable result still lists the job
+            error = ""
+        last_line = next((line for line in reversed(error.strip().splitlines()) if line.strip()), "")
+        out.append(FailedJob(id=job_id, queue=queue.name, function=job.func_name or "", description=job.description or "",
+                             ended_at=_iso(job.ended_at.replace(tzinfo=job.ended_at.tzinfo or dt.timezone.utc))
+                             if job.ended_at else "", error=redact(last_line)[:300]))
+    return out
