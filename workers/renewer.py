@@ -30,7 +30,7 @@ from rq import Queue
 from receiver import keys
 from receiver.errors import GraphError, NotFoundError
 
-from . import registry, subscriptions
+from . import metrics, registry, subscriptions
 from .leader import LeaderLock
 from .lifecycle import replace_subscription
 from .ratelimit import WriteLimiter
@@ -95,6 +95,7 @@ class Renewer:
         for record in records:
             by_key[record.key].append(record)
         wanted = {(m.lower(), f.lower()): (m, f) for m, f in self.desired}
+        due: list[Record] = []
 
         for key, (mailbox, folder) in wanted.items():
             self.heartbeat()
@@ -116,8 +117,9 @@ class Renewer:
                 self._write(report, "deleted", lambda e=extra: subscriptions.delete(self.ctx.graph, self.ctx.redis, e.id))
             current = live[0]
             if current.expires() - self.clock() <= self.margin:
-                self._write(report, "renewed", lambda c=current: self._renew(c))
+                due.append(current)
             report.resyncs += self._maybe_resync(current)
+        self._renew_due(report, due)
 
         for record in records:  # registered but no longer wanted
             if record.key not in wanted:
@@ -127,6 +129,7 @@ class Renewer:
             if sid not in known and sub.get("notificationUrl") == ours_url:
                 self._write(report, "deleted", lambda s=sid: subscriptions.delete(self.ctx.graph, self.ctx.redis, s))
         log.info("reconcile: %s", report)
+        metrics.alarm_expiring(self.ctx.redis, now=self.clock(), margin=self.margin)  # logs an error per red subscription
         return report
 
     def _write(self, report: Report, counter: str, operation: Callable[[], object]) -> None:
@@ -156,14 +159,20 @@ class Renewer:
         new = replace_subscription(self.ctx, old)
         resync_folder(self.ctx, new.mailbox, new.folder, new.user_id, subscription_id=new.id, now=self.clock())
 
-    def _renew(self, record: Record) -> None:
-        try:
-            subscriptions.renew(self.ctx.graph, self.ctx.redis, record, now=self.clock())
-        except NotFoundError:
-            self._recreate(record)
-        except GraphError as exc:
-            registry.update(self.ctx.redis, record.id, state="renew_failed", last_error=str(exc)[:300])
-            raise
+    def _renew_due(self, report: Report, due: list[Record]) -> None:
+        """Renew in ``$batch`` round trips of 20; recreate what Graph no longer has."""
+        for start in range(0, len(due), 200):
+            self.heartbeat()
+            renewed, missing, failed = subscriptions.renew_many(
+                self.ctx.graph, self.ctx.redis, due[start:start + 200], now=self.clock(),
+                before_each=self.limiter.acquire)
+            report.renewed += len(renewed)
+            for record, reason in failed:
+                report.failed += 1
+                report.errors.append(reason)
+                log.error("renewal of %s failed: %s", record.id, reason)
+            for record in missing:
+                self._write(report, "recreated", lambda m=record: self._recreate(m))
 
     def _maybe_resync(self, record: Record) -> int:
         state = self.ctx.redis.hmget(keys.delta(record.user_id, record.folder), "lastSync", "resyncQueuedAt")

@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+from typing import Callable
 
 import redis
 
+from receiver import keys
 from receiver.errors import NotFoundError
 from receiver.settings import Settings
 
@@ -101,3 +103,42 @@ def delete(graph: GraphClient, r: redis.Redis, subscription_id: str) -> None:
         pass
     registry.remove(r, subscription_id)
     log.info("deleted subscription %s", subscription_id)
+
+
+def renew_many(graph: GraphClient, r: redis.Redis, records: list[Record], *, now: dt.datetime | None = None,
+               lifetime: dt.timedelta = MAX_LIFETIME, before_each: Callable[[], object] | None = None,
+               ) -> tuple[list[Record], list[Record], list[tuple[Record, str]]]:
+    """Renew many subscriptions through ``$batch`` (20 PATCHes per round trip).
+
+    Returns (renewed, missing at Graph, failed with reason). ``before_each`` runs once per
+    PATCH before it is sent (the write limiter).
+    """
+    from .graph import error_for
+
+    now = now or utcnow()
+    renewed: list[Record] = []
+    missing: list[Record] = []
+    failed: list[tuple[Record, str]] = []
+    body = {"expirationDateTime": expiry(now, lifetime)}
+    for start in range(0, len(records), 20):
+        chunk = records[start:start + 20]
+        for _ in chunk:
+            if before_each:
+                before_each()
+        answers = graph.batch([{"method": "PATCH", "url": f"subscriptions/{rec.id}", "body": body} for rec in chunk])
+        pipe = r.pipeline(transaction=False)
+        for record, answer in zip(chunk, answers):
+            status = answer.get("status") or 0
+            if status == 200 and isinstance(answer.get("body"), dict):
+                new = record.updated(expiration=answer["body"]["expirationDateTime"], renewed_at=format_time(now),
+                                     state="active", last_error="")
+                pipe.hset(keys.subscription(record.id), mapping=new.to_redis())
+                renewed.append(new)
+            elif status == 404:
+                missing.append(record)
+            else:
+                reason = str(error_for(status, answer.get("body"), method="PATCH", url=f"subscriptions/{record.id}"))
+                pipe.hset(keys.subscription(record.id), mapping={"state": "renew_failed", "lastError": reason[:300]})
+                failed.append((record, reason))
+        pipe.execute()
+    return renewed, missing, failed
