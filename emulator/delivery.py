@@ -85,8 +85,10 @@ class Delivery:
     def __init__(self, session: requests.Session, verify: Any, options: DeliveryOptions | None = None,
                  on_event: Callable[..., None] | None = None, *, monotonic: Callable[[], float] = time.monotonic,
                  token_issuer: Callable[[str], str] | None = None,
-                 on_dropped: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+                 on_dropped: Callable[[list[dict[str, Any]]], None] | None = None,
+                 timer: Callable[[], float] = time.monotonic) -> None:
         self.monotonic = monotonic
+        self.timer = timer  # measures how long the endpoint took to answer
         self.token_issuer = token_issuer
         self.on_dropped = on_dropped or (lambda items: None)
         self.session = session
@@ -209,7 +211,7 @@ class Delivery:
             # One validation token per distinct app (and tenant) in the collection, at its top level.
             collection["validationTokens"] = [self.token_issuer(app) for app in apps]
         body = json.dumps(collection)
-        started = time.monotonic()
+        started = self.timer()
         ok = False
         status = None
         try:
@@ -219,7 +221,7 @@ class Delivery:
             ok = 200 <= status < 300
         except requests.RequestException as exc:
             status = type(exc).__name__
-        elapsed = time.monotonic() - started
+        elapsed = self.timer() - started
         stats.delivered += len(items)
         if elapsed > SLOW_THRESHOLD:
             stats.slow += len(items)

@@ -38,12 +38,36 @@ ORDINARY: list[dict[str, Any]] = [
      "body": "Are you free for lunch on Friday?"},
 ]
 
-MAILBOXES = ("alice@contoso.com", "bob@contoso.com", "secops@contoso.com")
+ORDINARY += [
+    {"subject": "Signed contract", "from": {"name": "Dana Legal", "address": "dana@contoso.com"},
+     "body": "The countersigned contract is on OneDrive; the original request is attached.",
+     "headers": {"Authentication-Results": "spf=pass; dkim=pass; dmarc=pass"},
+     "attachments": [
+         {"kind": "reference", "name": "Contract.docx", "sourceUrl": "https://contoso.sharepoint.com/Contract.docx"},
+         {"kind": "item", "name": "Original request", "item": {"subject": "Contract request", "from": "erin@fabrikam.com",
+                                                              "body": "Please sign by Friday."}},
+     ]},
+]
+
+MAILBOXES = (("alice@contoso.com", "Alice Smith"), ("bob@contoso.com", "Bob Jones"),
+             ("secops@contoso.com", "Security Operations"))
 
 
 def seed(emulator: Any) -> None:
-    """Create the sample mailboxes and put mail in Alice's inbox (no subscriptions exist yet)."""
-    for address in MAILBOXES:
-        emulator.add_user(address)
-    for spec in ORDINARY + [PHISHING]:
+    """Create the sample mailboxes and put mail in them (no subscriptions exist yet).
+
+    Alice gets ordinary mail, a reference and an item attachment, and the phishing sample (HTML attachment,
+    failing SPF/DKIM/DMARC in ``Authentication-Results``); Bob received the same phish, which a purge across
+    mailboxes should find by ``internetMessageId``; one older message sits in Alice's Archive.
+    """
+    for address, name in MAILBOXES:
+        emulator.add_user(address, name)
+    for spec in ORDINARY:
         emulator.mail.add_message("alice@contoso.com", spec)
+    phish = {**PHISHING, "internetMessageId": "<storage-limit-7731@micros0ft-support.example.net>",
+             "to": ["alice@contoso.com", "bob@contoso.com"]}
+    emulator.mail.add_message("alice@contoso.com", phish)
+    emulator.mail.add_message("bob@contoso.com", phish)
+    emulator.mail.add_message("alice@contoso.com", {"subject": "2023 offsite photos", "from": "bob@contoso.com",
+                                                    "body": "Photos from last year.",
+                                                    "receivedDateTime": "2023-09-14T08:30:00Z"}, folder="archive")

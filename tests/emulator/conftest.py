@@ -83,7 +83,7 @@ class Sink:
             if token is not None:
                 self.handshakes.append(token)
                 if self.handshake_mode == "slow":
-                    time.sleep(11)
+                    time.sleep(2)
                 if self.handshake_mode == "500":
                     return "no", 500
                 if self.handshake_mode == "html":
