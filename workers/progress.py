@@ -32,7 +32,8 @@ class ProgressBar:
         """The bar's text for one snapshot (pure; tests and other front ends use it)."""
         done, total = snapshot.get("done", 0), max(snapshot.get("total", 0), 0)
         filled = self.width if total == 0 else min(self.width, self.width * done // total)
-        counters = "  ".join(f"{name} {snapshot[name]:,}" for name in ("found", "removed", "failed") if name in snapshot)
+        counters = "  ".join(f"{name} {snapshot[name]:,}" for name in ("found", "removed", "failed")
+                             if name in snapshot)
         return f"[{'#' * filled}{'.' * (self.width - filled)}] {done:,}/{total:,} {self.label}  {counters}".rstrip()
 
     def __call__(self, snapshot: dict[str, int]) -> None:

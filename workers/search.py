@@ -163,7 +163,8 @@ class MessageQuery:
 
         if self.internet_message_id and message.get("internetMessageId") != self.internet_message_id:
             return False
-        if self.sender and low(((message.get("from") or {}).get("emailAddress") or {}).get("address")) != low(self.sender):
+        sender = ((message.get("from") or {}).get("emailAddress") or {}).get("address")
+        if self.sender and low(sender) != low(self.sender):
             return False
         if self.subject and low(message.get("subject")) != low(self.subject):
             return False

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="every mailbox in the tenant (GET /users; needs User.Read.All)")
     how = p.add_argument_group("how")
     how.add_argument("--hard", action="store_true",
-                     help="hard delete (to Recoverable Items, out of the user's sight) instead of moving to Deleted Items")
+                     help="hard delete (to Recoverable Items, out of the user's sight) "
+                          "instead of moving to Deleted Items")
     how.add_argument("--dry-run", dest="dry_run", action="store_true", help="remove nothing; report what would go")
     how.add_argument("--resume", metavar="ID", help="continue an interrupted purge (criteria and mailboxes are saved)")
     how.add_argument("--concurrency", type=int, default=None, metavar="N",
