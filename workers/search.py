@@ -10,10 +10,12 @@ can be read and tested on its own.
   takes ``internetMessageId eq``, ``from/emailAddress/address eq``,
   ``subject eq``, ``contains(subject,…)``, ``receivedDateTime ge|lt``, joined
   with ``and``; string literals double their single quotes (OData ABNF).
-- Message bodies can only be searched with ``$search`` (KQL ``body:"…"``),
-  which Graph refuses to combine with ``$filter`` and caps at 1,000 results
-  (https://learn.microsoft.com/graph/search-query-parameter). With a body
-  term the other criteria are applied here, on each result, instead.
+- Message bodies can only be searched with ``$search`` (KQL, the whole value
+  in double quotes: ``"body:invoice AND from:ceo@evil.example"``), which Graph
+  refuses to combine with ``$filter`` and caps at 1,000 results
+  (https://learn.microsoft.com/graph/search-query-parameter). KQL matches
+  words, so every criterion — the body phrase too, on the text body — is
+  checked again here on each result before it is returned.
 - Collections are paged: every ``@odata.nextLink`` is followed
   (:meth:`workers.graph.GraphClient.paged`) so nothing is silently capped
   at the first page; ``limit`` stops early only when asked.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -68,9 +71,21 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _kql(text: str) -> str:
-    """A KQL phrase; Graph's $search has no escape for double quotes, so they become spaces."""
-    return '"' + text.replace('"', " ").replace("\\", " ") + '"'
+def _kql(prop: str, text: str) -> list[str]:
+    """``prop:word`` for each word: no inner quotes, so the whole ``$search`` value can be quoted as Graph wants."""
+    return [f"{prop}:{word}" for word in re.findall(r"[^\s\"():\\]+", text)]
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _text(body: Any) -> str:
+    """The text of a Graph itemBody (tags dropped from HTML, should Graph not honour the text preference)."""
+    content = str((body or {}).get("content") or "")
+    if str((body or {}).get("contentType") or "").lower() == "html":
+        content = html.unescape(re.sub(r"<[^>]+>", " ", content))
+    return content
 
 
 @dataclass(frozen=True)
@@ -133,13 +148,10 @@ class MessageQuery:
     def params(self) -> dict[str, str]:
         """``$filter`` or ``$search`` for this query (``$search`` when a body term is given)."""
         if self.body is not None:
-            terms = [f"body:{_kql(self.body)}"]
-            if self.sender:
-                terms.append(f"from:{_kql(self.sender)}")
+            terms = _kql("body", self.body) + _kql("from", self.sender or "")
             for text in (self.subject, self.subject_contains):
-                if text:
-                    terms.append(f"subject:{_kql(text)}")
-            return {"$search": " AND ".join(terms)}
+                terms += _kql("subject", text or "")
+            return {"$search": '"' + " AND ".join(terms) + '"'}
         clauses = []
         if self.since:
             clauses.append(f"receivedDateTime ge {_iso(self.since)}")
@@ -170,6 +182,8 @@ class MessageQuery:
             return False
         if self.subject_contains and low(self.subject_contains) not in low(message.get("subject")):
             return False
+        if self.body and _squash(self.body) not in _squash(_text(message.get("body"))):
+            return False
         received = message.get("receivedDateTime")
         if (self.since or self.until) and received:
             moment = parse_when(str(received))
@@ -192,8 +206,12 @@ def iter_messages(client: GraphClient, mailbox: str, query: MessageQuery, *, fol
     if folder:
         base = f"{base}/mailFolders/{quote(resolve_folder(client, mailbox, folder), safe='')}"
     wanted = set(select) | {"id", "internetMessageId", "subject", "from", "receivedDateTime", "parentFolderId"}
+    headers = None
+    if query.body:  # the phrase is checked on the text body (KQL matched words, maybe not in that order)
+        wanted.add("body")
+        headers = {"Prefer": 'outlook.body-content-type="text"'}
     params = {**query.params(), "$select": ",".join(sorted(wanted)), "$top": str(page_size)}
-    found = (m for m in client.paged(f"{base}/messages", params=params) if query.matches(m))
+    found = (m for m in client.paged(f"{base}/messages", params=params, headers=headers) if query.matches(m))
     yield from found if limit is None else itertools.islice(found, limit)
 
 

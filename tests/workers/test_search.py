@@ -81,7 +81,21 @@ def test_body_search_and_folder(graph, emulator):
     assert len(list(iter_messages(graph, BOX, MessageQuery(body="evil.example/pay")))) == 2
     in_junk = list(iter_messages(graph, BOX, MessageQuery(body="evil.example/pay"), folder="Junk Email"))
     assert len(in_junk) == 1
-    assert "$search" in list_requests(emulator)[0]["query"] or "%24search" in list_requests(emulator)[0]["query"]
+    assert "search" in list_requests(emulator)[0]["query"]
+
+
+def test_body_phrase_must_appear_as_a_phrase(graph, emulator):
+    add(emulator, "A", html="<p>Please <b>verify   your</b> account</p>")
+    add(emulator, "B", body="Your manager asked us to verify the account")  # the words, not the phrase
+    add(emulator, "C", body="verify your account", sender="it@contoso.com")
+    found = iter_messages(graph, BOX, MessageQuery(body="Verify your account", sender="ceo@evil.example"))
+    assert [m["subject"] for m in found] == ["A"]
+
+
+def test_search_value_is_quoted_kql_without_inner_quotes():
+    query = MessageQuery(body='pay "now"', sender="ceo@evil.example", subject_contains="wire (urgent)")
+    assert query.params() == {"$search": '"body:pay AND body:now AND from:ceo@evil.example AND subject:wire '
+                                         'AND subject:urgent"'}
 
 
 def test_every_mailbox_of_the_tenant_across_pages(graph, emulator):
