@@ -143,7 +143,7 @@ class Collection:
             raise MalformedNotification('body must be an object with a "value" array')
         if not data["value"]:
             raise MalformedNotification('"value" is empty')
-        tokens = list(_tokens(data))
+        tokens = dict.fromkeys(_tokens(data))  # ordered set: a POST may repeat a token on every item
         good: list[Notification] = []
         bad: list[str] = []
         for item in data["value"]:
@@ -151,7 +151,7 @@ class Collection:
                 # Graph puts validationTokens beside "value"; tokens found on an item (as the emulator
                 # sends them) are collected too: every token in a POST must validate.
                 if isinstance(item, dict) and "validationTokens" in item:
-                    tokens.extend(t for t in _tokens(item) if t not in tokens)
+                    tokens.update(dict.fromkeys(_tokens(item)))
                 good.append(Notification.from_graph(item))
             except MalformedNotification as exc:
                 bad.append(str(exc))

@@ -37,6 +37,7 @@ from .errors import ConfigError, DecryptionError, RejectedNotification
 GRAPH_NOTIFICATION_APPID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 CLOCK_SKEW = 300  # s; Microsoft.IdentityModel's default ClockSkew, which the .NET SDK validates with
 JWKS_LIFESPAN = 3600  # s signing keys are cached; an unknown kid triggers a refetch anyway
+MAX_TOKENS = 50  # per POST; Graph sends one per app+tenant pair, so more is not Graph
 _TOKEN_CACHE_SIZE = 256  # verified tokens remembered until they expire (one per app+tenant pair)
 
 
@@ -247,6 +248,9 @@ class TokenValidator:
 
     def validate_all(self, tokens: Iterable[str], *, tenants: Iterable[str]) -> None:
         """Validate each token; the first failure raises (the whole POST is then suspect)."""
-        tenants = list(tenants)
+        tenants, tokens = list(tenants), list(tokens)
+        if len(tokens) > MAX_TOKENS:
+            raise RejectedNotification("validation_token_invalid",
+                                       f"{len(tokens)} validation tokens in one POST; Graph sends one per app and tenant")
         for token in tokens:
             self.validate(token, tenants=tenants)
