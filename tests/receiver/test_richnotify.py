@@ -160,3 +160,8 @@ def test_without_a_client_id_no_token_passes(emulator, settings):
                                                                   ca_bundle=str(emulator.ca_path)).key_for)
     with pytest.raises(RejectedNotification, match="AZURE_CLIENT_ID"):
         validator.validate(emulator.directory.issue_validation_token(""), tenants=[emulator.tenant_id])
+
+
+def test_more_tokens_than_graph_would_send_are_refused_unread(emulator, validator):
+    with pytest.raises(RejectedNotification, match="51 validation tokens"):
+        validator.validate_all(["x"] * 51, tenants=[emulator.tenant_id])
