@@ -5,6 +5,10 @@
 - ``POST /_emulator/subscriptions/<id>/lifecycle`` ``{"event"}`` → 202
 - ``POST /_emulator/faults`` ``{"category", "status", "rate", "count", "retryAfter", "delay"}``; ``DELETE`` clears
 - ``GET /_emulator/log`` → the Graph request log; ``GET /_emulator/state`` → counters
+- ``GET /_emulator/events`` → what the emulator did; ``GET /_emulator/outbound`` → mail sent outside the tenant
+- ``GET /_emulator/clock``; ``POST /_emulator/clock`` ``{"advance": seconds}`` → runs what fell due
+- ``POST /_emulator/throttle`` ``{"enabled", "concurrency", "requests", "window", ...}`` → the limits now
+- ``POST /_emulator/delta/evict`` ``{"token"?}`` → evicts one delta token (or all): its link then answers 410
 """
 
 from __future__ import annotations
@@ -106,3 +110,45 @@ def state():
                             "dropped": s.dropped, "state": s.state}
                       for url, s in emu.delivery.stats.items()},
     })
+
+
+@bp.get("/events")
+def events():
+    return jsonify({"value": list(_emulator().events)})
+
+
+@bp.get("/outbound")
+def outbound():
+    return jsonify({"value": [{k: v for k, v in m.items() if k != "message"} for m in _emulator().outbound_mail]})
+
+
+@bp.get("/clock")
+def clock():
+    return jsonify({"now": _emulator().clock.now().isoformat(), "offset": _emulator().clock.offset})
+
+
+@bp.post("/clock")
+def advance():
+    body = request.get_json(silent=True) or {}
+    try:
+        seconds = float(body.get("advance", 0))
+        _emulator().advance(seconds)
+    except (TypeError, ValueError) as exc:
+        return _bad(str(exc))
+    return clock()
+
+
+@bp.post("/throttle")
+def throttle():
+    body = request.get_json(silent=True) or {}
+    try:
+        limits = _emulator().throttle.configure(**body)
+    except (TypeError, ValueError) as exc:
+        return _bad(str(exc))
+    return jsonify(vars(limits))
+
+
+@bp.post("/delta/evict")
+def evict():
+    body = request.get_json(silent=True) or {}
+    return jsonify({"evicted": _emulator().evict_delta_tokens(body.get("token"))})

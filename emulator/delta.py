@@ -185,7 +185,7 @@ def delta(user_ref: str, folder_ref: str):
             state.pending = _round(folder, state, deltatoken is None, immutable, bool(request.args.get("$orderby")))
     page, state.pending = state.pending[:size], state.pending[size:]
     body: dict[str, Any] = {
-        "@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#Collection(message)",
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(message)",
         "value": page,
     }
     if state.pending:

@@ -16,12 +16,16 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
-import hashlib
 import secrets
 import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from .resources import MESSAGE_PROPERTIES, _recipient, build_message, graph_id, isoformat, make_attachment
+
+__all__ = ["MESSAGE_PROPERTIES", "build_message", "make_attachment", "graph_id", "isoformat", "MailStore", "User",
+           "Folder", "NotFound", "Conflict", "select"]
 
 # Graph's well-known folder names (https://learn.microsoft.com/graph/api/resources/mailfolder)
 WELL_KNOWN_FOLDERS = {
@@ -38,16 +42,6 @@ WELL_KNOWN_FOLDERS = {
 # Recoverable Items "Deletions" folder), and the "Purges" folder of permanentDelete.
 RECOVERABLE = "recoverableitemsdeletions"
 PURGES = "recoverableitemspurges"
-
-
-def graph_id(prefix: str = "AAMk") -> str:
-    """An opaque id in the style of Outlook REST ids (URL-safe base64, padded)."""
-    return prefix + base64.urlsafe_b64encode(secrets.token_bytes(45)).decode()
-
-
-def isoformat(moment: dt.datetime) -> str:
-    """Graph's UTC timestamp format: ``2016-03-19T22:11:09Z``."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class NotFound(KeyError):
@@ -144,132 +138,6 @@ class User:
     def visible_messages(self) -> list[dict[str, Any]]:
         """Messages in every mail folder (``/users/{id}/messages``): not Recoverable Items."""
         return [m for f in self.folders.values() if not f.hidden for m in f.messages.values()]
-
-
-def _recipient(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        if "emailAddress" in value:
-            email = value["emailAddress"]
-            return {"emailAddress": {"name": email.get("name") or email["address"], "address": email["address"]}}
-        return {"emailAddress": {"name": value.get("name", value["address"]), "address": value["address"]}}
-    return {"emailAddress": {"name": str(value), "address": str(value)}}
-
-
-def make_attachment(spec: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
-    """Build a Graph attachment from a short spec (``kind`` file/item/reference) or a Graph attachment."""
-    kind = spec.get("kind") or {
-        "#microsoft.graph.fileAttachment": "file", "#microsoft.graph.itemAttachment": "item",
-        "#microsoft.graph.referenceAttachment": "reference",
-    }.get(spec.get("@odata.type", ""), "file")
-    base = {
-        "id": graph_id("AAMkATT"),
-        "lastModifiedDateTime": isoformat(now or dt.datetime.now(dt.timezone.utc)),
-        "name": spec["name"],
-        "isInline": bool(spec.get("isInline", False)),
-    }
-    if kind == "file":
-        if "contentBytes" in spec:
-            content = base64.b64decode(spec["contentBytes"])
-        else:
-            content = spec["content"] if isinstance(spec["content"], bytes) else spec["content"].encode()
-        base.update({
-            "@odata.type": "#microsoft.graph.fileAttachment",
-            "contentType": spec.get("contentType", "application/octet-stream"),
-            "size": len(content),
-            "contentId": spec.get("contentId"),
-            "contentLocation": None,
-            "contentBytes": base64.b64encode(content).decode(),
-        })
-    elif kind == "item":
-        base.update({
-            "@odata.type": "#microsoft.graph.itemAttachment",
-            "contentType": None,
-            "size": 0,
-            "item": build_message(spec["item"], now),
-        })
-    elif kind == "reference":
-        base.update({
-            "@odata.type": "#microsoft.graph.referenceAttachment",
-            "contentType": spec.get("contentType"),
-            "size": 0,
-            "sourceUrl": spec.get("sourceUrl"),
-            "providerType": spec.get("providerType", "oneDriveBusiness"),
-        })
-    else:
-        raise ValueError(f"unknown attachment kind {kind!r}")
-    return base
-
-
-def build_message(spec: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
-    """Turn a short message spec into a full Graph message resource."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    sender = _recipient(spec.get("from", "sender@example.com"))
-    body_html = spec.get("html")
-    body_text = spec.get("body", "")
-    if isinstance(body_text, dict):  # a Graph itemBody
-        body = {"contentType": body_text.get("contentType", "text").lower(), "content": body_text.get("content", "")}
-        body_text = body["content"] if body["contentType"] == "text" else ""
-        body_html = body["content"] if body["contentType"] == "html" else None
-    else:
-        body = {"contentType": "html", "content": body_html} if body_html else {"contentType": "text", "content": body_text}
-    preview_source = body_text or _strip_tags(body_html or "")
-    headers = spec.get("headers") or spec.get("internetMessageHeaders") or {}
-    if isinstance(headers, dict):
-        headers = [{"name": k, "value": v} for k, v in headers.items()]
-    message_id = spec.get("internetMessageId") or f"<{uuid.uuid4().hex}@{sender['emailAddress']['address'].split('@')[-1]}>"
-    attachments = [make_attachment(a, now) for a in spec.get("attachments", [])]
-    received = spec.get("receivedDateTime") or isoformat(now)
-    subject = spec.get("subject", "")
-    return {
-        "id": graph_id(),
-        "createdDateTime": received,
-        "lastModifiedDateTime": received,
-        "changeKey": base64.b64encode(secrets.token_bytes(12)).decode(),
-        "categories": list(spec.get("categories", [])),
-        "receivedDateTime": received,
-        "sentDateTime": spec.get("sentDateTime", received),
-        "hasAttachments": any(not a["isInline"] for a in attachments),
-        "internetMessageId": message_id,
-        "subject": subject,
-        "bodyPreview": " ".join(preview_source.split())[:255],
-        "importance": spec.get("importance", "normal"),
-        "parentFolderId": None,
-        "conversationId": spec.get("conversationId") or "AAQk" + hashlib.sha1(_thread_topic(subject).encode()).hexdigest(),
-        "isDeliveryReceiptRequested": False,
-        "isReadReceiptRequested": False,
-        "isRead": bool(spec.get("isRead", False)),
-        "isDraft": bool(spec.get("isDraft", False)),
-        "webLink": "https://outlook.office365.com/owa/?ItemID=" + uuid.uuid4().hex,
-        "inferenceClassification": "focused",
-        "body": body,
-        "sender": _recipient(spec["sender"]) if spec.get("sender") else sender,
-        "from": sender,
-        "toRecipients": [_recipient(r) for r in spec.get("to", spec.get("toRecipients", []))],
-        "ccRecipients": [_recipient(r) for r in spec.get("cc", spec.get("ccRecipients", []))],
-        "bccRecipients": [_recipient(r) for r in spec.get("bcc", spec.get("bccRecipients", []))],
-        "replyTo": [_recipient(r) for r in spec.get("replyTo", [])],
-        "flag": {"flagStatus": "notFlagged"},
-        "internetMessageHeaders": headers,
-        "attachments": attachments,
-        "_immutableId": graph_id("AAkAL"),
-        "_seq": 0,
-    }
-
-
-def _strip_tags(html: str) -> str:
-    import re
-
-    return re.sub(r"<[^>]+>", " ", html)
-
-
-def _thread_topic(subject: str) -> str:
-    import re
-
-    return re.sub(r"^\s*((re|fw|fwd)\s*:\s*)+", "", subject, flags=re.IGNORECASE).lower()
-
-
-# The properties of a message resource, for $select / $filter validation.
-MESSAGE_PROPERTIES = tuple(k for k in build_message({}) if not k.startswith("_")) + ("uniqueBody",)
 
 
 class MailStore:

@@ -138,3 +138,17 @@ def test_lifecycle_events_on_demand(emulator, graph, sink):
         pass
     else:
         raise AssertionError("a removed subscription accepted a lifecycle event")
+
+
+def test_control_api_drives_clock_throttle_and_delta(emulator, graph):
+    import requests
+
+    base, verify = f"{emulator.url}/_emulator", str(emulator.ca_path)
+    before = emulator.clock.now()
+    moved = requests.post(f"{base}/clock", json={"advance": 120}, verify=verify).json()
+    assert dt.datetime.fromisoformat(moved["now"]) - before >= dt.timedelta(seconds=120)
+    limits = requests.post(f"{base}/throttle", json={"concurrency": 2}, verify=verify).json()
+    assert limits["concurrency"] == 2 and emulator.throttle.limits.concurrency == 2
+    assert requests.post(f"{base}/throttle", json={"bogus": 1}, verify=verify).status_code == 400
+    assert requests.post(f"{base}/delta/evict", json={}, verify=verify).json() == {"evicted": 0}
+    assert requests.get(f"{base}/state", verify=verify).json()["subscriptions"] == 0
