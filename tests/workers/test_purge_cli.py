@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from emulator.faults import FaultRule
+from emulator.mailstore import User
 from graphhook.cli import main
 from tests.conftest import ROOT, wait_for
 from workers import mailops
@@ -71,6 +72,18 @@ def test_50001_mailboxes_refused_with_a_clear_message(cli, emulator, redis_clien
     assert code == 2 and out == ""
     assert "refusing to purge more than 50,000 mailboxes" in err and "split the mailboxes" in err
     assert emulator.requests(path="/v1.0/") == [] and redis_client.keys("graphhook:purge*") == []
+
+
+def test_tenant_of_50001_mailboxes_refused_before_any_search(cli, emulator, redis_client):
+    # Straight into the store: the emulator's add_user looks for duplicates one by one (quadratic at this size).
+    for i in range(50_001):
+        user = User(id=f"00000000-0000-4000-8000-{i:012d}", mail=f"m{i:05d}@contoso.com", display_name=f"M {i}")
+        emulator.mail.users[user.id] = user
+    code, out, err = cli("purge", "--message-id", CAMPAIGN_ID, "--all-mailboxes")
+    assert code == 2 and out == "" and "refusing to purge more than 50,000 mailboxes" in err
+    graph = emulator.requests(path="/v1.0/")
+    assert {r["path"] for r in graph} == {"/v1.0/users"} and len(graph) == 51  # listed every page, nothing else
+    assert redis_client.keys("graphhook:purge*") == []
 
 
 def test_dry_run_reports_and_changes_nothing(cli, emulator, tmp_path):
