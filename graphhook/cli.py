@@ -17,6 +17,20 @@ from receiver.errors import ConfigError, GraphhookError
 from .commands import COMMANDS
 
 
+def configure_logging(process: str) -> None:
+    """JSON lines (GRAPHHOOK_LOG_FORMAT=text for humans), secrets redacted: see receiver/logs.py."""
+    import os
+
+    from receiver import logs
+    from receiver.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError:  # the command itself reports it; log with defaults meanwhile
+        settings = None
+    logs.configure(settings, process=process, env=os.environ)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphhook", description="Receive Microsoft Graph mail notifications, fetch the mail, act on it.")
@@ -30,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; configuration errors exit 2, other graphhook errors exit 1."""
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(args.command)
     try:
         return args.func(args)
     except ConfigError as exc:

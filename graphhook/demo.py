@@ -39,8 +39,12 @@ def _message(i: int) -> dict:
     }
 
 
-def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, out=sys.stdout) -> int:
-    """Run the demo; return 0 when every message fired its trigger within ``timeout`` seconds."""
+def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, out=sys.stdout,
+             client_secret: str | None = None) -> int:
+    """Run the demo; return 0 when every message fired its trigger within ``timeout`` seconds.
+
+    ``client_secret``: the emulator app's secret (default random); tests pass a known one.
+    """
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
@@ -54,7 +58,7 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
         say(f"• embedded Redis on {redis_url}")
     else:
         say("• using REDIS_URL")
-    emulator = Emulator(workdir / "emulator").start()
+    emulator = Emulator(workdir / "emulator", client_secret=client_secret).start()
     emulator.add_user(DEMO_MAILBOX, "Security Operations")
     say(f"• Graph emulator on {emulator.url} (CA {emulator.ca_path})")
 

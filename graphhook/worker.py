@@ -7,7 +7,7 @@ import logging
 from rq import SimpleWorker, Worker
 
 from receiver.settings import Settings
-from workers import runtime
+from workers import metrics, runtime
 
 log = logging.getLogger("graphhook.worker")
 
@@ -18,7 +18,8 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
     settings.require_graph()
     ctx = runtime.build(settings)
     runtime.install(ctx)
-    worker_class = SimpleWorker if simple else Worker
+    metrics.use_redis(ctx.redis)
+    worker_class = metrics.metered(SimpleWorker if simple else Worker)  # job durations and failures
     worker = worker_class([settings.queue_name], connection=ctx.redis)
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
     return 0

@@ -34,6 +34,8 @@ from receiver import keys
 from receiver.errors import AuthError, ConfigError
 from receiver.settings import Settings
 
+from . import metrics
+
 log = logging.getLogger("graphhook.auth")
 
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]
@@ -175,6 +177,7 @@ class TokenProvider:
         result = self._app.acquire_token_for_client(scopes=GRAPH_SCOPE)
         if result.get("token_source") == "identity_provider":
             self.requests_made += 1
+            metrics.token_request("access_token" in result)
         self._save()
         if "access_token" not in result:
             description = (result.get("error_description") or "").split("\r\n")[0]

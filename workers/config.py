@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import yaml
 
 from receiver.errors import ConfigError
+from receiver.logs import register_secret
 
 from .rules import Condition, Organisation, Person, compile_condition
 
@@ -252,6 +253,7 @@ def _webhook(name: str, spec: Any, w: _Where, env: Mapping[str, str]) -> Webhook
     if not isinstance(secret_env, str) or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", secret_env):
         raise w.error(f"{where}: field secret_env", f"expected an environment variable name such as SOAR_WEBHOOK_SECRET, got {secret_env!r}")
     secret = env.get(secret_env, "")
+    register_secret(secret)  # never logged, whatever the variable's name
     if len(secret) < 16:
         raise w.error(f"{where}: field secret_env",
                       f"environment variable {secret_env} is {'unset' if not secret else 'shorter than 16 characters'}; "

@@ -26,6 +26,7 @@ from requests.adapters import HTTPAdapter
 
 from receiver.errors import AccessDeniedError, GoneError, GraphError, NotFoundError, ThrottledError
 
+from . import metrics
 from .limits import MailboxLimiter
 
 log = logging.getLogger("graphhook.graph")
@@ -161,11 +162,13 @@ class GraphClient:
                 try:
                     self.requests_sent += 1
                     response = self.session.request(method, url, headers=headers, stream=stream, **kwargs)
+                    metrics.graph_request(method, response.status_code)
                     if response.status_code < 400:
                         return response
                     if not stream:
                         response.content  # read the error body while the slot is held  # noqa: B018
                 except (requests.ConnectionError, requests.Timeout) as exc:
+                    metrics.graph_request(method, "error")
                     failure = exc
             if response is not None and response.status_code == 401 and self._on_unauthorized and not reauthorized:
                 # An expired or revoked token (InvalidAuthenticationToken): fetch a fresh one, once.

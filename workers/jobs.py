@@ -23,10 +23,11 @@ from typing import Any
 
 from rq import get_current_job
 
-from receiver import keys
+from receiver import keys, logs
 from receiver.errors import NotFoundError
 from receiver.notifications import Notification
 
+from . import metrics
 from .dispatch import dispatch
 from .messages import FetchOptions, Fetcher
 from .runtime import Context, context
@@ -102,18 +103,23 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
         ref = notification.message_ref()
         etag = (notification.resource_data or {}).get("@odata.etag")
         key = marker(ref.user_id, ref.message_id, notification.change_type, etag)
+        ids = {"notification_id": logs.notification_id(notification.to_job()), "message_id": ref.message_id,
+               "subscription_id": notification.subscription_id, "change_type": notification.change_type}
         if not claim(keys=[key], args=[owner, CLAIM_SECONDS]):
             counts["duplicates"] += 1
+            metrics.notification_handled("duplicates", **ids)
             continue
         try:
-            outcome = _handle(ctx, notification, ref.user_id, ref.message_id, places, options)
+            with logs.bind(**ids):
+                outcome = _handle(ctx, notification, ref.user_id, ref.message_id, places, options)
         except Exception as exc:  # noqa: BLE001 — any failure: give the message back and retry the job
             ctx.redis.eval(_RELEASE, 1, key, owner)
-            log.warning("notification for message %s failed: %s", ref.message_id[-12:], exc)
+            log.warning("notification for message %s failed: %s", ref.message_id[-12:], exc, extra=ids)
             failures.append(exc)
             continue
         ctx.redis.set(key, outcome, ex=window)
         counts[outcome] += 1
+        metrics.notification_handled(outcome, **ids)
     if failures:
         # RQ retries this same job; what succeeded is marked and will be skipped.
         raise failures[0]

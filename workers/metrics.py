@@ -38,6 +38,7 @@ log = logging.getLogger("graphhook.metrics")
 AUTO_FLUSH_SECONDS = 1.0  # a process that runs no jobs (renewer, CLI) still writes at least this often
 RECENT = observe.RECENT_NOTIFICATIONS  # capped list of the latest handled notifications (status page)
 RECENT_KEEP = 50
+MAX_BUFFERED = 10_000  # histogram observations kept in memory between flushes
 THROTTLE_STATUSES = frozenset({429, 503, 504})
 NOTIFICATION_JOB = "workers.jobs.process_notifications"
 
@@ -68,6 +69,7 @@ def observe_seconds(name: str, seconds: float, **labels: Any) -> None:
     spec = observe.SPECS[name]
     with _lock:
         _observations.append((name, observe.label_field(spec, labels), max(0.0, seconds)))
+        del _observations[:-MAX_BUFFERED]  # a process that never flushes (one-off commands) stays bounded
     _maybe_flush()
 
 
@@ -89,7 +91,7 @@ def flush(r: redis.Redis | None = None) -> bool:
         pipe = r.pipeline(transaction=False)
         observe.write(pipe, counts, observations)
         if recent:
-            pipe.lpush(RECENT, *recent)
+            pipe.lpush(RECENT, *reversed(recent))  # oldest first, so the newest ends up at the head
             pipe.ltrim(RECENT, 0, RECENT_KEEP - 1)
         pipe.execute()
     except redis.RedisError as exc:
@@ -123,16 +125,17 @@ def token_request(ok: bool) -> None:
 
 
 def notification_handled(outcome: str, *, subscription_id: str = "", message_id: str = "",
-                         change_type: str = "", notification: str = "") -> None:
+                         change_type: str = "", notification_id: str = "") -> None:
     """Count one handled change notification and remember it for the status page's recent list."""
     inc("graphhook_notifications_processed", outcome=outcome)
     entry = {"at": time.time(), "outcome": outcome, "subscriptionId": subscription_id, "changeType": change_type,
-             "message": message_id[-16:], "notification": notification}
+             "message": message_id[-16:], "notification": notification_id}
     job = get_current_job()
     if job is not None:
         entry["job"] = job.id
     with _lock:
         _recent.insert(0, json.dumps(entry, separators=(",", ":")))
+        del _recent[RECENT_KEEP:]
 
 
 def triggers_fired(rules: Iterable[str], *, notified_at: float | None = None) -> None:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
-from rq import SimpleWorker
 from rq.worker_pool import WorkerPool
 
+from receiver import logs
 from receiver.redisconn import connect
 from receiver.settings import Settings
+
+from .metrics import MeteredSimpleWorker
 
 log = logging.getLogger("graphhook.pool")
 
@@ -36,7 +39,7 @@ def run(settings: Settings, *, processes: int = 1, burst: bool = False) -> int:
     # Each worker process builds its own context on its first job (workers.runtime.context):
     # sockets, TLS sessions and locks are never shared across processes.
     pool = WorkerPool([settings.queue_name], connection=connect(settings), num_workers=processes,
-                      worker_class=SimpleWorker)
+                      worker_class=MeteredSimpleWorker)  # SimpleWorker with job metrics
     pool.start(burst=burst, logging_level=settings.log_level)
     return 0
 
@@ -47,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     args = parser.parse_args(argv)
-    return run(Settings.from_env(), processes=args.processes, burst=args.burst)
+    settings = Settings.from_env()
+    logs.configure(settings, process="worker", env=os.environ)
+    return run(settings, processes=args.processes, burst=args.burst)
 
 
 if __name__ == "__main__":

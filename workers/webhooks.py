@@ -23,6 +23,7 @@ import requests
 
 from receiver.errors import GraphError, SignatureError, WebhookError
 
+from . import metrics
 from .config import Config, WebhookConfig
 from .insightconnect import insightconnect_event
 from .mailops import message_path
@@ -206,12 +207,14 @@ def deliver(webhook: str, event: dict[str, Any]) -> int:
         ctx.redis.hincrby(STATS, f"{webhook}:failed_attempts", 1)
         job = get_current_job()
         last = exc.permanent or job is None or not job.retries_left
+        metrics.webhook_result(webhook, ok=False, final=last)
         log.warning("%s (event %s)%s", exc, event["id"], "; giving up, kept for replay" if last else "; will retry")
         if last:
             _dead(ctx.redis, webhook, event, str(exc), exc.status)
             return exc.status
         raise
     ctx.redis.hincrby(STATS, f"{webhook}:delivered", 1)
+    metrics.webhook_result(webhook, ok=True)
     log.info("webhook %s delivered event %s (%s)", webhook, event["id"], status)
     return status
 
