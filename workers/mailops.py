@@ -208,10 +208,8 @@ def send_mail(client: GraphClient, sender: str, to: Sequence[str], subject: str,
 def find_by_internet_message_id(client: GraphClient, mailbox: str, internet_message_id: str, *,
                                 folder: str | None = None) -> list[dict[str, Any]]:
     """Messages of a mailbox (or one folder) with this Internet Message-ID: ``[{id, parentFolderId}]``."""
-    base = user_path(mailbox)
-    if folder:
-        base = f"{base}/mailFolders/{quote(resolve_folder(client, mailbox, folder), safe='')}"
-    literal = internet_message_id.replace("'", "''")
-    return [m for m in client.paged(f"{base}/messages", params={
-        "$filter": f"internetMessageId eq '{literal}'", "$select": "id,parentFolderId,internetMessageId"})
-        if m.get("internetMessageId", internet_message_id) == internet_message_id]
+    from .search import MessageQuery, iter_messages  # the one message-listing implementation (it imports this module)
+
+    query = MessageQuery(internet_message_id=internet_message_id)
+    return [{"id": m["id"], "parentFolderId": m.get("parentFolderId"), "internetMessageId": m.get("internetMessageId")}
+            for m in iter_messages(client, mailbox, query, folder=folder, select=("id", "parentFolderId"))]
