@@ -58,3 +58,36 @@ def test_n_jobs_in_m_worker_processes_cause_one_token_request(emulator, live_set
     events = wait_for(lambda: (e := redis_client.lrange(keys.EVENTS, 0, -1)) and len(e) >= 12 and e, timeout=60)
     assert sorted(json.loads(e)["email"]["subject"] for e in events) == sorted(m["subject"] for m in messages)
     assert emulator.directory.tokens_issued - before == 1
+
+
+def _certificate_pem(tmp_path):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "graphhook test app")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    path = tmp_path / "app.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM))
+    return cert, path
+
+
+def test_certificate_credential_gets_a_token_and_its_key_encrypts_the_cache(emulator, settings, redis_client, tmp_path):
+    cert, path = _certificate_pem(tmp_path)
+    emulator.app_registration.certificates.append(cert)
+    with_cert = settings.replace(client_secret="", client_certificate_path=str(path))
+    token = TokenProvider(with_cert, redis_client).token()
+    assert token and emulator.directory.tokens_issued == 1
+    blob = redis_client.get(keys.TOKEN_CACHE)
+    assert token.encode() not in blob
+    # A process holding only the client secret derives another key: it cannot read this cache.
+    TokenProvider(settings, redis_client).token()
+    assert emulator.directory.tokens_issued == 2

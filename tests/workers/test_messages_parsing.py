@@ -1,0 +1,76 @@
+"""Pure parts of the record: Authentication-Results verdicts, URL mismatch rules, the streaming JSON reader."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from hypothesis import given, settings as hsettings, strategies as st
+
+from workers import attachments, authresults, urls
+
+
+def test_verdicts_ignore_comments_and_keep_the_first_hop():
+    headers = [
+        {"name": "Authentication-Results", "value": "spf=temperror (dns timeout; dkim=pass) smtp.mailfrom=a.com; "
+                                                     "dkim=none (message not signed) header.d=none;dmarc=permerror"},
+        {"name": "Authentication-Results", "value": "spf=pass; dkim=pass; dmarc=pass"},
+    ]
+    assert authresults.from_headers(headers) == {"spf": "temperror", "dkim": "none", "dmarc": "permerror"}
+
+
+def test_verdicts_fall_back_to_arc_and_are_none_when_absent():
+    arc = [{"name": "ARC-Authentication-Results", "value": "i=1; mx.example; spf=neutral; dmarc=FAIL"}]
+    assert authresults.from_headers(arc) == {"spf": "neutral", "dkim": None, "dmarc": "fail"}
+    assert authresults.from_headers([{"name": "Subject", "value": "spf=pass"}]) == dict.fromkeys(("spf", "dkim", "dmarc"))
+
+
+def test_link_text_showing_another_site_is_a_mismatch_but_a_subdomain_is_not():
+    body = ('<a href="https://login.contoso.com/x">contoso.com</a>'
+            '<a href="https://contoso.com.evil.net/x">https://contoso.com/login</a>'
+            '<a href="https://fabrikam.com">Click here</a>'
+            '<a href="mailto:a@b.com">a@b.com</a> and www.example.org/page.')
+    found = urls.extract(body)
+    assert [(u["domain"], u["textDomain"], u["mismatch"]) for u in found] == [
+        ("login.contoso.com", "contoso.com", False),
+        ("contoso.com.evil.net", "contoso.com", True),
+        ("fabrikam.com", None, False),
+        ("www.example.org", None, False),
+    ]
+
+
+def test_html_body_text_skips_styles_and_keeps_lines():
+    found, text = urls.scan_html("<html><head><style>p{}</style></head><body><p>Hello</p><p>see "
+                                 "<a href='https://x.org'>this</a></p></body></html>")
+    assert text == "Hello\nsee this" and found[0]["text"] == "this"
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(payloads=st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=4),
+       names=st.lists(st.text(max_size=20), min_size=4, max_size=4),
+       chunk=st.integers(min_value=1, max_value=700), escape=st.booleans())
+def test_streamed_reader_gives_the_same_document_and_bytes_as_json_loads(payloads, names, chunk, escape):
+    items = []
+    for data, name in zip(payloads, names):
+        encoded = base64.b64encode(data).decode()
+        items.append({"name": name, "contentBytes": encoded, "size": len(data)})
+    text = json.dumps({"value": items, "note": "é\"\\"}, ensure_ascii=escape)
+    if escape:
+        text = text.replace("/", "\\/")  # some encoders escape the solidus
+    body = text.encode()
+    old_inline, old_divert = attachments.INLINE_JSON, attachments.DIVERT_AFTER
+    attachments.INLINE_JSON, attachments.DIVERT_AFTER = 64, 100
+    try:
+        doc, sinks = attachments.read_json([body[i:i + chunk] for i in range(0, len(body), chunk)],
+                                           lambda: attachments.Sink(max_bytes=10**6, spool_bytes=512))
+    finally:
+        attachments.INLINE_JSON, attachments.DIVERT_AFTER = old_inline, old_divert
+    expected = json.loads(body)
+    assert doc["note"] == expected["note"]
+    for got, want, data in zip(doc["value"], expected["value"], payloads):
+        assert got["name"] == want["name"] and got["size"] == want["size"]
+        content = got["contentBytes"]
+        if content.startswith(attachments.SPOOL_MARK):
+            assert sinks[content].read() == data
+        else:
+            assert base64.b64decode(content) == data
