@@ -197,4 +197,11 @@ def _mount_rq_dashboard(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _guard_dashboard() -> Response | None:
-        return _guard() if request.blueprint == "rq_dashboard" else None
+        if request.blueprint != "rq_dashboard":
+            return None
+        refused = _guard()
+        # rq-dashboard has no CSRF tokens, and requeues on GET too: only pages may be opened from elsewhere.
+        navigation = request.method == "GET" and request.endpoint != "rq_dashboard.requeue_all"
+        if refused is None and not navigation and not _same_origin():
+            return Response("cross-origin request refused\n", 403, {"Content-Type": "text/plain"})
+        return refused
