@@ -177,29 +177,36 @@ class Purge:
                           "removed": sum(r.removed for r in reports.values() if r.status in SETTLED), "failed": 0}
         notify = on_progress or (lambda snapshot: None)
         notify(dict(self._progress))
-        interrupted = False
-        pool = cf.ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="purge")
+        workers = max(1, concurrency)
+        pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="purge")
+        queue, pending = iter(todo), set()
+
+        def fill() -> None:  # a short queue: 50,000 futures waited on one by one would cost O(n²)
+            while len(pending) < 2 * workers and not self.stop.is_set():
+                box = next(queue, None)
+                if box is None:
+                    return
+                pending.add(pool.submit(self._work, box))
+
         try:
-            futures = {pool.submit(self._work, box): box for box in todo}
-            pending = set(futures)
+            fill()
             while pending:
                 finished, pending = cf.wait(pending, timeout=min(LOCK_TTL / 4, 5.0),
                                             return_when=cf.FIRST_COMPLETED)
                 self._refresh()
                 for future in finished:
-                    report = future.result()
-                    reports[report.mailbox] = report
-                    with self._lock:
-                        if report.status != "pending":
-                            self._progress["done"] += 1
+                    if future.result().status != "pending":
+                        self._count(done=1)
                     notify(dict(self._progress))
+                fill()
         except KeyboardInterrupt:
+            self.stop.set()  # the removals in flight finish and are recorded; the rest waits for --resume
+        except BaseException:
             self.stop.set()
-            interrupted = True
-            pool.shutdown(wait=True, cancel_futures=True)  # removals in flight finish and are recorded
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            interrupted = interrupted or self.stop.is_set()
+            interrupted = self.stop.is_set()
             final = self._with_partial_counts(self.reports())
             result = PurgeResult(self.id, self.spec, final, interrupted=interrupted)
             self._set_status("interrupted" if interrupted else "done" if result.ok else "partial")
@@ -242,7 +249,11 @@ class Purge:
         msgs = key(self.id, "msgs", mailbox)
         query = self.spec.query
         if self.spec.dry_run:
-            report.found = sum(1 for _ in iter_messages(self.graph, mailbox, query, select=("id",)))
+            found = [m.get("parentFolderId") for m in iter_messages(self.graph, mailbox, query, select=("id",))]
+            if found and self.spec.mode == "soft":  # a soft purge leaves the copies already in Deleted Items
+                deleted_items = folder_id(self.graph, mailbox, "deleteditems")
+                found = [f for f in found if f != deleted_items]
+            report.found = len(found)
             report.rounds = math.ceil(report.found / ROUND_SIZE)
             self._count(found=report.found)
             return
