@@ -133,3 +133,30 @@ def test_a_delta_resync_item_names_the_mailbox_like_push_and_shares_its_marker(e
     assert counts["processed"] == 1 and counts["duplicates"] == 1
     assert [(e["email"]["subject"], e["email"]["mailbox"]) for e in _events(redis_client)] == [
         ("pushed", "jo@contoso.com"), ("missed", "jo@contoso.com")]
+
+
+def test_a_worker_killed_mid_fetch_has_its_job_retried_and_the_trigger_fires_once(
+        emulator, live_settings, redis_client, start_worker):
+    import time
+
+    from emulator.faults import FaultRule
+
+    user = emulator.add_user("kai@contoso.com")
+    message = emulator.deliver("kai@contoso.com", {"subject": "survives a crash"})
+    emulator.faults.add(FaultRule(category="graph", status=None, delay=3.0, count=1, path=message["id"]))
+    victim = start_worker("--simple")  # runs jobs in its own process: killing it kills the job
+    queue = Queue(live_settings.queue_name, connection=redis_client)
+    job = queue.enqueue("workers.jobs.process_notifications", [_item(live_settings, user.id, message["id"])])
+    wait_for(lambda: redis_client.get(jobs.marker(user.id, message["id"])) == f"claimed:{job.id}".encode())
+    victim.kill()
+    victim.wait(10)
+    assert job.get_status(refresh=True) == "started" and _events(redis_client) == []
+    # RQ's maintenance finds the abandoned job; the job had declared its own retry policy.
+    queue.started_job_registry.cleanup(timestamp=time.time() + 3600)
+    assert job.get_status(refresh=True) in ("scheduled", "queued")
+    queue.scheduled_job_registry.remove(job)
+    queue.enqueue_job(job)  # do not wait out the 5 s retry interval
+    start_worker("--simple")
+    wait_for(lambda: job.get_status(refresh=True) == "finished", timeout=60)
+    assert job.return_value()["processed"] == 1
+    assert [e["email"]["subject"] for e in _events(redis_client)] == ["survives a crash"]
