@@ -54,7 +54,6 @@ def install(ctx: Context) -> None:
 
 def context() -> Context:
     """The process context; built from the environment on first use (and again in a forked child)."""
-    global _context
     if _context is None:
         install(build(Settings.from_env()))
     elif _pid != os.getpid():
