@@ -15,6 +15,8 @@ import time
 
 import redis
 from flask import Flask, Response, current_app, request
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .errors import ConfigError, MalformedNotification, RejectedNotification
 from .handshake import validation_response, validation_token
@@ -39,7 +41,10 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
                token_validator: TokenValidator | None = None) -> Flask:
     """Build the receiver; settings are read from the environment when not given."""
     settings = settings or Settings.from_env()
-    r = redis_client or connect(settings, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
+    # One immediate retry (a pooled connection may be stale after a Redis restart), no back-off:
+    # redis-py's default of 10 retries with exponential back-off would outlast Graph's 3 s.
+    r = redis_client or connect(settings, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT,
+                                retry=Retry(NoBackoff(), 1))
     app = Flask("graphhook.receiver")
     app.config.update(
         SETTINGS=settings,
