@@ -132,6 +132,17 @@ def test_redis_stopping_mid_run_turns_202_into_503_and_back(emulator, settings, 
         server.stop()
 
 
+def test_redis_that_accepts_but_never_answers_means_503(emulator, settings):
+    import socket
+
+    with socket.socket() as silent:  # connections complete in the backlog; nothing is ever read or sent
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{silent.getsockname()[1]}/0"))
+        response = app.test_client().post("/notifications", json={"value": [change(emulator.tenant_id)]})
+    assert response.status_code == 503
+
+
 def test_readyz_names_missing_settings(emulator, settings, redis_client):
     app = create_app(settings.replace(client_id=""), redis_client=redis_client)
     response = app.test_client().get("/readyz")
