@@ -97,6 +97,7 @@ def gather(r: redis.Redis, *, margin: dt.timedelta, now: dt.datetime | None = No
             id=view.id, mailbox=view.mailbox, folder=view.folder, health=health, red=health in RED,
             expiration=_iso(expires), expires_epoch=expires.timestamp() if expires else 0.0,
             countdown=countdown(view.seconds_left(now)), renewed_at=view.renewed_at, last_error=redact(view.last_error)))
+    status.subscriptions.sort(key=lambda row: not row.red)  # alarms on top, otherwise by mailbox and folder
     status.resyncs = _resyncs(r, {v.user_id.lower(): v.mailbox for v in views if v.user_id})
     status.notifications = _recent_notifications(r)
     status.fired = _fired(r)

@@ -84,7 +84,7 @@ class SubscriptionView:
 
 
 def countdown(seconds: float) -> str:
-    """``2d 03h 04m`` / ``5m 07s`` / ``expired 3h 02m ago``."""
+    """``2d 03h 04m`` / ``3h 04m 05s`` / ``5m 07s`` / ``expired 3h 02m 00s ago``."""
     if seconds == float("-inf"):
         return "unknown"
     past = seconds < 0
@@ -92,5 +92,6 @@ def countdown(seconds: float) -> str:
     days, s = divmod(s, 86400)
     hours, s = divmod(s, 3600)
     minutes, s = divmod(s, 60)
-    text = f"{days}d {hours:02d}h {minutes:02d}m" if days else f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {s:02d}s"
+    text = (f"{days}d {hours:02d}h {minutes:02d}m" if days else f"{hours}h {minutes:02d}m {s:02d}s" if hours
+            else f"{minutes}m {s:02d}s")
     return f"expired {text} ago" if past else text
