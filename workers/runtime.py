@@ -39,9 +39,10 @@ _pid: int | None = None
 def build(settings: Settings, redis_client: redis.Redis | None = None) -> Context:
     """Build the process context from settings (entry points call this once)."""
     r = redis_client or connect(settings)
-    tokens = TokenProvider(settings, r)
+    session = new_session()  # one keep-alive pool per process, for the identity platform and Graph
+    tokens = TokenProvider(settings, r, session=session)
     limiter = MailboxLimiter(r, concurrency=settings.mailbox_concurrency, budget=settings.mailbox_budget)
-    graph = GraphClient(settings.graph_url, tokens.token, session=new_session(), limiter=limiter,
+    graph = GraphClient(settings.graph_url, tokens.token, session=session, limiter=limiter,
                         retry_budget=float(settings.graph_retry_seconds), on_unauthorized=tokens.invalidate)
     return Context(settings, r, tokens, graph)
 
@@ -57,7 +58,9 @@ def context() -> Context:
     if _context is None:
         install(build(Settings.from_env()))
     elif _pid != os.getpid():
-        # A forked child must not share the parent's sockets (TLS state, Redis connections).
-        install(build(_context.settings))
+        # A forked child (RQ's default Worker) must not reuse the parent's TLS connections: drop them
+        # (closing our copies sends nothing to the peer). Redis pools reset themselves after a fork.
+        _context.graph.session.close()
+        install(_context)
     assert _context is not None
     return _context
