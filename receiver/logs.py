@@ -45,7 +45,7 @@ _PATTERNS = (
     (re.compile(r"""(?ix)
         (["']?\b(?:client_?state|client_?secret|access_?token|refresh_?token|id_?token|password|passwd|secret
                |authorization|x-graphhook-signature|client_?assertion)["']?\s*[:=]\s*)
-        (["']?)([^"'\s,;&}\]]+)"""), r"\1\2" + REDACTED),
+        (["']?)(?!\[REDACTED)([^"'\s,;&}\]]+)"""), r"\1\2" + REDACTED),
     (re.compile(r"(://[^/\s:@]*:)([^@/\s]+)(@)"), r"\1" + REDACTED + r"\3"),  # user:password@ in URLs
 )
 
