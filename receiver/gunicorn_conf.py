@@ -11,6 +11,8 @@ import os
 import shutil
 from typing import Any
 
+logger_class = "receiver.logs.GunicornLogger"  # gunicorn's own error and access lines as JSON, redacted too
+
 
 def on_starting(server: Any) -> None:
     """Empty ``PROMETHEUS_MULTIPROC_DIR`` so counters do not carry over from an earlier run."""

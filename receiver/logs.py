@@ -260,3 +260,33 @@ def install(settings: Any, *, process: str = "web") -> None:
 
 def _process_name() -> str:
     return os.path.basename(sys.argv[0] or "python")
+
+
+def __getattr__(name: str) -> Any:
+    """``receiver.logs.GunicornLogger`` (gunicorn's ``logger_class``), built on first use so that
+    processes without gunicorn never import it."""
+    if name != "GunicornLogger":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from gunicorn.glogging import Logger
+
+    class GunicornLogger(Logger):
+        """gunicorn's error and access logs as JSON lines (``GRAPHHOOK_LOG_FORMAT=text`` keeps gunicorn's own)."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            from .errors import ConfigError
+            from .settings import Settings
+
+            try:
+                settings: Any = Settings.from_env()
+            except ConfigError:
+                settings = None
+            for log in (self.error_log, self.access_log):
+                for handler in log.handlers:
+                    if getattr(settings, "log_format", "json") == "json":
+                        handler.setFormatter(JsonFormatter("web"))
+                    if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                        handler.addFilter(RedactingFilter())
+
+    globals()[name] = GunicornLogger
+    return GunicornLogger
