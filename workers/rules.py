@@ -170,6 +170,17 @@ def _recipient(value: Any, field: str, org: Organisation) -> Callable[[Record], 
     return lambda r: any(_glob_any(a, patterns) for a in addresses(r, "to", "cc", "bcc"))
 
 
+def _reply_to_mismatch(value: Any, field: str, org: Organisation) -> Callable[[Record], bool]:
+    """A Reply-To address in another domain than From: replies go somewhere the sender does not show."""
+    wanted = _bool(value, field)
+
+    def mismatch(r: Record) -> bool:
+        sender = _domain((addresses(r, "from") or [""])[0])
+        return any(_domain(a) != sender for a in addresses(r, "replyTo"))
+
+    return lambda r: mismatch(r) == wanted
+
+
 def _display_name(value: Any, field: str, org: Organisation) -> Callable[[Record], bool]:
     pattern = _regex(value, field)
     return lambda r: any(pattern.search(str((r.get(k) or {}).get("name") or "")) for k in ("from", "sender"))
@@ -322,6 +333,7 @@ LEAVES: dict[str, Callable[[Any, str, Organisation], Callable[[Record], bool]]] 
     "sender_domain": _sender_domain,
     "recipient": _recipient,
     "display_name": _display_name,
+    "reply_to_mismatch": _reply_to_mismatch,
     "impersonates_internal": _impersonation,
     "subject": _text("subject"),
     "body": _text("body"),

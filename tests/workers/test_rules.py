@@ -105,6 +105,13 @@ def test_combinators_and_implicit_all():
     assert match("always")
 
 
+def test_reply_to_in_another_domain():
+    assert not match("{reply_to_mismatch: true}")  # no Reply-To at all
+    assert match("{reply_to_mismatch: true}", variant(replyTo=[{"name": "", "address": "pay@collector.example"}]))
+    same = variant(replyTo=[{"name": "", "address": "help@micros0ft-support.example.net"}])
+    assert match("{reply_to_mismatch: false}", same)
+
+
 def test_missing_authentication_counts_as_none():
     assert match("{authentication: {dmarc: none}}", variant(authentication=None))
     assert not match("{authentication: {dmarc: fail}}", variant(authentication=None))
