@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from .errors import ConfigError, MalformedNotification, RejectedNotification
 from .handshake import validation_response, validation_token
+from .logs import notification_id
 from .intake import check
 from .metrics import Metrics
 from .notifications import Collection, Notification
@@ -148,7 +149,8 @@ def _checked(settings: Settings, metrics: Metrics, collection: Collection) -> li
             check(notification, known[notification.subscription_id], tenant_id=settings.tenant_id)
         except RejectedNotification as exc:
             metrics.rejected(exc.reason)
-            log.warning("rejected notification: %s", exc)
+            log.warning("rejected notification: %s", exc, extra={"subscription_id": notification.subscription_id,
+                        "notification_id": notification_id(notification.to_job())})
             continue
         accepted.append(notification)
     return accepted
