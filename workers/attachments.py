@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -29,6 +30,7 @@ CHUNK = 256 * 1024  # bytes read from the socket at a time
 INLINE_JSON = 1024 * 1024  # bytes of JSON parsed the plain way; larger replies are streamed
 DIVERT_AFTER = 64 * 1024  # characters of a contentBytes string before it is diverted into a sink
 SPOOL_MARK = "graphhook-spool:"  # what a diverted string is replaced with (base64 never contains ':')
+_MARKS = itertools.count()  # markers are unique in the process, so several replies can share one sinks dict
 _CONTENT_KEY = re.compile(rb'"contentBytes"\s*:\s*"$')
 _SPECIAL = re.compile(rb'["\\]')
 _UNICODE_ESCAPE = re.compile(rb"\\u([0-9a-fA-F]{4})")
@@ -185,7 +187,7 @@ class _Diverter:
 
     def _divert(self) -> None:
         sink = self.new_sink()
-        marker = f"{SPOOL_MARK}{len(self.sinks)}"
+        marker = f"{SPOOL_MARK}{next(_MARKS)}"
         self.sinks[marker] = sink
         self.writer = _Base64Writer(sink)
         # What was copied so far kept its escapes verbatim (``\/``, ``\u002B``): decode them now.

@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 
 from receiver.errors import AccessDeniedError, GoneError, GraphError, NotFoundError, ThrottledError
 
-from . import metrics
+from . import attachments, metrics
 from .limits import MailboxLimiter
 
 log = logging.getLogger("graphhook.graph")
@@ -242,13 +242,16 @@ class GraphClient:
                 return
             page = self.get(next_link, headers=kwargs.get("headers"))
 
-    def batch(self, requests_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def batch(self, requests_: list[dict[str, Any]], *, new_sink: Callable[[], Any] | None = None,
+              sinks: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run GET-style requests (``{"method", "url", "headers"?, "body"?}``) through ``$batch``.
 
         Returns one ``{"status", "headers", "body"}`` per request, in the order
         given. Parts throttled with 429/503/504 are sent again after their
         ``Retry-After``; other error statuses are returned for the caller to map
         with :func:`error_for`. More than 20 requests go in several batches.
+        With ``new_sink``, replies are streamed and long ``contentBytes`` strings
+        go to sinks (collected in ``sinks``), as for a single message.
         """
         results: list[dict[str, Any] | None] = [None] * len(requests_)
         pending = list(range(len(requests_)))
@@ -261,10 +264,19 @@ class GraphClient:
                 body = {"requests": [{"id": str(i), **_batch_part(requests_[i])} for i in chunk]}
                 # Graph runs up to 4 parts at once against the mailbox: take as many slots.
                 first = requests_[chunk[0]]["url"]
-                reply = self._send("POST", "$batch", stream=False, json=body,
+                reply = self._send("POST", "$batch", stream=new_sink is not None, json=body,
                                    weight=min(len(chunk), 4), mailbox=mailbox_of(first))
-                for part in reply.json().get("responses", []):
+                if new_sink is None:
+                    document = reply.json()
+                else:
+                    with reply:
+                        document, diverted = attachments.read_json(reply.iter_content(attachments.CHUNK), new_sink)
+                    if sinks is not None:
+                        sinks.update(diverted)
+                for part in document.get("responses", []):
                     index = int(part["id"])
+                    # Graph counts each part as a request (throttling, budget): so do the metrics.
+                    metrics.graph_request(requests_[index].get("method", "GET"), part.get("status", 0))
                     if part.get("status") in RETRY_STATUSES:
                         throttled.append(index)
                         headers = {k.lower(): v for k, v in (part.get("headers") or {}).items()}

@@ -107,6 +107,21 @@ class Fetcher:
         self._sinks.append(sink)
         return sink
 
+    def prefetch(self, message_ids: list[str]) -> dict[str, tuple[dict[str, Any], dict[str, attachments.Sink]] | GraphError]:
+        """Several messages of this mailbox in one ``$batch`` round trip (each as :meth:`message` gives it)."""
+        client = self._graph()
+        query = f"?$select={SELECT}&$expand=attachments"
+        sinks: dict[str, attachments.Sink] = {}
+        answers = client.batch([{"method": "GET", "url": self._path(mid, query)} for mid in message_ids],
+                               new_sink=self._new_sink, sinks=sinks)
+        out: dict[str, tuple[dict[str, Any], dict[str, attachments.Sink]] | GraphError] = {}
+        for mid, answer in zip(message_ids, answers):
+            if 200 <= answer["status"] < 300 and isinstance(answer["body"], dict):
+                out[mid] = (answer["body"], sinks)
+            else:
+                out[mid] = error_for(answer["status"], answer["body"], method="GET", url=self._path(mid))
+        return out
+
     def value(self, path: str) -> attachments.Sink:
         """Stream ``path`` (a ``/$value``) into a new sink, stopping once past the maximum."""
         sink = self._new_sink()
@@ -151,9 +166,12 @@ class Fetcher:
         self._sinks.clear()
 
     # --- the record -----------------------------------------------------------------------
-    def record(self, message_id: str, *, mailbox: str, folder: str | None = None) -> dict[str, Any]:
-        """Fetch ``message_id`` and build its email record."""
-        message, sinks = self.message(message_id)
+    def record(self, message_id: str, *, mailbox: str, folder: str | None = None,
+               prefetched: tuple[dict[str, Any], dict[str, attachments.Sink]] | GraphError | None = None) -> dict[str, Any]:
+        """Fetch ``message_id`` (unless :meth:`prefetch` already did) and build its email record."""
+        if isinstance(prefetched, GraphError):
+            raise prefetched
+        message, sinks = prefetched if prefetched is not None else self.message(message_id)
         record = email_record(message, mailbox=mailbox, folder=folder, fetcher=self, sinks=sinks,
                               message_id=message_id, depth=0)
         if self.options.fetch_mime:

@@ -160,3 +160,25 @@ def test_a_worker_killed_mid_fetch_has_its_job_retried_and_the_trigger_fires_onc
     wait_for(lambda: job.get_status(refresh=True) == "finished", timeout=60)
     assert job.return_value()["processed"] == 1
     assert [e["email"]["subject"] for e in _events(redis_client)] == ["survives a crash"]
+
+
+def test_several_new_messages_in_one_job_are_fetched_in_one_batch(emulator, settings, redis_client, installed,
+                                                                  monkeypatch):
+    import hashlib
+    import os
+
+    from workers import attachments
+
+    monkeypatch.setattr(attachments, "INLINE_JSON", 64 * 1024)  # the batch reply is streamed, not loaded whole
+    user = emulator.add_user("lou@contoso.com")
+    big = os.urandom(400_000)
+    sent = [emulator.deliver("lou@contoso.com", {"subject": f"burst {i}", "attachments": [
+        {"kind": "file", "name": f"f{i}.bin", "content": big if i == 2 else b"small"}]}) for i in range(5)]
+    emulator.request_log.clear()
+    counts = jobs.process_notifications([_item(settings, user.id, m["id"]) for m in sent])
+    assert counts["processed"] == 5
+    direct = [r for r in emulator.request_log if not r.get("batch") and r["path"].startswith("/v1.0/")]
+    assert [r["path"] for r in direct] == ["/v1.0/$batch"]  # one round trip for five messages
+    events = _events(redis_client)
+    assert [e["email"]["subject"] for e in events] == [f"burst {i}" for i in range(5)]
+    assert events[2]["email"]["attachments"][0]["sha256"] == hashlib.sha256(big).hexdigest()
