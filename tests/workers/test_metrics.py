@@ -124,3 +124,18 @@ def test_failed_renewal_close_to_expiry_logs_an_error_and_turns_red(emulator, li
     assert seen[("graphhook_subscription_alarms_total", (("folder", "inbox"), ("mailbox", MAILBOX)))] == 1
     (expiry,) = [v for (n, ls), v in seen.items() if n == "graphhook_subscription_expiry_seconds"]
     assert 0 < expiry < 12 * 3600
+
+
+def test_worker_metrics_are_exposed_once_in_gunicorn_multiprocess_mode(redis_server, redis_client, tmp_path,
+                                                                         monkeypatch):
+    from receiver.app import create_app
+    from receiver.settings import Settings
+
+    metrics.flush(redis_client)
+    metrics.triggers_fired(["quarantine-phishing"], notified_at=None)
+    assert metrics.flush(redis_client)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    app = create_app(Settings(redis_url=redis_server.url, tenant_id="t", client_id="c"), redis_client=redis_client)
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert text.count('graphhook_triggers_fired_total{rule="quarantine-phishing"} 1.0') == 1
+    assert text.count("# TYPE graphhook_queue_jobs gauge") == 1
