@@ -9,7 +9,7 @@ from email.policy import SMTP, default
 from email.utils import formataddr, format_datetime
 from typing import Any
 
-from .subscriptions import parse_time
+from .query import parse_time
 
 
 def _addr(recipient: dict[str, Any]) -> str:
