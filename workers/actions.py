@@ -45,6 +45,20 @@ def marker_key(mailbox: str, message_id: str, scope: str, step: str, kind: str) 
     return f"{MARKER_PREFIX}:{mailbox.lower()}:{message_id}:{scope}:{step}:{kind}"
 
 
+def nothing_happened(kind: str, exc: BaseException) -> bool:
+    """Whether a failed action certainly had no effect, so a retry may run it again.
+
+    Graph answering with an error status is certain; a lost connection, a job timeout or a
+    worker shutdown in the middle of a send is not, and send-like actions then stay at most once.
+    A handler or webhook enqueue that raised is retried (handler API calls have their own markers).
+    """
+    if kind not in AT_MOST_ONCE:
+        return True
+    if isinstance(exc, GraphError):
+        return exc.status != 0
+    return kind in ("handler", "webhook") and isinstance(exc, Exception)
+
+
 def describe(action: Action) -> str:
     """A one-line human description for logs and dry-runs (no secrets live in actions)."""
     o = action.options
@@ -110,12 +124,9 @@ class Runner:
         self._scope = f"{scope}:{step}"
         try:
             new_id = self._execute(action, rule, recovering=recovering)
-        except GraphError as exc:
-            if not (exc.status == 0 and action.kind in AT_MOST_ONCE):
-                r.delete(key)  # Graph said no: nothing happened, a retry may try again
-            raise
-        except BaseException:
-            r.delete(key)
+        except BaseException as exc:
+            if nothing_happened(action.kind, exc):
+                r.delete(key)  # a retry may try again
             raise
         r.set(key, f"done:{new_id}" if new_id else "done", ex=MARKER_TTL)
         if new_id and action.kind in MOVES:

@@ -280,3 +280,34 @@ def test_webhook_content_is_base64_within_the_size_cap(world, emulator):
     assert flattened["small.txt"] == "dGlueQ==" and flattened["big.bin"] == ""
     assert [e["subject"] for e in out["attached_emails"]] == ["original invoice"]
     assert "contentBytes" not in json.dumps(record)  # the record itself is left untouched
+
+
+def test_forward_whose_answer_was_lost_is_not_sent_again(world, emulator, redis_client, caplog, monkeypatch):
+    """At most once: the forward's answer never arrives (read timeout) though Graph did forward; retries
+    must not forward a second time."""
+    from workers import graph as graph_module
+
+    from tests.conftest import wait_for
+
+    world.configure(QUARANTINE_RULE)
+    record = phish(emulator, world)
+    monkeypatch.setattr(graph_module, "DEFAULT_TIMEOUT", (5.0, 0.5))  # s connect, read
+    emulator.faults.add(FaultRule(status=None, delay=1.5, count=1, path="/forward$"))
+    dispatch(world, record)  # move and categorise succeed; the forward times out on our side
+    wait_for(lambda: "Inbox" in folders(emulator, "secops@contoso.com"), timeout=10)  # …but Graph did it
+    with caplog.at_level(logging.WARNING):
+        drain(redis_client)  # the resume job
+    assert folders(emulator, "secops@contoso.com")["Inbox"] == [f"FW: {PHISHING['subject']}"]
+    assert folders(emulator, "alice@contoso.com")["Quarantine"] == [PHISHING["subject"]]
+    assert "not repeating forward to secops@contoso.com" in caplog.text
+
+
+def test_nothing_happened_policy():
+    from receiver.errors import GraphError
+    from workers.actions import nothing_happened
+
+    refused, dropped = GraphError(500, "InternalServerError", "x"), GraphError(0, "ConnectionError", "x")
+    assert nothing_happened("forward", refused) and not nothing_happened("forward", dropped)
+    assert nothing_happened("move", dropped) and nothing_happened("categorise", KeyboardInterrupt())
+    assert not nothing_happened("alert", TimeoutError()) and not nothing_happened("reply", SystemExit())
+    assert nothing_happened("handler", RuntimeError()) and not nothing_happened("handler", SystemExit())
