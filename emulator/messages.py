@@ -252,20 +252,22 @@ def list_attachments(user_ref: str, folder_ref: str | None, message_id: str):
         return jsonify({"value": [attachment_view(a) for a in message["attachments"]]})
 
 
-def _attachment(message: dict[str, Any], attachment_id: str) -> dict[str, Any] | None:
-    return next((a for a in message["attachments"] if a["id"] == attachment_id), None)
+def _attachment(user_ref: str, message_id: str, attachment_id: str):
+    """``(attachment, None)`` or ``(None, error response)``; call under the store lock."""
+    _, _, message, error = load(user_ref, message_id)
+    if error:
+        return None, error
+    attachment = next((a for a in message["attachments"] if a["id"] == attachment_id), None)
+    return (attachment, None) if attachment is not None else (None, not_found_item())
 
 
 @item_routes(bp, "/attachments/<attachment_id>", methods=["GET"])
 @require_roles(*FULL_READ)
 def get_attachment(user_ref: str, folder_ref: str | None, message_id: str, attachment_id: str):
     with emulator().mail.lock:
-        _, _, message, error = load(user_ref, message_id)
+        attachment, error = _attachment(user_ref, message_id, attachment_id)
         if error:
             return error
-        attachment = _attachment(message, attachment_id)
-        if attachment is None:
-            return not_found_item()
         expand = (request.args.get("$expand") or "").lower()
         return jsonify(attachment_view(attachment, expand_item="itemattachment/item" in expand))
 
@@ -276,12 +278,9 @@ def attachment_value(user_ref: str, folder_ref: str | None, message_id: str, att
     from .mime import message_to_mime
 
     with emulator().mail.lock:
-        _, _, message, error = load(user_ref, message_id)
+        attachment, error = _attachment(user_ref, message_id, attachment_id)
         if error:
             return error
-        attachment = _attachment(message, attachment_id)
-        if attachment is None:
-            return not_found_item()
         kind = attachment["@odata.type"]
         if kind == "#microsoft.graph.referenceAttachment":
             return graph_error(405, "ErrorInvalidRequest", "The operation is not supported for reference attachments.")

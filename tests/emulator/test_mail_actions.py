@@ -168,3 +168,22 @@ def test_write_actions_need_write_permissions(emulator, graph):
     assert readonly.get(f"/users/{ALICE}/messages/{message['id']}").status_code == 200
     assert readonly.delete(f"/users/{ALICE}/messages/{message['id']}").status_code == 403
     assert readonly.post(f"/users/{ALICE}/sendMail", json={"message": {}}).status_code == 403
+
+
+def test_attachments_by_kind_and_their_values(emulator, graph):
+    emulator.add_user(ALICE)
+    big = bytes(range(256)) * 4096  # 1 MiB, streamed by /$value
+    message = emulator.deliver(ALICE, {"subject": "kinds", "attachments": [
+        {"name": "big.bin", "content": big},
+        {"kind": "item", "name": "inner", "item": {"subject": "nested", "body": "inside"}},
+        {"kind": "reference", "name": "link.docx", "sourceUrl": "https://contoso.sharepoint.com/link.docx"}]})
+    url = f"/users/{ALICE}/messages/{message['id']}/attachments"
+    listed = {a["name"]: a for a in graph.get(url).json()["value"]}
+    assert "item" not in listed["inner"] and listed["inner"]["contentType"] is None
+    assert graph.get(f"{url}/{listed['big.bin']['id']}/$value").content == big
+    expanded = graph.get(f"{url}/{listed['inner']['id']}?$expand=microsoft.graph.itemattachment/item").json()
+    assert expanded["item"]["subject"] == "nested"
+    assert b"Subject: nested" in graph.get(f"{url}/{listed['inner']['id']}/$value").content
+    assert graph.get(f"{url}/{listed['link.docx']['id']}/$value").status_code == 405
+    assert graph.get(f"{url}/nope").status_code == 404
+    assert b"Subject: kinds" in graph.get(f"/users/{ALICE}/messages/{message['id']}/$value").content
