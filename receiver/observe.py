@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -114,7 +114,8 @@ def _labels(spec: Spec, field: str) -> list[str]:
 class RedisCollector(Collector):
     """Scrape-time collector: worker metrics, queue depths and subscription expiry, all from Redis."""
 
-    def __init__(self, r: redis.Redis, *, margin: dt.timedelta, clock=lambda: dt.datetime.now(dt.timezone.utc)) -> None:
+    def __init__(self, r: redis.Redis, *, margin: dt.timedelta,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> None:
         self._redis = r
         self._margin = margin
         self._clock = clock
@@ -186,8 +187,8 @@ class RedisCollector(Collector):
         yield count
 
 
-def queue_depths(queue) -> dict[str, int]:  # noqa: ANN001 — an rq.Queue
-    """Jobs of one RQ queue by state: queued, started, scheduled, deferred, failed, finished."""
+def queue_depths(queue: Any) -> dict[str, int]:
+    """Jobs of one ``rq.Queue`` by state: queued, started, scheduled, deferred, failed, finished."""
     return {"queued": queue.count, "started": queue.started_job_registry.count,
             "scheduled": queue.scheduled_job_registry.count, "deferred": queue.deferred_job_registry.count,
             "failed": queue.failed_job_registry.count, "finished": queue.finished_job_registry.count}

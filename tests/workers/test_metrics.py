@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 
 import requests
@@ -78,6 +79,10 @@ def test_counts_from_two_worker_processes_add_up_on_the_receiver(emulator, live_
     assert value(samples, "graphhook_queue_jobs", queue=live_settings.queue_name, state="failed") == 1
     assert value(samples, "graphhook_subscriptions", health="ok") == 1
     assert total(samples, "graphhook_subscription_expiry_seconds", mailbox=MAILBOX, health="ok") > 2 * DAY
+    # The status page's "recent notifications": newest first, each with the job that handled it.
+    recent = [json.loads(x) for x in redis_client.lrange(metrics.RECENT, 0, -1)]
+    assert [r["outcome"] for r in recent] == ["processed"] * 5 and all(r["job"] for r in recent)
+    assert recent[0]["at"] >= recent[-1]["at"]
 
 
 def test_throttling_is_counted_by_status(emulator, settings, redis_client):
