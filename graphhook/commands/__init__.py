@@ -14,6 +14,7 @@ COMMANDS = (
     "decrypt",
     "check",
     "webhooks",
+    "rules",
     "mail",
     "purge",
 )

@@ -117,3 +117,22 @@ def test_summary_lists_which_rules_fired_on_which_messages():
               {"rules": ["quarantine-phishing"], "email": {"subject": "Password expires"}}]
     assert summarise(events) == ["quarantine-phishing: 2 message(s): 'Storage full', 'Password expires'",
                                  "tag-invoices (dry-run): 1 message(s): 'Invoice 7'"]
+
+
+def test_rules_test_command_shows_what_would_fire(tmp_path, monkeypatch, capsys):
+    from graphhook.cli import main
+
+    config = tmp_path / "graphhook.yaml"
+    config.write_text("rules:\n  - {name: phish, when: {subject: storage}, actions: [{move: Quarantine}], stop: true}\n"
+                      "  - {name: other, when: always}\n")
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"trigger": "record", "email": {"subject": PHISHING["subject"], "from": PHISHING["from"]}}))
+    monkeypatch.setenv("GRAPHHOOK_CONFIG", str(config))
+    assert main(["rules", "test", str(event)]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 rule(s) match" in out and "phish (stop)" in out and "- move to 'Quarantine'" in out
+    event.write_text(json.dumps({"subject": "Lunch?", "from": {"name": "C", "address": "c@x.example"}}))
+    assert main(["rules", "test", str(event)]) == 0  # 'other' matches every message
+    assert "1 of 2 rule(s) match" in capsys.readouterr().out
+    config.write_text("rules:\n  - {name: phish, when: {subject: storage}}\n")
+    assert main(["rules", "test", str(event)]) == 1  # nothing matches
