@@ -136,18 +136,18 @@ class GraphClient:
         return delay
 
     @contextlib.contextmanager
-    def _slot(self, mailbox: str | None, weight: int = 1) -> Iterator[str | None]:
+    def _slot(self, mailbox: str | None, weight: int = 1, cost: int | None = None) -> Iterator[str | None]:
         if self.limiter is None or not mailbox:
             yield None
             return
-        token = self.limiter.acquire(mailbox, weight)
+        token = self.limiter.acquire(mailbox, weight, cost)
         try:
             yield token
         finally:
             self.limiter.release(mailbox, token, weight)
 
-    def _send(self, method: str, path: str, *, stream: bool, weight: int = 1, mailbox: str | None = None,
-              limit: bool = True, **kwargs: Any) -> requests.Response:
+    def _send(self, method: str, path: str, *, stream: bool, weight: int = 1, cost: int | None = None,
+              mailbox: str | None = None, limit: bool = True, **kwargs: Any) -> requests.Response:
         """One request with retries; the mailbox slot is held only while a request is in flight."""
         mailbox = mailbox or mailbox_of(self._relative(path))
         waited, attempt, reauthorized = 0.0, 0, False
@@ -158,7 +158,7 @@ class GraphClient:
             headers["Authorization"] = f"Bearer {self._token()}"
             failure: Exception | None = None
             response: requests.Response | None = None
-            with self._slot(mailbox if limit else None, weight):
+            with self._slot(mailbox if limit else None, weight, cost):
                 try:
                     self.requests_sent += 1
                     response = self.session.request(method, url, headers=headers, stream=stream, **kwargs)
@@ -265,7 +265,7 @@ class GraphClient:
                 # Graph runs up to 4 parts at once against the mailbox: take as many slots.
                 first = requests_[chunk[0]]["url"]
                 reply = self._send("POST", "$batch", stream=new_sink is not None, json=body,
-                                   weight=min(len(chunk), 4), mailbox=mailbox_of(first))
+                                   weight=min(len(chunk), 4), cost=len(chunk), mailbox=mailbox_of(first))
                 if new_sink is None:
                     document = reply.json()
                 else:

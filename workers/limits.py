@@ -31,7 +31,7 @@ MAX_WAIT = 120.0  # seconds a request waits for a slot or budget before giving u
 ALIASES = f"{PREFIX}:aliases"  # hash: lower-case address -> user id (Graph counts both as one mailbox)
 ADDRESSES = f"{PREFIX}:addresses"  # hash: user id -> address (names the mailbox in records from delta resync)
 
-# KEYS: slots zset, budget counter. ARGV: token, limit, weight, slot ms, budget, window s.
+# KEYS: slots zset, budget counter. ARGV: token, limit, weight, slot ms, budget, window s, cost.
 # Returns {1, 0} when taken, {0, wait_ms} when full (wait_ms: until the earliest slot expires or the window ends).
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -40,7 +40,7 @@ local limit, weight = tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local used = redis.call('GET', KEYS[2])
 used = used and tonumber(used) or 0
-if used + weight > tonumber(ARGV[5]) then
+if used + tonumber(ARGV[7]) > tonumber(ARGV[5]) then
   local ttl = redis.call('PTTL', KEYS[2])
   return {0, ttl > 0 and ttl or 1000, 1}
 end
@@ -52,7 +52,7 @@ for i = 1, weight do
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1] .. ':' .. i)
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) + 1000)
-redis.call('INCRBY', KEYS[2], weight)
+redis.call('INCRBY', KEYS[2], tonumber(ARGV[7]))
 if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6])) end
 return {1, 0, 0}
 """
@@ -104,8 +104,12 @@ class MailboxLimiter:
         window = int(time.time()) // self.window  # the budget key names the window; Redis expires it
         return [f"{PREFIX}:{mailbox}:slots", f"{PREFIX}:{mailbox}:budget:{window}"]
 
-    def acquire(self, mailbox: str, weight: int = 1) -> str:
-        """Take ``weight`` slots for ``mailbox``, waiting as needed; return the token for :meth:`release`."""
+    def acquire(self, mailbox: str, weight: int = 1, cost: int | None = None) -> str:
+        """Take ``weight`` slots for ``mailbox`` and ``cost`` (default ``weight``) requests of its budget.
+
+        Waits as needed; returns the token for :meth:`release`.
+        """
+        cost = max(1, weight if cost is None else cost)
         weight = max(1, min(weight, self.concurrency))
         token = secrets.token_hex(8)
         deadline = self._clock() + self.max_wait
@@ -113,7 +117,7 @@ class MailboxLimiter:
         while True:
             taken, wait_ms, over_budget = self._script(
                 keys=self._keys(mailbox),
-                args=[token, self.concurrency, weight, self.slot_ms, self.budget, self.window])
+                args=[token, self.concurrency, weight, self.slot_ms, self.budget, self.window, cost])
             if taken:
                 return token
             self.waits += 1

@@ -131,3 +131,13 @@ def test_eight_parallel_jobs_in_real_workers_never_trip_the_emulators_concurrenc
     assert sorted(json.loads(e)["email"]["id"] for e in events) == sorted(ids)
     assert [r for r in emulator.request_log if r["status"] == 429] == []
     assert not emulator.throttle.rejected
+
+
+def test_a_batch_takes_at_most_four_slots_but_counts_every_part_against_the_budget(redis_client):
+    limiter = MailboxLimiter(redis_client, budget=12, max_wait=1, sleep=lambda s: None)
+    token = limiter.acquire("max", weight=20, cost=10)
+    assert limiter.in_flight("max") == 4
+    limiter.release("max", token, weight=20)
+    limiter.release("max", limiter.acquire("max", cost=2))
+    with pytest.raises(ThrottledError):
+        limiter.acquire("max")  # 12 of 12 used in this window
