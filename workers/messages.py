@@ -17,7 +17,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from receiver.errors import GraphError
 from receiver.settings import Settings
@@ -79,8 +79,16 @@ def _kind(attachment: dict[str, Any]) -> str:
     return {"fileattachment": "file", "itemattachment": "item", "referenceattachment": "reference"}.get(odata, odata)
 
 
+def _chunks(response: Any) -> Iterator[bytes]:
+    """The body in chunks, keeping the mailbox slot alive during long downloads (slots expire after 90 s)."""
+    for n, chunk in enumerate(response.iter_content(attachments.CHUNK)):
+        if n % 64 == 63:  # every 16 MiB
+            response.extend_slot()
+        yield chunk
+
+
 class Fetcher:
-    """Fetches one message and everything the record needs from it."""
+    """Fetches messages of one mailbox and everything their records need."""
 
     def __init__(self, client: GraphClient | None, user_id: str, options: FetchOptions | None = None) -> None:
         self.client, self.user_id = client, user_id
@@ -99,7 +107,7 @@ class Fetcher:
         """GET the message with its attachments in one request; long contentBytes arrive as sinks."""
         params = {"$select": SELECT, "$expand": "attachments"}
         with self._graph().stream(self._path(message_id), params=params) as response:
-            document, sinks = attachments.read_json(response.iter_content(attachments.CHUNK), self._new_sink)
+            document, sinks = attachments.read_json(_chunks(response), self._new_sink)
         return document, sinks
 
     def _new_sink(self) -> attachments.Sink:
@@ -126,12 +134,10 @@ class Fetcher:
         """Stream ``path`` (a ``/$value``) into a new sink, stopping once past the maximum."""
         sink = self._new_sink()
         with self._graph().stream(path) as response:
-            for n, chunk in enumerate(response.iter_content(attachments.CHUNK)):
+            for chunk in _chunks(response):
                 sink.write(chunk)
                 if sink.truncated:
                     break  # closing the response drops the rest; no need to read 150 MB for nothing
-                if n % 64 == 63:
-                    response.extend_slot()  # type: ignore[attr-defined]
         return sink
 
     def items(self, message_id: str, attachment_ids: list[str]) -> dict[str, dict[str, Any] | GraphError]:
