@@ -3,7 +3,8 @@
 Both apps run under ``gunicorn -w 2 -k sync`` with the receiver's gunicorn config
 (multiprocess metrics on) on loopback, with a private redis-server. Load comes
 from ``wrk`` when it is on PATH, else from a small Python load generator (which
-itself takes CPU, so its figures are lower; the ratio is what matters). Rounds
+itself takes CPU, so its figures are lower; the ratio is what matters;
+``BENCH_LOADGEN=python`` forces it). Rounds
 alternate bare and receiver; medians are compared. Also: p99 latency of a POST
 carrying 100 notifications.
 """
@@ -103,6 +104,7 @@ class Gunicorn:
 
     @property
     def url(self) -> str:
+        """Where to POST notifications."""
         return f"http://127.0.0.1:{self.port}/notifications"
 
     def cpu_seconds(self) -> float:
@@ -118,6 +120,7 @@ class Gunicorn:
         return sum(_cpu(p) for p in [pid, *children])
 
     def stop(self) -> None:
+        """Stop gunicorn and its workers."""
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
@@ -213,7 +216,7 @@ def run(quick: bool = False) -> Report:
     # Short alternating rounds, compared pairwise: the machine is shared, and load from elsewhere
     # hits a pair's two halves alike far more often than two long runs minutes apart.
     rounds, duration = (1, 3.0) if quick else (5, 4.0)
-    load = wrk if shutil.which("wrk") else pyload
+    load = wrk if shutil.which("wrk") and os.environ.get("BENCH_LOADGEN") != "python" else pyload
     workdir = Path(tempfile.mkdtemp(prefix="graphhook-bench-"))
     server = RedisServer(workdir / "redis").start()
     r = redis.Redis.from_url(server.url)
@@ -257,7 +260,7 @@ def run(quick: bool = False) -> Report:
         pair_ratio = statistics.median(x / y for x, y in zip(recv_rps, bare_rps))
         rpush_ratio = statistics.median(x / y for x, y in zip(rpush_rps, bare_rps))
         per_request = {name: 1e6 * c / max(n, 1) for name, (c, n) in cpu.items()}
-        report.add("load generator", "wrk" if load is wrk else "python (wrk not on PATH)")
+        report.add("load generator", "wrk" if load is wrk else "python (wrk absent or BENCH_LOADGEN=python)")
         report.add("bare Flask 202 (1 notification)", f"{b:,.0f} req/s  (rounds: {', '.join(f'{x:,.0f}' for x in bare_rps)})")
         report.add("receiver (1 notification)", f"{v:,.0f} req/s  (rounds: {', '.join(f'{x:,.0f}' for x in recv_rps)})")
         report.add("ratio receiver / bare", f"{pair_ratio:.0%} median of per-round ratios, "
