@@ -157,11 +157,6 @@ class Collection:
                 bad.append(str(exc))
         return cls(tuple(good), tuple(bad), tuple(tokens))
 
-    @property
-    def is_rich(self) -> bool:
-        """True if any notification carries encrypted resource data or the POST carries validation tokens."""
-        return bool(self.validation_tokens) or any(n.encrypted_content is not None for n in self.notifications)
-
 
 def _tokens(container: dict[str, Any]) -> list[str]:
     tokens = container.get("validationTokens", [])

@@ -97,6 +97,19 @@ def test_metrics_show_received_accepted_rejected_and_latency(receiver, emulator,
     assert "graphhook_intake_seconds_count 1.0" in text
 
 
+def test_rejections_are_logged_without_the_client_state(emulator, settings, redis_client, caplog):
+    register(redis_client, emulator.tenant_id)
+    client = create_app(settings, redis_client=redis_client).test_client()
+    body = {"value": [change(emulator.tenant_id, tenantId="00000000-0000-0000-0000-000000000000"),
+                      change(emulator.tenant_id, lifecycleEvent="missed"),
+                      change(emulator.tenant_id, sid="unknown"),
+                      change(emulator.tenant_id, state=STATE[:-1] + "t")]}
+    with caplog.at_level("INFO"):
+        assert client.post("/notifications", json=body).status_code == 202
+    assert len([r for r in caplog.records if "rejected" in r.getMessage()]) == 4
+    assert STATE[:20] not in caplog.text
+
+
 # --- Redis failures -------------------------------------------------------------------------
 
 def test_closed_redis_port_means_503_and_not_ready(emulator, settings):
