@@ -17,6 +17,7 @@ import redis
 from flask import Flask, Response, current_app, request
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from werkzeug.exceptions import HTTPException
 
 from .errors import ConfigError, MalformedNotification, RejectedNotification
 from .handshake import validation_response, validation_token
@@ -34,6 +35,7 @@ log = logging.getLogger("graphhook.receiver")
 
 # Graph's publisher gives up after 3 s (graph-protocol.md §2): Redis must answer, or fail, well before.
 REDIS_TIMEOUT = 1.0  # s, connect and per command
+INTAKE_ENDPOINTS = ("notifications", "lifecycle")
 
 __all__ = ["create_app", "ConfigError", "PROCESS_JOB", "LIFECYCLE_JOB"]
 
@@ -65,13 +67,18 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
     init_observability(app, settings)  # JSON logs, worker metrics on /metrics, /status (receiver/status.py)
 
+    # Only intake errors are counted and answered here; other pages keep Flask's own error responses.
     @app.errorhandler(413)
-    def _too_large(_exc: Exception) -> Response:
+    def _too_large(exc: HTTPException) -> Response | HTTPException:
+        if request.endpoint not in INTAKE_ENDPOINTS:
+            return exc
         app.config["METRICS"].rejected("body_too_large")
         return _text(f"body larger than {settings.max_body_bytes} bytes\n", 413)
 
     @app.errorhandler(400)
-    def _bad_request(_exc: Exception) -> Response:  # e.g. an undecodable query string
+    def _bad_request(exc: HTTPException) -> Response | HTTPException:  # e.g. an undecodable body or query
+        if request.endpoint not in INTAKE_ENDPOINTS:
+            return exc
         app.config["METRICS"].rejected("bad_request")
         return _text("bad request\n", 400)
 
