@@ -94,6 +94,7 @@ class Settings:
     renew_margin_minutes: int = 1440  # renew a subscription when less than this is left
     renew_interval_seconds: int = 60  # seconds between renewer passes
     resync_every_minutes: int = 30  # safety delta resync of every watched folder
+    rich_notifications: bool = False  # subscribe with includeResourceData (needs GRAPHHOOK_ENCRYPTION_KEYS)
     log_format: str = "json"  # json (one object per line) | text (receiver/logs.py)
     status_token: str = field(default="", repr=False)  # bearer token for /status; with no credentials /status is 404
     status_user: str = ""  # basic-auth user for /status (with status_password)
@@ -123,6 +124,7 @@ class Settings:
             renew_margin_minutes=_int(env, "GRAPHHOOK_RENEW_MARGIN_MINUTES", 1440),
             renew_interval_seconds=_int(env, "GRAPHHOOK_RENEW_INTERVAL_SECONDS", 60),
             resync_every_minutes=_int(env, "GRAPHHOOK_RESYNC_EVERY_MINUTES", 30),
+            rich_notifications=_bool(env, "GRAPHHOOK_RICH_NOTIFICATIONS", False),
             log_level=env.get("GRAPHHOOK_LOG_LEVEL", "INFO").upper(),
             log_format=env.get("GRAPHHOOK_LOG_FORMAT", "json").lower(),
             status_token=env.get("GRAPHHOOK_STATUS_TOKEN", ""),

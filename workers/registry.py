@@ -47,6 +47,7 @@ class Record:
     renewed_at: str = ""
     state: str = "active"  # active | renew_failed | removed
     last_error: str = ""
+    rich: bool = False  # includeResourceData: encrypted content, 1,440-minute lifetime
 
     @property
     def key(self) -> tuple[str, str]:
@@ -64,6 +65,7 @@ class Record:
         data["createdAt"] = data.pop("created_at")
         data["renewedAt"] = data.pop("renewed_at")
         data["lastError"] = data.pop("last_error")
+        data["rich"] = "1" if data.pop("rich") else ""
         return data
 
     @classmethod
@@ -75,7 +77,7 @@ class Record:
             id=d["id"], mailbox=d.get("mailbox", ""), user_id=d.get("userId", ""), folder=d.get("folder", ""),
             resource=d.get("resource", ""), expiration=d.get("expiration", ""), client_state=d["clientState"],
             tenant_id=d.get("tenantId", ""), created_at=d.get("createdAt", ""), renewed_at=d.get("renewedAt", ""),
-            state=d.get("state", "active"), last_error=d.get("lastError", ""),
+            state=d.get("state", "active"), last_error=d.get("lastError", ""), rich=d.get("rich") == "1",
         )
 
     def public(self) -> dict[str, str]:
@@ -84,7 +86,7 @@ class Record:
         data.pop("clientState")
         return data
 
-    def updated(self, **changes: str) -> "Record":
+    def updated(self, **changes: object) -> "Record":
         return replace(self, **changes)
 
 

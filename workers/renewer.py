@@ -116,7 +116,8 @@ class Renewer:
             for extra in live[1:]:  # two subscriptions for one folder: keep the longest-lived
                 self._write(report, "deleted", lambda e=extra: subscriptions.delete(self.ctx.graph, self.ctx.redis, e.id))
             current = live[0]
-            if current.expires() - self.clock() <= self.margin:
+            # A rich subscription lives one day: renew it at half-life even if the margin is longer.
+            if current.expires() - self.clock() <= min(self.margin, subscriptions.lifetime_of(current) / 2):
                 due.append(current)
             report.resyncs += self._maybe_resync(current)
         self._renew_due(report, due)

@@ -46,6 +46,45 @@ def expiry(now: dt.datetime, lifetime: dt.timedelta = MAX_LIFETIME) -> str:
     return (now + lifetime - SAFETY).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
 
+# What a rich notification carries (the receiver decrypts it): enough to triage without a fetch.
+# Outlook forbids Body/UniqueBody in a rich $select (graph-protocol.md §1).
+RICH_SELECT = "subject,from,sender,toRecipients,receivedDateTime,internetMessageId,hasAttachments,importance,isRead"
+
+
+def lifetime_of(record: Record) -> dt.timedelta:
+    """The documented maximum for this subscription: 1,440 minutes with resource data, else 10,080."""
+    return MAX_LIFETIME_RICH if record.rich else MAX_LIFETIME
+
+
+def encryption_certificate(settings: Settings) -> tuple[str, str]:
+    """(base64 DER certificate, encryptionCertificateId) for rich subscriptions, from the first
+    entry of GRAPHHOOK_ENCRYPTION_KEYS (a PEM with key and certificate, or PKCS#12)."""
+    import base64
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from receiver.errors import ConfigError
+    from receiver.richnotify import KeyRing
+
+    ring = KeyRing.from_spec(settings.encryption_keys, password=settings.encryption_key_password or None)
+    if not len(ring):
+        raise ConfigError("GRAPHHOOK_RICH_NOTIFICATIONS needs GRAPHHOOK_ENCRYPTION_KEYS (key and certificate)")
+    first = settings.encryption_keys.replace("\n", ",").split(",")[0].strip()
+    path = first.rpartition("=")[2] if "=" in first else first
+    data = Path(path).read_bytes()
+    if b"BEGIN CERTIFICATE" in data:
+        cert = x509.load_pem_x509_certificate(data[data.index(b"-----BEGIN CERTIFICATE"):])
+    else:
+        _, cert, _ = pkcs12.load_key_and_certificates(data, settings.encryption_key_password.encode() or None)
+    if cert is None:
+        raise ConfigError(f"{path!r} holds no certificate; rich subscriptions must send Graph the public certificate")
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return base64.b64encode(der).decode(), ring.keys[0].certificate_id
+
+
 def user_id_of(graph: GraphClient, mailbox: str) -> str:
     """The user's GUID: Graph advises GUIDs over UPNs in resources (graph-protocol.md §1)."""
     return graph.get(f"users/{mailbox}", params={"$select": "id"})["id"]
@@ -58,31 +97,35 @@ def create(graph: GraphClient, r: redis.Redis, settings: Settings, mailbox: str,
     now = now or utcnow()
     user_id = user_id or user_id_of(graph, mailbox)
     client_state = secrets.token_urlsafe(32)
+    rich = settings.rich_notifications
     body = {
         "changeType": "created",
         "notificationUrl": f"{settings.public_url}/notifications",
         "lifecycleNotificationUrl": f"{settings.public_url}/lifecycle",
         "resource": resource_for(user_id, folder),
-        "expirationDateTime": expiry(now),
+        "expirationDateTime": expiry(now, MAX_LIFETIME_RICH if rich else MAX_LIFETIME),
         "clientState": client_state,
         "latestSupportedTlsVersion": "v1_2",
     }
+    if rich:
+        certificate, certificate_id = encryption_certificate(settings)
+        body.update({"resource": f"{body['resource']}?$select={RICH_SELECT}", "includeResourceData": True,
+                     "encryptionCertificate": certificate, "encryptionCertificateId": certificate_id})
     data = graph.post("subscriptions", json=body).json()
     record = Record(
         id=data["id"], mailbox=mailbox, user_id=user_id, folder=folder, resource=data["resource"],
         expiration=data["expirationDateTime"], client_state=client_state, tenant_id=settings.tenant_id,
-        created_at=format_time(now), renewed_at="", state="active",
+        created_at=format_time(now), renewed_at="", state="active", rich=rich,
     )
     registry.save(r, record)
     log.info("created subscription %s for %s/%s, expires %s", record.id, mailbox, folder, record.expiration)
     return record
 
 
-def renew(graph: GraphClient, r: redis.Redis, record: Record, *, now: dt.datetime | None = None,
-          lifetime: dt.timedelta = MAX_LIFETIME) -> Record:
+def renew(graph: GraphClient, r: redis.Redis, record: Record, *, now: dt.datetime | None = None) -> Record:
     """PATCH a new expiry (which also reauthorizes); raises NotFoundError if Graph no longer has it."""
     now = now or utcnow()
-    data = graph.patch(f"subscriptions/{record.id}", json={"expirationDateTime": expiry(now, lifetime)}).json()
+    data = graph.patch(f"subscriptions/{record.id}", json={"expirationDateTime": expiry(now, lifetime_of(record))}).json()
     renewed = record.updated(expiration=data["expirationDateTime"], renewed_at=format_time(now),
                              state="active", last_error="")
     registry.save(r, renewed)
@@ -106,7 +149,7 @@ def delete(graph: GraphClient, r: redis.Redis, subscription_id: str) -> None:
 
 
 def renew_many(graph: GraphClient, r: redis.Redis, records: list[Record], *, now: dt.datetime | None = None,
-               lifetime: dt.timedelta = MAX_LIFETIME, before_each: Callable[[], object] | None = None,
+               before_each: Callable[[], object] | None = None,
                ) -> tuple[list[Record], list[Record], list[tuple[Record, str]]]:
     """Renew many subscriptions through ``$batch`` (20 PATCHes per round trip).
 
@@ -119,13 +162,13 @@ def renew_many(graph: GraphClient, r: redis.Redis, records: list[Record], *, now
     renewed: list[Record] = []
     missing: list[Record] = []
     failed: list[tuple[Record, str]] = []
-    body = {"expirationDateTime": expiry(now, lifetime)}
     for start in range(0, len(records), 20):
         chunk = records[start:start + 20]
         for _ in chunk:
             if before_each:
                 before_each()
-        answers = graph.batch([{"method": "PATCH", "url": f"subscriptions/{rec.id}", "body": body} for rec in chunk])
+        answers = graph.batch([{"method": "PATCH", "url": f"subscriptions/{rec.id}",
+                                "body": {"expirationDateTime": expiry(now, lifetime_of(rec))}} for rec in chunk])
         pipe = r.pipeline(transaction=False)
         for record, answer in zip(chunk, answers):
             status = answer.get("status") or 0

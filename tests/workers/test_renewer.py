@@ -228,3 +228,76 @@ def test_bad_duration_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="'yesterday'"):
         parse_duration("yesterday")
+
+
+def _key_and_certificate(path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "graphhook rich")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_rich_subscriptions_live_one_day_and_are_renewed_at_half_life(emulator, live_settings, redis_client, tmp_path):
+    emulator.add_user("alice@contoso.com")
+    keyfile = _key_and_certificate(tmp_path / "rich.pem")
+    settings = live_settings.replace(rich_notifications=True, encryption_keys=f"rich-2026={keyfile}")
+    ctx = fresh_context(settings, redis_client)
+    desired = [("alice@contoso.com", "inbox")]
+    assert make_renewer(ctx, emulator, desired).reconcile().created == 1
+    (sid, sub), = graph_subscriptions(emulator).items()
+    assert sub.include_resource_data and sub.encryption_certificate_id == "rich-2026"
+    assert "$select=" in sub.resource
+    assert sub.expiration <= emulator.clock.now() + dt.timedelta(minutes=1440)
+
+    emulator.advance(11 * 3600)  # 13 hours left: more than half of its day
+    assert make_renewer(fresh_context(settings, redis_client), emulator, desired).reconcile().renewed == 0
+    emulator.advance(2 * 3600)  # 11 hours left: renewed, though the margin setting says 24 h
+    assert make_renewer(fresh_context(settings, redis_client), emulator, desired).reconcile().renewed == 1
+    assert emulator.subscriptions.items[sid].expiration > emulator.clock.now() + dt.timedelta(hours=23)
+
+
+def test_safety_resync_is_enqueued_when_due_and_not_before(emulator, live_settings, redis_client):
+    emulator.add_user("alice@contoso.com")
+    ctx = fresh_context(live_settings, redis_client)
+    desired = [("alice@contoso.com", "inbox")]
+    make_renewer(ctx, emulator, desired).reconcile()  # creates and baselines
+    queue = Queue(live_settings.queue_name, connection=redis_client)
+    assert make_renewer(ctx, emulator, desired).reconcile().resyncs == 0
+
+    emulator.advance(31 * 60)
+    report = make_renewer(fresh_context(live_settings, redis_client), emulator, desired).reconcile()
+    assert report.resyncs == 1
+    assert [j.func_name for j in queue.jobs] == ["workers.resync.resync_job"]
+    # Still queued: the next pass does not pile up a second one.
+    assert make_renewer(fresh_context(live_settings, redis_client), emulator, desired).reconcile().resyncs == 0
+
+
+def test_renewer_process_runs_once_from_the_configuration_file(emulator, live_settings, redis_client, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    emulator.add_user("alice@contoso.com")
+    emulator.add_user("bob@contoso.com")
+    config = tmp_path / "graphhook.yaml"
+    config.write_text("mailboxes:\n  - address: alice@contoso.com\n    folders: [inbox, junkemail]\n"
+                      "  - address: bob@contoso.com\n")
+    env = {**os.environ, **emulator.environment(), "REDIS_URL": live_settings.redis_url,
+           "PUBLIC_URL": live_settings.public_url, "GRAPHHOOK_CONFIG": str(config)}
+    done = subprocess.run([sys.executable, "-m", "graphhook", "renewer", "--once"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    watched = sorted((r.mailbox, r.folder) for r in registry.all_records(redis_client))
+    assert watched == [("alice@contoso.com", "inbox"), ("alice@contoso.com", "junkemail"), ("bob@contoso.com", "inbox")]
+    assert len(emulator.subscriptions.items) == 3
+    assert live_settings.client_secret not in done.stdout + done.stderr

@@ -119,3 +119,34 @@ def test_evicted_delta_token_rebaselines_without_losing_the_gap(emulator, live_s
     assert result.mode == "rebaseline"
     assert result.enqueued == 3
     assert any(r["status"] == 410 for r in emulator.request_log)
+
+
+def test_reauthorization_required_is_answered_promptly(emulator, live_settings, redis_client, start_worker):
+    ctx, record = _subscribe(emulator, live_settings, redis_client)
+    start_worker()
+    emulator.request_log.clear()
+
+    emulator.lifecycle(record.id, "reauthorizationRequired")
+
+    wait_for(lambda: any(r["path"] == f"/v1.0/subscriptions/{record.id}/reauthorize" and r["status"] == 204
+                         for r in list(emulator.request_log)), timeout=60)
+    assert not emulator.subscriptions.items[record.id].reauthorization_required
+    # Delivery goes on: new mail still arrives by push.
+    emulator.deliver("alice@contoso.com", {"subject": "still flowing", "from": "x@example.com"})
+    wait_for(lambda: "still flowing" in _subjects(redis_client), timeout=60)
+
+
+def test_resync_follows_every_page_to_the_delta_link(emulator, live_settings, redis_client, monkeypatch):
+    import workers.resync as resync
+
+    monkeypatch.setattr(resync, "PAGE_SIZE", 2)
+    emulator.add_user("alice@contoso.com")
+    user = emulator.mail.user("alice@contoso.com")
+    ctx = runtime.build(live_settings, redis_client)
+    resync_folder(ctx, "alice@contoso.com", "inbox", user.id, now=emulator.clock.now())
+    for i in range(7):
+        emulator.mail.add_message("alice@contoso.com", {"subject": f"p{i}", "from": "x@example.com"})
+
+    result = resync_folder(ctx, "alice@contoso.com", "inbox", user.id, now=emulator.clock.now())
+
+    assert result.pages >= 4 and result.enqueued == 7
