@@ -119,3 +119,7 @@ def run(quick: bool = False) -> "Report":
 def main() -> int:
     print(run(quick="--quick" in sys.argv).render())
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
