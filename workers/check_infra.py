@@ -67,6 +67,10 @@ def check_handshake(public_url: str, path: str, session: requests.Session | None
                       "check that the web process is running and that PUBLIC_URL is its external address\n"
                       "(Heroku: https://<app>.herokuapp.com; Kubernetes: the ingress host).")
     elapsed = time.monotonic() - started
+    if elapsed > timeout:  # requests' timeout bounds each read, Graph's bounds the whole answer
+        return Result(name, FAIL, f"{url} answered after {elapsed:.1f} s; Graph gives up after {timeout:g} s",
+                      "check that the web process is not starved (WEB_CONCURRENCY, GUNICORN_THREADS)\n"
+                      "and that nothing in front of it buffers or delays requests.")
     ctype = reply.headers.get("Content-Type", "")
     if reply.status_code != 200:
         hint = ("is PUBLIC_URL the base URL, without /notifications?" if reply.status_code in (404, 405)

@@ -236,3 +236,29 @@ def test_missing_configuration_file_points_at_the_starter(tmp_path):
     proc = _cli(["--config-only"], {"GRAPHHOOK_CONFIG": str(tmp_path / "absent.yaml")})
     assert proc.returncode == 1
     assert "configuration file not found" in proc.stdout and "graphhook.starter.yaml" in proc.stdout
+
+
+def test_handshake_slower_than_the_limit_fails(emulator):
+    import time as _time
+
+    from flask import Flask, request
+
+    from graphhook.devserver import BackgroundServer
+    from workers.check_infra import check_handshake
+
+    slow = Flask("slow-echo")
+
+    @slow.post("/notifications")
+    def echo():
+        _time.sleep(1.0)
+        return request.args["validationToken"], 200, {"Content-Type": "text/plain"}
+
+    pair = emulator.ca.issue("slow")
+    server = BackgroundServer(slow, cert=pair.cert_path, key=pair.key_path).start()
+    try:
+        # Graph's limit is 10 s; a 0.3 s limit shows the same failure without a 10 s test.
+        result = check_handshake(server.url, "/notifications", timeout=0.3)
+    finally:
+        server.stop()
+    assert result.status == "fail" and "did not answer within 0.3 s" in result.detail
+    assert "web process" in result.fix
