@@ -61,3 +61,13 @@ def test_defaults_are_values_graphhook_accepts():
 def test_heroku_buildpack_finds_an_install_file():
     lines = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
     assert [line for line in lines if line and not line.startswith("#")] == ["."]
+
+
+def test_postdeploy_script_is_a_real_graphhook_command():
+    import shlex
+
+    from tests.deploy.test_procfile import assert_graphhook_command
+
+    script = app_json()["scripts"]["postdeploy"]
+    command = script.split("||")[0]
+    assert_graphhook_command(shlex.split(command))
