@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,60 @@ from .devserver import BackgroundServer
 from .redis_server import RedisServer
 
 DEMO_MAILBOX = "secops@contoso.com"
+DEMO_CONFIG = """\
+version: 1
+organisation:
+  domains: [contoso.com]
+mailboxes:
+  - {mailbox}
+webhooks:
+  soar:
+    url: {sink}
+    secret_env: GRAPHHOOK_DEMO_WEBHOOK_SECRET
+rules:
+  - name: quarantine-phishing
+    when:
+      all:
+        - not: {{sender_domain: [contoso.com]}}
+        - authentication: {{dmarc: [fail]}}
+        - subject: "(storage|mailbox).*(limit|reached)"
+    actions:
+      - move: Quarantine
+      - categorise: [Phishing]
+      - webhook: soar
+    stop: true
+"""
+
+
+class _Sink:
+    """A loopback HTTP endpoint that counts the webhook deliveries (the SOAR stand-in)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.received: list[dict] = []
+        self.signed = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.received.append(json.loads(body or b"{}"))
+                sink.signed += 1 if self.headers.get("X-Graphhook-Signature") else 0
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/soar"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _message(i: int) -> dict:
@@ -62,8 +117,12 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
     emulator.add_user(DEMO_MAILBOX, "Security Operations")
     say(f"• Graph emulator on {emulator.url} (CA {emulator.ca_path})")
 
+    sink = _Sink()
+    config_path = workdir / "graphhook.yaml"
+    config_path.write_text(DEMO_CONFIG.format(mailbox=DEMO_MAILBOX, sink=sink.url))
     env = {**os.environ, **emulator.environment(), "REDIS_URL": redis_url,
-           "GRAPHHOOK_QUEUE": f"graphhook-demo-{os.getpid()}"}
+           "GRAPHHOOK_QUEUE": f"graphhook-demo-{os.getpid()}", "GRAPHHOOK_CONFIG": str(config_path),
+           "GRAPHHOOK_DEMO_WEBHOOK_SECRET": secrets.token_urlsafe(24)}
     pair = emulator.ca.issue("receiver")
     procs: list[subprocess.Popen] = []
     receiver = None
@@ -99,14 +158,17 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
         deadline = time.monotonic() + timeout
         fired: list[dict] = []
         last = -1
+        phishing = sum(1 for i in range(messages) if i % 10 == 9)
+        quarantine = emulator.mail.user(DEMO_MAILBOX)
         while time.monotonic() < deadline:
             fired = [json.loads(line) for line in r.lrange(keys.EVENTS, 0, -1)]
             if len(fired) != last:
                 last = len(fired)
                 say(f"  {len(fired)}/{messages} triggers fired")
-            if len(fired) >= messages:
+            if len(fired) >= messages and len(sink.received) >= phishing:
                 break
             time.sleep(0.1)
+        quarantined = _folder_count(quarantine, "Quarantine")
         latencies = sorted(e["firedAt"] - delivered_at[e["email"]["id"]] for e in fired if e["email"]["id"] in delivered_at)
         accepted = _metric(app, "graphhook_notifications_accepted_total")
         unique = len({e["email"]["id"] for e in fired})
@@ -117,6 +179,8 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
         say(f"  notifications accepted  {int(accepted)}")
         say(f"  messages fetched        {unique} ({with_attachments} with attachments)")
         say(f"  triggers fired          {len(fired)}")
+        say(f"  rule quarantine-phishing matched {sum(1 for e in fired if 'quarantine-phishing' in e.get('rules', []))}"
+            f"; moved to Quarantine {quarantined}; signed webhooks received {sink.signed}")
         if latencies:
             p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
             say(f"  latency p50 / p95       {statistics.median(latencies) * 1000:.0f} ms / {p95 * 1000:.0f} ms")
@@ -124,7 +188,7 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
             sample = fired[-1]["email"]
             say(f"  last email              {sample['subject']!r} from {sample['from']['address']}")
         say(f"  wall time               {time.monotonic() - started:.1f} s")
-        ok = unique == messages and len(fired) == messages
+        ok = unique == messages and len(fired) == messages and quarantined == phishing and sink.signed == phishing
         say("OK: every message fired its trigger exactly once" if ok else "FAILED: triggers missing or repeated")
         return 0 if ok else 1
     finally:
@@ -141,9 +205,15 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
                 p.kill()
         if receiver is not None:
             receiver.stop()
+        sink.stop()
         emulator.stop()
         if redis_server is not None:
             redis_server.stop()
+
+
+def _folder_count(user, name: str) -> int:
+    """Messages in the user's folder named ``name`` (0 if the folder does not exist yet)."""
+    return sum(len(f.messages) for f in user.folders.values() if f.display_name == name)
 
 
 def _metric(app, name: str) -> float:
