@@ -52,10 +52,12 @@ def test_demo_command_runs_whole_pipeline(tmp_path):
     out = io.StringIO()
     env_backup = os.environ.pop("REDIS_URL", None)
     try:
-        assert run_demo(messages=5, workers=1, timeout=60, out=out) == 0
+        assert run_demo(messages=10, workers=1, timeout=60, out=out) == 0
     finally:
         if env_backup is not None:
             os.environ["REDIS_URL"] = env_backup
     text = out.getvalue()
-    assert "triggers fired          5" in text
+    assert "triggers fired          10" in text
+    # The tenth message is the phishing sample: the demo's rule quarantined it and told the SOAR sink.
+    assert "moved to Quarantine 1; signed webhooks received 1" in text
     assert "OK: every message fired its trigger exactly once" in text
