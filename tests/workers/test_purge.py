@@ -151,6 +151,24 @@ def test_mailbox_that_does_not_exist_is_reported_and_fails_the_purge(ctx, emulat
     assert [reports[b].status for b in boxes] == ["removed", "removed"]
 
 
+def test_failed_removals_are_reported_then_retried_on_resume(ctx, emulator):
+    boxes = seed(emulator, 3, {mailbox(1): 4})
+    broken = emulator.faults.add(FaultRule(category="graph", status=500, count=2, method="POST",
+                                           path=rf"/users/{mailbox(1)}/messages/[^/]+/move$"))
+    purge = Purge.create(ctx.graph, ctx.redis, spec(), boxes)
+    first = purge.run()
+    report = {r.mailbox: r for r in first.mailboxes}[mailbox(1)]
+    assert broken.fired == 2 and not first.ok and purge.status == "partial"
+    assert (report.status, report.found, report.removed, report.failed) == ("partial", 4, 2, 2)
+    assert report.why == ["500 InternalServerError: An internal server error occurred."]
+    assert len(where(emulator, mailbox(1))["Inbox"]) == 3  # two copies still there, and the ordinary message
+
+    second = Purge.load(ctx.graph, ctx.redis, purge.id).run()
+    report = {r.mailbox: r for r in second.mailboxes}[mailbox(1)]
+    assert second.ok and (report.status, report.found, report.removed, report.failed) == ("removed", 4, 4, 0)
+    assert where(emulator, mailbox(1)) == {"Inbox": ["Lunch?"], "Deleted Items": [CAMPAIGN["subject"]] * 4}
+
+
 def test_interrupted_in_process_purge_resumes_without_removing_twice(ctx, emulator, redis_client):
     boxes = seed(emulator, 12, {mailbox(0): 23})
     purge = Purge.create(ctx.graph, ctx.redis, spec(), boxes)
