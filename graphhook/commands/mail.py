@@ -137,8 +137,12 @@ def run(args: argparse.Namespace) -> int:
             left = None if args.max is None else args.max - len(rows)
             if left == 0:
                 break
-            rows += [{"mailbox": box, **m} for m in search.iter_messages(graph, box.strip(), query,
+            found = [{"mailbox": box, **m} for m in search.iter_messages(graph, box.strip(), query,
                                                                           folder=args.folder, limit=left)]
+            if query.body and len(found) >= search.SEARCH_CAP:
+                print(f"graphhook: {box}: Graph's $search returns at most {search.SEARCH_CAP:,} messages; "
+                      "narrow the search (--since, --folder) to see the rest", file=sys.stderr)
+            rows += found
         if args.table:
             _table([{**r, "from": _address(r.get("from"))} for r in rows], SEARCH_COLUMNS)
             print(f"{len(rows)} message(s)")

@@ -134,10 +134,10 @@ def _table(report: dict[str, Any], stream: Any) -> None:
     totals = report["totals"]
     rows.append({"mailbox": f"TOTAL ({totals['mailboxes']:,} mailboxes)", "status": "", "found": totals["found"],
                  "removed": totals["removed"], "failed": totals["failed"], "rounds": "", "why": ""})
-    widths = {c: min(60, max([len(c)] + [len(str(r[c])) for r in rows])) for c in columns}
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip(), file=stream)
-    for row in rows:
-        print("  ".join(str(row[c])[:60].ljust(widths[c]) for c in columns).rstrip(), file=stream)
+    for row in rows:  # the last column (why) is printed whole: it is what the responder acts on
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip(), file=stream)
     clean = totals.get("mailboxes_clean", 0)
     if clean:
-        print(f"{clean:,} mailboxes had no matching message.", file=stream)
+        print(f"{clean:,} mailbox(es) had no matching message.", file=stream)
