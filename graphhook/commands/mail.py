@@ -24,6 +24,7 @@ WHOLE = {"id", "mailbox", "from"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``graphhook mail`` and its actions."""
     p = sub.add_parser("mail", help="one-off mailbox actions (get, search, send, forward, move, delete, mark-read)")
     actions = p.add_subparsers(dest="mail_action", required=True, metavar="ACTION")
 
@@ -99,6 +100,7 @@ def _address(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run one mail action; print its JSON (or table); 0 on success."""
     from receiver.settings import Settings
     from workers import mailops, runtime, search
 

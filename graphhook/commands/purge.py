@@ -19,6 +19,7 @@ from receiver.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``graphhook purge``."""
     p = sub.add_parser("purge", help="search-and-purge a message across mailboxes",
                        description="Find every copy of a message (by internetMessageId, sender, subject, received "
                                    "window) across mailboxes and remove it: at most 10 per mailbox at a time, at most "
@@ -63,6 +64,7 @@ def _mailboxes(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start (or resume) a purge; print the JSON report; 0 all settled, 1 partial failure, 130 interrupted."""
     from receiver.settings import Settings
     from workers import runtime
     from workers.progress import ProgressBar
