@@ -10,6 +10,7 @@ inline ``secret:`` is refused. Reference: docs/configuration.md.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import string
@@ -419,6 +420,14 @@ def config_for(path: str) -> Config:
     cached = _loaded.get(path)
     if cached and cached[0] == mtime:
         return cached[1]
-    config = validate_config(path)
+    try:
+        config = validate_config(path)
+    except ConfigError as exc:
+        if cached is None:
+            raise
+        # An edit broke the file while we run: keep acting on the last good configuration, say so once.
+        logging.getLogger("graphhook.config").error("%s; still using the configuration loaded before", exc)
+        _loaded[path] = (mtime, cached[1])
+        return cached[1]
     _loaded[path] = (mtime, config)
     return config

@@ -141,3 +141,21 @@ def test_handler_from_entry_point_group(tmp_path, monkeypatch):
 
     config = validate_config(write(tmp_path, "handlers:\n  triage: {entry_point: acme-triage}\n"), env={})
     assert resolve(config.handlers["triage"])({}, None) == "triaged"
+
+
+def test_running_process_keeps_last_good_config_when_an_edit_breaks_it(tmp_path, caplog):
+    import os
+
+    from workers.config import config_for
+
+    path = write(tmp_path, "rules: [{name: a, when: always}]")
+    assert [r.name for r in config_for(str(path)).rules] == ["a"]
+    path.write_text("rules: [{name: b, when: {subject: '('}}]")
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 1_000_000))
+    assert [r.name for r in config_for(str(path)).rules] == ["a"]
+    assert "invalid regular expression" in caplog.text and "still using the configuration loaded before" in caplog.text
+    path.write_text("rules: [{name: c, when: always}]")
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 2_000_000))
+    assert [r.name for r in config_for(str(path)).rules] == ["c"]
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        config_for(str(tmp_path / "elsewhere.yaml"))
