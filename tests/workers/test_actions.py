@@ -285,13 +285,18 @@ def test_webhook_content_is_base64_within_the_size_cap(world, emulator):
 def test_forward_whose_answer_was_lost_is_not_sent_again(world, emulator, redis_client, caplog, monkeypatch):
     """At most once: the forward's answer never arrives (read timeout) though Graph did forward; retries
     must not forward a second time."""
-    from workers import graph as graph_module
-
     from tests.conftest import wait_for
 
     world.configure(QUARANTINE_RULE)
     record = phish(emulator, world)
-    monkeypatch.setattr(graph_module, "DEFAULT_TIMEOUT", (5.0, 0.5))  # s connect, read
+    send = world.graph.session.request
+
+    def request(method, url, **kwargs):  # only the forward gets a short read timeout (s)
+        if url.endswith("/forward"):
+            kwargs["timeout"] = (5.0, 0.5)
+        return send(method, url, **kwargs)
+
+    monkeypatch.setattr(world.graph.session, "request", request)
     emulator.faults.add(FaultRule(status=None, delay=1.5, count=1, path="/forward$"))
     dispatch(world, record)  # move and categorise succeed; the forward times out on our side
     wait_for(lambda: "Inbox" in folders(emulator, "secops@contoso.com"), timeout=10)  # …but Graph did it
