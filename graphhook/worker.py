@@ -8,6 +8,7 @@ from rq import SimpleWorker, Worker
 
 from receiver.settings import Settings
 from workers import metrics, runtime
+from workers.config import config_for
 
 log = logging.getLogger("graphhook.worker")
 
@@ -16,10 +17,14 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
     """Work the queue until stopped (or empty with ``burst``); RQ finishes the current job on SIGTERM."""
     settings.require("REDIS_URL")
     settings.require_graph()
+    # Fail at start, naming the file, rule and field, rather than on the first job.
+    config_for(settings.config_path)
     ctx = runtime.build(settings)
     runtime.install(ctx)
     metrics.use_redis(ctx.redis)
     worker_class = metrics.metered(SimpleWorker if simple else Worker)  # job durations and failures
-    worker = worker_class([settings.queue_name], connection=ctx.redis)
+    # Maintenance is when RQ retries the jobs of workers that died (SIGKILL, OOM) once their heartbeat lapsed.
+    worker = worker_class([settings.queue_name], connection=ctx.redis,
+                          maintenance_interval=max(1, settings.worker_maintenance_seconds))
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
     return 0

@@ -27,3 +27,18 @@ def test_processes_must_be_positive(capsys):
 
     assert main(["worker", "--processes", "-1"]) == 2
     assert "--processes must be at least 1" in capsys.readouterr().err
+
+
+def test_worker_refuses_to_start_on_a_broken_configuration(emulator, live_settings, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "graphhook.yaml"
+    config.write_text("rules:\n  - name: broken\n    when: {subject: '('}\n    actions: [{move: Quarantine}]\n")
+    env = {**os.environ, **emulator.environment(), "REDIS_URL": live_settings.redis_url,
+           "GRAPHHOOK_CONFIG": str(config)}
+    done = subprocess.run([sys.executable, "-m", "graphhook", "worker", "--burst"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "broken" in done.stderr and str(config) in done.stderr
