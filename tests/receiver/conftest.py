@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -73,17 +74,20 @@ def _graph_token(emulator) -> str:
 
 @pytest.fixture
 def rich_subscription(receiver, emulator, redis_client, tmp_path):
-    """A rich subscription created through the emulator's Graph API (handshake included), registered."""
+    """A rich subscription created through the emulator's Graph API (both handshakes included), registered.
+
+    ``.id`` is its id, ``.keys`` the GRAPHHOOK_ENCRYPTION_KEYS value that decrypts its notifications."""
     key_path, cert = make_key_pair(tmp_path)
     user = emulator.add_user("alice@contoso.com")
     expiry = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
     reply = requests.post(f"{emulator.graph_url}/subscriptions", verify=str(emulator.ca_path),
                           headers={"Authorization": f"Bearer {_graph_token(emulator)}"}, json={
         "changeType": "created", "notificationUrl": f"{receiver.url}/notifications",
+        "lifecycleNotificationUrl": f"{receiver.url}/lifecycle",
         "resource": f"users/{user.id}/mailFolders('inbox')/messages?$select=subject,from",
         "expirationDateTime": expiry, "clientState": STATE, "includeResourceData": True,
         "encryptionCertificate": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
         "encryptionCertificateId": "graphhook-2025"})
     assert reply.status_code == 201, reply.text
     register(redis_client, emulator.tenant_id, sid=reply.json()["id"])
-    return f"graphhook-2025={key_path}"
+    return SimpleNamespace(id=reply.json()["id"], keys=f"graphhook-2025={key_path}")

@@ -171,9 +171,17 @@ def test_rich_notification_is_verified_enqueued_and_decrypted_by_the_worker(
     jobs = wait_for(lambda: _jobs(settings, redis_client), timeout=15)
     items = jobs[0].args[0]
     assert "encryptedContent" in items[0] and "validationTokens" not in items[0]
-    opened = open_encrypted(items, settings.replace(encryption_keys=rich_subscription))
+    opened = open_encrypted(items, settings.replace(encryption_keys=rich_subscription.keys))
     assert opened[0]["resourceData"]["subject"] == "Quarterly report"
     assert "encryptedContent" not in opened[0]
+
+
+def test_lifecycle_event_from_the_emulator_becomes_a_job(emulator, redis_client, settings, rich_subscription):
+    # Delivered by the emulator to the subscription's lifecycleNotificationUrl, our /lifecycle.
+    emulator.lifecycle(rich_subscription.id, "missed")
+    jobs = wait_for(lambda: _jobs(settings, redis_client), timeout=15)
+    assert [(j.func_name, j.args[0]["lifecycleEvent"], j.args[0]["subscriptionId"]) for j in jobs] == [
+        ("workers.jobs.handle_lifecycle", "missed", rich_subscription.id)]
 
 
 def test_a_bad_validation_token_spoils_the_whole_post(receiver, emulator, redis_client, settings):

@@ -12,7 +12,7 @@ from tests.conftest import wait_for
 
 
 def test_worker_decrypts_then_acts(emulator, redis_client, live_settings, rich_subscription, start_worker, monkeypatch):
-    monkeypatch.setenv("GRAPHHOOK_ENCRYPTION_KEYS", rich_subscription)
+    monkeypatch.setenv("GRAPHHOOK_ENCRYPTION_KEYS", rich_subscription.keys)
     start_worker()
     message = emulator.deliver("alice@contoso.com", {"subject": "Invoice 42", "from": "bob@fabrikam.com"})
     events = wait_for(lambda: redis_client.lrange(keys.EVENTS, 0, -1), timeout=60)
