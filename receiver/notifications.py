@@ -148,8 +148,8 @@ class Collection:
         bad: list[str] = []
         for item in data["value"]:
             try:
-                # Graph puts validationTokens beside "value"; tokens found on an item (as the emulator
-                # sends them) are collected too: every token in a POST must validate.
+                # Graph puts validationTokens beside "value"; tokens found on an item are collected
+                # too, so that no token anywhere in a POST escapes validation.
                 if isinstance(item, dict) and "validationTokens" in item:
                     tokens.update(dict.fromkeys(_tokens(item)))
                 good.append(Notification.from_graph(item))
