@@ -262,3 +262,15 @@ def test_handshake_slower_than_the_limit_fails(emulator):
         server.stop()
     assert result.status == "fail" and "did not answer within 0.3 s" in result.detail
     assert "web process" in result.fix
+
+
+def test_redis_wrong_password_says_so_without_printing_it(env, tmp_path):
+    import redis
+
+    with RedisServer(tmp_path / "auth") as server:
+        redis.Redis.from_url(server.url).config_set("requirepass", "the-right-password")
+        wrong = server.url.replace("redis://", "redis://:a-wrong-password@")
+        report = run_checks({**env, "REDIS_URL": wrong}, skip=["token", "public-url"])
+    redis_item = item(report, "redis")
+    assert redis_item.status == "fail" and "refused the password" in redis_item.detail
+    assert "a-wrong-password" not in report.render()
