@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -89,7 +90,8 @@ class Gunicorn:
         self.log = log
         with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the workers' logging
             self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *GUNICORN, "-b", f"127.0.0.1:{self.port}",
-                                          target], env=env, cwd=ROOT, stdout=out, stderr=out)
+                                          target], env=env, cwd=ROOT, stdout=out, stderr=out,
+                                         start_new_session=True)  # own process group: stop() reaches the workers
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -121,11 +123,11 @@ class Gunicorn:
 
     def stop(self) -> None:
         """Stop gunicorn and its workers."""
-        self.proc.terminate()
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
 

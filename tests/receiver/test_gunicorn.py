@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +31,8 @@ def gunicorn(redis_server, redis_client, tmp_path):
            "AZURE_CLIENT_ID": "c1", "PROMETHEUS_MULTIPROC_DIR": str(prom)}
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--max-requests", "25",
                              "-c", "python:receiver.gunicorn_conf", "receiver.app:create_app()"],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # its own process group: teardown stops workers too
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -40,8 +42,12 @@ def gunicorn(redis_server, redis_client, tmp_path):
         except requests.ConnectionError:
             time.sleep(0.1)
     yield url, prom
-    proc.terminate()
-    proc.wait(timeout=10)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def test_metrics_add_up_across_worker_processes(gunicorn, redis_client):
