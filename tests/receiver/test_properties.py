@@ -139,3 +139,16 @@ def down_app(settings):
     app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0", tenant_id=TENANT))
     app.__class__.__repr__ = lambda self: f"<receiver {self.name}>"
     return app
+
+
+@SETTINGS
+@given(token=st.text(st.characters(blacklist_categories=("Cs",)), max_size=300))
+def test_handshake_echoes_any_token_exactly(make_app, token):
+    from urllib.parse import quote
+
+    app = make_app()
+    response = app.test_client().post(f"/lifecycle?validationToken={quote(token, safe='')}",
+                                      headers={"Content-Type": "text/plain; charset=utf-8"})
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == token
+    assert response.headers["Content-Type"].startswith("text/plain")
