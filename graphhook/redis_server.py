@@ -36,11 +36,13 @@ def free_port() -> int:
 class RedisServer:
     """A private redis-server on a free loopback port, stopped by :meth:`stop`."""
 
-    def __init__(self, directory: str | Path | None = None, *, appendonly: bool = False, port: int | None = None) -> None:
+    def __init__(self, directory: str | Path | None = None, *, appendonly: bool = False, port: int | None = None,
+                 appendfsync: str = "everysec") -> None:
         self.directory = Path(directory or tempfile.mkdtemp(prefix="graphhook-redis-"))
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync  # "always": an acknowledged write survives a crash (soak harness)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -50,7 +52,8 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> "RedisServer":
         args = [
             find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-            "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--protected-mode", "yes",
+            "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
+            "--protected-mode", "yes",
             "--logfile", str(self.directory / "redis.log"),
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

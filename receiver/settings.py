@@ -90,7 +90,9 @@ class Settings:
     dedupe_seconds: int = DEFAULT_DEDUPE
     mailbox_concurrency: int = 4  # Graph: 4 concurrent requests per app and mailbox
     mailbox_budget: int = 10000  # Graph: 10,000 requests per 10 minutes per app and mailbox
+    mailbox_slot_seconds: int = 90  # a slot a crashed process never released is free again after this
     graph_retry_seconds: int = 60
+    worker_maintenance_seconds: int = 60  # RQ puts a dead worker's jobs back at its maintenance (RQ's default: 600)
     renew_margin_minutes: int = 1440  # renew a subscription when less than this is left
     renew_interval_seconds: int = 60  # seconds between renewer passes
     resync_every_minutes: int = 30  # safety delta resync of every watched folder
@@ -143,7 +145,9 @@ class Settings:
             dedupe_seconds=_int(env, "GRAPHHOOK_DEDUPE_SECONDS", DEFAULT_DEDUPE),
             mailbox_concurrency=_int(env, "GRAPHHOOK_MAILBOX_CONCURRENCY", 4),
             mailbox_budget=_int(env, "GRAPHHOOK_MAILBOX_BUDGET", 10000),
+            mailbox_slot_seconds=_int(env, "GRAPHHOOK_MAILBOX_SLOT_SECONDS", 90),
             graph_retry_seconds=_int(env, "GRAPHHOOK_GRAPH_RETRY_SECONDS", 60),
+            worker_maintenance_seconds=_int(env, "GRAPHHOOK_WORKER_MAINTENANCE_SECONDS", 60),
         )
         settings.validate()
         return settings
@@ -162,6 +166,7 @@ class Settings:
             raise ConfigError(f"REDIS_SSL_CERT_REQS must be required, optional or none, got {self.redis_ssl_cert_reqs!r}")
         for name, number, low in (("GRAPHHOOK_MAILBOX_CONCURRENCY", self.mailbox_concurrency, 1),
                                   ("GRAPHHOOK_MAILBOX_BUDGET", self.mailbox_budget, 1),
+                                  ("GRAPHHOOK_MAILBOX_SLOT_SECONDS", self.mailbox_slot_seconds, 1),
                                   ("GRAPHHOOK_ITEM_DEPTH", self.item_depth, 0),
                                   ("GRAPHHOOK_DEDUPE_SECONDS", self.dedupe_seconds, 60),
                                   ("GRAPHHOOK_ATTACHMENT_MAX_BYTES", self.attachment_max_bytes, 0)):

@@ -8,9 +8,13 @@ side effect and set to ``done`` (with a moved message's new id) right after.
 What happens when a job dies between the side effect and ``done`` — the marker
 stays ``pending`` and the retry finds it:
 
-* actions a person would notice twice (forward, reply, alert, copy, webhook,
-  handler) are **not repeated**: at most once. A crash in that window may lose
-  one of them; the retry logs it at WARNING, so the loss is visible.
+* actions a person would notice twice (forward, reply, alert, copy, handler)
+  are **not repeated**: at most once. A crash in that window may lose one of
+  them; the retry logs it at WARNING, so the loss is visible.
+* a webhook's side effect here is queueing its delivery job, and that job is
+  created in the same MULTI/EXEC that sets the marker to ``done``: a
+  ``pending`` marker proves nothing was queued, so the retry queues it. (The
+  delivery job itself is at-least-once, deduplicated by its event id.)
 * idempotent actions (mark read, categorise, flag, hard delete, purge) are
   simply done again.
 * move and soft delete are repeated; if the message is no longer at its old
@@ -36,7 +40,7 @@ log = logging.getLogger("graphhook.actions")
 
 MARKER_PREFIX = "graphhook:action"
 MARKER_TTL = 14 * 24 * 3600  # s; well beyond any job retry schedule and Graph's 4 h notification retries
-AT_MOST_ONCE = {"forward", "reply", "alert", "copy", "webhook", "handler"}
+AT_MOST_ONCE = {"forward", "reply", "alert", "copy", "handler"}
 MOVES = {"move", "delete"}
 
 
@@ -90,6 +94,7 @@ class Runner:
         self.current_id = self.original_id
         self.outcomes: list[str] = []
         self._scope = ""
+        self._marker = ""  # the marker of the action being performed (a webhook is queued together with it)
 
     def run_rule(self, rule: Rule) -> list[str]:
         """Run a matched rule's actions in order (or, for a dry-run rule, log what would happen)."""
@@ -121,12 +126,12 @@ class Runner:
                             "did not record the result", describe(action), self.original_id[:16], scope, step)
                 return f"{describe(action)}: not repeated (earlier attempt interrupted)"
             recovering = True
-        self._scope = f"{scope}:{step}"
+        self._scope, self._marker = f"{scope}:{step}", key
         try:
             new_id = self._execute(action, rule, recovering=recovering)
         except BaseException as exc:
-            if nothing_happened(action.kind, exc):
-                r.delete(key)  # a retry may try again
+            if nothing_happened(action.kind, exc) and action.kind != "webhook":
+                r.delete(key)  # a retry may try again (a webhook's marker already says: pending = not queued)
             raise
         r.set(key, f"done:{new_id}" if new_id else "done", ex=MARKER_TTL)
         if new_id and action.kind in MOVES:
@@ -186,7 +191,8 @@ class Runner:
 
         event = webhooks.build_event(self.record, webhook=name, rule=rule, message_id=self.current_id,
                                      subscription_id=self.subscription_id, scope=scope)
-        return webhooks.enqueue(self.ctx.redis, self.ctx.settings.queue_name, self.config.webhooks[name], event)
+        return webhooks.enqueue(self.ctx.redis, self.ctx.settings.queue_name, self.config.webhooks[name], event,
+                                done_marker=(self._marker, MARKER_TTL) if self._marker else None)
 
     def call_handler(self, name: str) -> None:
         """Call Python handler ``name`` with a copy of the record and an action API."""

@@ -41,7 +41,8 @@ def build(settings: Settings, redis_client: redis.Redis | None = None) -> Contex
     r = redis_client or connect(settings)
     session = new_session()  # one keep-alive pool per process, for the identity platform and Graph
     tokens = TokenProvider(settings, r, session=session)
-    limiter = MailboxLimiter(r, concurrency=settings.mailbox_concurrency, budget=settings.mailbox_budget)
+    limiter = MailboxLimiter(r, concurrency=settings.mailbox_concurrency, budget=settings.mailbox_budget,
+                             slot_seconds=float(settings.mailbox_slot_seconds))
     graph = GraphClient(settings.graph_url, tokens.token, session=session, limiter=limiter,
                         retry_budget=float(settings.graph_retry_seconds), on_unauthorized=tokens.invalidate)
     return Context(settings, r, tokens, graph)

@@ -179,13 +179,26 @@ def post(hook: WebhookConfig, body: bytes, event_id_value: str, *, now: float | 
                        status=response.status_code, permanent=permanent)
 
 
-def enqueue(r: Any, queue: str, hook: WebhookConfig, event: dict[str, Any]) -> str:
-    """Queue a delivery job on RQ queue ``queue``, retried with the webhook's back-off; return the job id."""
+def enqueue(r: Any, queue: str, hook: WebhookConfig, event: dict[str, Any], *,
+            done_marker: tuple[str, int] | None = None) -> str:
+    """Queue a delivery job on RQ queue ``queue``, retried with the webhook's back-off; return the job id.
+
+    ``done_marker`` (key, TTL in s) is set to ``done`` in the same MULTI/EXEC as the job is
+    created: the job exists if and only if the marker says done, whatever crashes in between.
+    """
     from rq import Queue, Retry
 
     retry = Retry(max=len(hook.backoff), interval=list(hook.backoff)) if hook.backoff else None
-    job = Queue(queue, connection=r).enqueue(
-        "workers.webhooks.deliver", hook.name, event, retry=retry, description=f"webhook {hook.name} {event['id']}")
+    q = Queue(queue, connection=r)
+    job = q.create_job("workers.webhooks.deliver", args=(hook.name, event), retry=retry,
+                       description=f"webhook {hook.name} {event['id']}")
+    q.get_redis_server_version()  # RQ asks before enqueueing; ask outside the transaction
+    with r.pipeline(transaction=True) as pipe:
+        pipe.multi()
+        q.enqueue_job(job, pipeline=pipe)
+        if done_marker is not None:
+            pipe.set(done_marker[0], f"done:{job.id}", ex=done_marker[1])
+        pipe.execute()
     return job.id
 
 
