@@ -22,5 +22,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Proof under load and faults (README): 10,000 messages through crashes and faults, then 100,000 fuzzed requests.
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --messages 10000 --mailboxes 50
+	GRAPHHOOK_FUZZ_REQUESTS=100000 $(BIN)/python -m pytest -q tests/test_fuzz_receiver.py
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
