@@ -34,6 +34,7 @@ from receiver import observe
 from receiver.subhealth import RED, SubscriptionView
 
 log = logging.getLogger("graphhook.metrics")
+events = logging.getLogger("graphhook.notifications")
 
 AUTO_FLUSH_SECONDS = 1.0  # a process that runs no jobs (renewer, CLI) still writes at least this often
 RECENT = observe.RECENT_NOTIFICATIONS  # capped list of the latest handled notifications (status page)
@@ -128,6 +129,10 @@ def notification_handled(outcome: str, *, subscription_id: str = "", message_id:
                          change_type: str = "", notification_id: str = "") -> None:
     """Count one handled change notification and remember it for the status page's recent list."""
     inc("graphhook_notifications_processed", outcome=outcome)
+    # One line per handled notification: the thread that ties receiver, job and message together.
+    events.info("%s notification: %s", change_type or "change", outcome, extra={
+        "notification_id": notification_id, "subscription_id": subscription_id, "message_id": message_id,
+        "change_type": change_type})
     entry = {"at": time.time(), "outcome": outcome, "subscriptionId": subscription_id, "changeType": change_type,
              "message": message_id[-16:], "notification": notification_id}
     job = get_current_job()
