@@ -267,7 +267,7 @@ class Pipeline:
              "-b", f"127.0.0.1:{port}", "-w", str(self.gunicorn_workers), "--threads", "4",
              "--certfile", str(pair.cert_path), "--keyfile", str(pair.key_path)],
             env=self.env, cwd=ROOT, stdout=log, stderr=log)
-        self._wait(lambda: self._ready(), 60, "the receiver's /healthz")
+        self.wait_until(lambda: self._ready(), 60, "the receiver's /healthz")
         renewer = subprocess.run([sys.executable, "-m", "graphhook", "renewer", "--once"], env=self.env, cwd=ROOT,
                                  stdout=log, stderr=log, timeout=300)
         if renewer.returncode != 0:
@@ -321,7 +321,8 @@ class Pipeline:
             return False
 
     @staticmethod
-    def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+    def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+        """Poll ``predicate`` every 0.1 s; raise TimeoutError naming ``what`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
@@ -372,15 +373,24 @@ class Pipeline:
             time.sleep(0.01)
         raise TimeoutError("no worker was busy")
 
-    def crash_redis(self, outage: float = 2.0) -> None:
-        """SIGKILL Redis, keep it down ``outage`` seconds, restart it on the same port from its AOF."""
+    def kill_redis(self) -> None:
+        """SIGKILL Redis (no shutdown save: only what its append-only file holds survives)."""
         assert self.redis_server is not None and self.redis_server.process is not None
         self.redis_server.process.kill()
         self.redis_server.process.wait()
         self.note("Redis killed (SIGKILL)")
-        time.sleep(outage)
+
+    def start_redis(self) -> None:
+        """Start Redis again on the same port, from its append-only file."""
+        assert self.redis_server is not None
         self.redis_server.start()
-        self.note(f"Redis restarted from its append-only file after {outage:g} s")
+        self.note("Redis restarted from its append-only file")
+
+    def crash_redis(self, outage: float = 2.0) -> None:
+        """SIGKILL Redis, keep it down ``outage`` seconds, restart it on the same port from its AOF."""
+        self.kill_redis()
+        time.sleep(outage)
+        self.start_redis()
 
     def remove_subscription(self, mailbox: str) -> str:
         """Have the emulator remove ``mailbox``'s subscription and send ``subscriptionRemoved``; return its id."""
