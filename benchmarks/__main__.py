@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.names or discover()
     print(f"machine: {benchmarks.machine()}", flush=True)
+    from benchmarks import report as combined
+
     failed = 0
+    entries = []
     for name in names:
         started = time.monotonic()
         try:
@@ -38,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
             report = run(quick=args.quick) if accepts_quick else run()
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             print(f"== {name} ==\n  FAILED: {type(exc).__name__}: {exc}", flush=True)
+            entries.append(combined.entry(name, None, time.monotonic() - started, f"{type(exc).__name__}: {exc}"))
             failed += 1
             continue
         print(report.render() if hasattr(report, "render") else report, flush=True)
         print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
+        entries.append(combined.entry(name, report, time.monotonic() - started))
+        combined.write(entries, quick=args.quick)  # after each one: an interrupted run keeps what it measured
+    md, js = combined.write(entries, quick=args.quick)
+    print(f"report: {md} and {js}", flush=True)
     return 1 if failed else 0
 
 
