@@ -48,6 +48,7 @@ class SoakResult:
     redelivered: int
     unexpected: list[str]
     bad_signatures: int
+    recorded_twice: list[str]
     seconds: float  # first delivery → last message's trigger
     throughput: float  # messages per second over ``seconds``
     p50: float  # s, emulator delivery → webhook received
@@ -62,6 +63,7 @@ class SoakResult:
         verdict = "exactly once" if self.ok else "NOT exactly once"
         return (f"{self.messages} messages / {self.mailboxes} mailboxes / {self.workers} workers: {verdict} "
                 f"(fired {self.fired}, missing {len(self.missing)}, twice {len(self.fired_twice)}, "
+                f"recorded twice {len(self.recorded_twice)}, "
                 f"same event redelivered {self.redelivered}); {self.throughput:.1f} msg/s, "
                 f"p50 {self.p50:.2f} s, p99 {self.p99:.2f} s; Graph faults injected {self.graph_faults}, "
                 f"receiver 503s {self.receiver_503}, worker restarts {self.worker_restarts}")
@@ -161,7 +163,7 @@ def run_soak(*, messages: int, mailboxes: int, workers: int = 3, faults: bool = 
             messages=messages, mailboxes=mailboxes, workers=workers, faults=faults, ok=outcome.exactly_once,
             fired=outcome.fired, missing=outcome.missing, fired_twice=outcome.fired_twice,
             redelivered=len(outcome.redelivered), unexpected=outcome.unexpected,
-            bad_signatures=outcome.bad_signatures, seconds=seconds, throughput=outcome.fired / seconds,
+            bad_signatures=outcome.bad_signatures, recorded_twice=outcome.recorded_twice, seconds=seconds, throughput=outcome.fired / seconds,
             p50=outcome.percentile(0.50), p99=outcome.percentile(0.99), graph_faults=emulator.faults.injected,
             worker_restarts=pipe.workers.restarts,
             receiver_503=sum(1 for e in emulator.events if e["event"] == "delivery.attempt" and e.get("status") == 503),

@@ -27,17 +27,38 @@ from .config import Action, Config, Rule
 log = logging.getLogger("graphhook.triggers")
 
 RULE_STATS = "graphhook:rules:stats"  # hash: rule name → messages it matched
+RECORDED = "graphhook:recorded"  # prefix: <mailbox>:<message id> once its record event is in graphhook:events
 RESUME_BACKOFF = (10, 60, 300, 900, 3600)  # s between attempts of a failed rule run
 
 
-def record(r: redis.Redis, event: dict[str, Any], *, events_file: str = "") -> None:
-    """Persist one trigger event: RPUSH to ``graphhook:events`` and append to the events file."""
+# SET the once-marker and RPUSH the event together, or neither: a retried job records nothing twice.
+_RECORD_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[2])) then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+def record(r: redis.Redis, event: dict[str, Any], *, events_file: str = "", once_key: str = "",
+           once_seconds: int = 0) -> bool:
+    """Persist one trigger event: RPUSH to ``graphhook:events`` and append to the events file.
+
+    With ``once_key`` the event is recorded only if that key was not set in the last
+    ``once_seconds`` (atomically with the RPUSH); returns whether it was recorded.
+    """
     event = {**event, "firedAt": time.time()}
     line = json.dumps(event, separators=(",", ":"), sort_keys=True)
-    r.rpush(keys.EVENTS, line)
+    if once_key:
+        if not r.eval(_RECORD_ONCE, 2, once_key, keys.EVENTS, line, max(1, once_seconds)):
+            return False
+    else:
+        r.rpush(keys.EVENTS, line)
     if events_file:
         with open(events_file, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+    return True
 
 
 def evaluate(config: Config, email: Mapping[str, Any]) -> list[Rule]:

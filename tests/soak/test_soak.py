@@ -34,5 +34,6 @@ def test_every_message_fires_its_trigger_exactly_once_through_crashes_and_faults
     # ...and still: one signed event per message, none missing, none twice, nothing else.
     assert result.missing == [], f"{len(result.missing)} message(s) never fired\n{story}"
     assert result.fired_twice == [], f"{len(result.fired_twice)} message(s) fired twice\n{story}"
+    assert result.recorded_twice == [], f"the record trigger fired twice for {len(result.recorded_twice)}\n{story}"
     assert result.unexpected == [] and result.bad_signatures == 0
     assert result.fired == 300 and result.ok
