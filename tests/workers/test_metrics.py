@@ -47,14 +47,15 @@ def test_counts_from_two_worker_processes_add_up_on_the_receiver(emulator, live_
     def fired() -> int:
         return redis_client.llen(keys.EVENTS)
 
-    # First worker process handles three messages, then stops; a second process handles two more.
+    # A non-forking worker process handles three messages, then stops; a forking one (its work horses
+    # flush their own counts) handles two more.
     first = start_worker("--simple")
     for i in range(3):
         emulator.deliver(MAILBOX, {"subject": f"first {i}", "from": "a@fabrikam.com", "body": "x"})
     wait_for(lambda: fired() == 3, timeout=60)
     first.terminate()
     first.wait(timeout=15)
-    start_worker("--simple")
+    start_worker()
     for i in range(2):
         emulator.deliver(MAILBOX, {"subject": f"second {i}", "from": "a@fabrikam.com", "body": "x"})
     wait_for(lambda: fired() == 5, timeout=60)
