@@ -121,6 +121,7 @@ class RedisCollector(Collector):
         self._clock = clock
 
     def collect(self) -> Iterator[object]:
+        """Families for worker metrics, queue depths and subscriptions; none from Redis if it is down."""
         try:
             yield from self._worker_metrics()
             yield from self._queues()

@@ -23,6 +23,7 @@ from .logs import redact
 from .subhealth import RED, countdown, parse_time
 
 RECENT_ROWS = 20
+SUBSCRIPTION_ROWS = 500  # red ones first; the rest are counted, not listed (the page stays light)
 FAILED_ROWS = 50
 
 
@@ -67,11 +68,9 @@ class Status:
     queues: list[dict[str, Any]] = field(default_factory=list)
     failed: list[FailedJob] = field(default_factory=list)
     dead_webhooks: int = 0
+    total_subscriptions: int = 0
 
-    @property
-    def alarms(self) -> int:
-        """Subscriptions shown red."""
-        return sum(1 for s in self.subscriptions if s.red)
+    alarms: int = 0  # subscriptions shown red
 
 
 def _iso(moment: dt.datetime | None) -> str:
@@ -98,6 +97,9 @@ def gather(r: redis.Redis, *, margin: dt.timedelta, now: dt.datetime | None = No
             expiration=_iso(expires), expires_epoch=expires.timestamp() if expires else 0.0,
             countdown=countdown(view.seconds_left(now)), renewed_at=view.renewed_at, last_error=redact(view.last_error)))
     status.subscriptions.sort(key=lambda row: not row.red)  # alarms on top, otherwise by mailbox and folder
+    status.total_subscriptions = len(status.subscriptions)
+    status.alarms = sum(1 for row in status.subscriptions if row.red)
+    del status.subscriptions[SUBSCRIPTION_ROWS:]
     status.resyncs = _resyncs(r, {v.user_id.lower(): v.mailbox for v in views if v.user_id})
     status.notifications = _recent_notifications(r)
     status.fired = _fired(r)

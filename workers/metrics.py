@@ -192,6 +192,7 @@ class _Metered:
     """Mixin for RQ workers: time each job, count its outcome, then flush this process's metrics."""
 
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> bool:
+        """RQ's perform_job, timed and counted; this process's metrics are flushed afterwards."""
         started = time.perf_counter()
         ok = super().perform_job(job, queue, *args, **kwargs)  # type: ignore[misc]
         function = job.func_name or "unknown"

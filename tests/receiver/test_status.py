@@ -133,3 +133,14 @@ def test_rq_dashboard_is_mounted_behind_the_same_authentication(served):
     same = requests.get(f"{served}/status/rq/requeue/{QUEUE}", auth=(USER, PASSWORD),
                         headers={"Sec-Fetch-Site": "same-origin"}, timeout=10)
     assert same.status_code == 200 and same.json()["status"] == "OK"
+
+
+def test_long_lists_keep_alarms_on_top_and_count_the_rest(served, redis_client, monkeypatch):
+    from receiver import statusdata
+
+    seed(redis_client)
+    monkeypatch.setattr(statusdata, "SUBSCRIPTION_ROWS", 1)
+    html = requests.get(f"{served}/status", auth=(USER, PASSWORD), timeout=10).text
+    assert "<title>(2) graphhook status</title>" in html and ">3 subscriptions<" in html
+    assert html.count("data-health=") == 1 and 'data-health="ok"' not in html
+    assert "… and 2 more, not listed" in html
