@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.render() if hasattr(report, "render") else report, flush=True)
         print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
         entries.append(combined.entry(name, report, time.monotonic() - started))
-        combined.write(entries, quick=args.quick)  # after each one: an interrupted run keeps what it measured
-    md, js = combined.write(entries, quick=args.quick)
+        combined.write(entries, quick=args.quick, merge=bool(args.names))  # after each one: an interrupted run keeps what it measured
+    md, js = combined.write(entries, quick=args.quick, merge=bool(args.names))
     print(f"report: {md} and {js}", flush=True)
     return 1 if failed else 0
 

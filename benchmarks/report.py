@@ -5,6 +5,8 @@
 benchmark took) and ``benchmarks/results/report.md`` (a headline table of the ratios against
 each benchmark's own baseline, then every figure). ``benchmarks/results/`` is git-ignored;
 the README's "Benchmarks" section carries a copy of the latest markdown.
+``python -m benchmarks NAME ...`` (a subset) replaces those benchmarks' entries in the existing
+report and keeps the others, each with the date it was measured.
 ``python -m benchmarks.report [report.json]`` prints the markdown again from a JSON report.
 
 This module has no ``run()``: it is not itself a benchmark.
@@ -41,6 +43,7 @@ def entry(name: str, report: Any, seconds: float, error: str | None = None) -> d
     if report is not None and not hasattr(report, "rows"):
         rows = [{"label": "output", "value": str(report)}]
     return {"name": name, "title": getattr(report, "name", name), "seconds": round(seconds, 1),
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "rows": rows, "notes": list(getattr(report, "notes", [])), "error": error}
 
 
@@ -67,7 +70,8 @@ def markdown(data: dict[str, Any]) -> str:
         for r in heads or b["rows"][:1]:
             lines.append(f"| {b['name']} | {_cell(r['label'])}: {_cell(r['value'])} |")
     for b in data["benchmarks"]:
-        lines += ["", f"#### {b['name']}: {_cell(b['title'])} ({b['seconds']:.0f} s)", ""]
+        when = f", {b['date']}" if b.get("date") and b["date"][:10] != data["date"][:10] else ""
+        lines += ["", f"#### {b['name']}: {_cell(b['title'])} ({b['seconds']:.0f} s{when})", ""]
         if b["error"]:
             lines.append(f"FAILED: {_cell(b['error'])}")
             continue
@@ -77,11 +81,19 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(entries: list[dict[str, Any]], *, quick: bool = False, directory: Path = RESULTS) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.md`` into ``directory``; return their paths."""
+def write(entries: list[dict[str, Any]], *, quick: bool = False, directory: Path = RESULTS,
+          merge: bool = False) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into ``directory``; return their paths.
+
+    ``merge``: keep the entries of benchmarks not in ``entries`` from the existing report.
+    """
+    json_path, md_path = directory / "report.json", directory / "report.md"
+    if merge and json_path.exists():
+        ran = {e["name"] for e in entries}
+        kept = [e for e in json.loads(json_path.read_text(encoding="utf-8"))["benchmarks"] if e["name"] not in ran]
+        entries = sorted(kept + entries, key=lambda e: e["name"])
     data = build(entries, quick=quick)
     directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = directory / "report.json", directory / "report.md"
     json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md_path.write_text(markdown(data), encoding="utf-8")
     return md_path, json_path
