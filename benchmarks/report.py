@@ -25,7 +25,7 @@ from benchmarks import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # A row is a headline when it compares against the baseline measured in the same run.
-HEADLINE_WORDS = ("ratio", "speed-up", "one process", "exactly once", "fork costs", "vs ")
+HEADLINE_WORDS = ("ratio", "speed-up", "one process", "exactly once", "fork costs", "vs ", "latency p50")
 
 
 def _commit() -> str:
