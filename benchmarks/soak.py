@@ -219,7 +219,7 @@ def run(quick: bool = False) -> Report:
     report.notes.append("offered load 60 msg/s (above what 3 workers sustain under faults, so a backlog builds); "
                         "latency = emulator delivery → signed webhook at the sink")
     report.notes.append("a killed worker's job returns after RQ's heartbeat lapses (job timeout 180 s + 60 s), "
-                        "which dominates p99 and the run time")
+                        "which sets when the last message fires")
     report.notes.append(f"machine: {machine()}")
     return report
 
