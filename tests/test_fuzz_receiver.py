@@ -25,7 +25,7 @@ from graphhook.redis_server import free_port
 from receiver.app import create_app
 from receiver.notifications import Collection
 from receiver.settings import Settings
-from tests.receiver.conftest import STATE, register
+from tests.receiver.conftest import register
 from tests.receiver.test_properties import TENANT, _ours, body, content_type, extra_headers, query, valid_item
 
 REQUESTS = int(os.environ.get("GRAPHHOOK_FUZZ_REQUESTS", "2000"))
