@@ -24,6 +24,7 @@ from receiver.app import create_app
 from receiver.settings import Settings
 
 from .devserver import BackgroundServer
+from .harness import WebhookSink
 from .redis_server import RedisServer
 
 DEMO_MAILBOX = "secops@contoso.com"
@@ -50,37 +51,6 @@ rules:
       - webhook: soar
     stop: true
 """
-
-
-class _Sink:
-    """A loopback HTTP endpoint that counts the webhook deliveries (the SOAR stand-in)."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        sink = self
-        self.received: list[dict] = []
-        self.signed = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                sink.received.append(json.loads(body or b"{}"))
-                sink.signed += 1 if self.headers.get("X-Graphhook-Signature") else 0
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/soar"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _message(i: int) -> dict:
@@ -117,13 +87,14 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
     emulator.add_user(DEMO_MAILBOX, "Security Operations")
     say(f"• Graph emulator on {emulator.url} (CA {emulator.ca_path})")
 
-    sink = _Sink()
+    # Random unless given (the secrets-in-logs test runs the demo with known secrets).
+    webhook_secret = os.environ.get("GRAPHHOOK_DEMO_WEBHOOK_SECRET") or secrets.token_urlsafe(24)
+    sink = WebhookSink(webhook_secret).start()  # the SOAR stand-in: verifies every signature
     config_path = workdir / "graphhook.yaml"
     config_path.write_text(DEMO_CONFIG.format(mailbox=DEMO_MAILBOX, sink=sink.url))
     env = {**os.environ, **emulator.environment(), "REDIS_URL": redis_url,
            "GRAPHHOOK_QUEUE": f"graphhook-demo-{os.getpid()}", "GRAPHHOOK_CONFIG": str(config_path),
-           # random unless given (the secrets-in-logs test runs the demo with known secrets)
-           "GRAPHHOOK_DEMO_WEBHOOK_SECRET": os.environ.get("GRAPHHOOK_DEMO_WEBHOOK_SECRET") or secrets.token_urlsafe(24)}
+           "GRAPHHOOK_DEMO_WEBHOOK_SECRET": webhook_secret}
     pair = emulator.ca.issue("receiver")
     procs: list[subprocess.Popen] = []
     receiver = None
@@ -166,7 +137,7 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
             if len(fired) != last:
                 last = len(fired)
                 say(f"  {len(fired)}/{messages} triggers fired")
-            if len(fired) >= messages and len(sink.received) >= phishing:
+            if len(fired) >= messages and len(sink.snapshot()) >= phishing:
                 break
             time.sleep(0.1)
         quarantined = _folder_count(quarantine, "Quarantine")
@@ -181,7 +152,8 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
         say(f"  messages fetched        {unique} ({with_attachments} with attachments)")
         say(f"  triggers fired          {len(fired)}")
         say(f"  rule quarantine-phishing matched {sum(1 for e in fired if 'quarantine-phishing' in e.get('rules', []))}"
-            f"; moved to Quarantine {quarantined}; signed webhooks received {sink.signed}")
+            f"; moved to Quarantine {quarantined}; signed webhooks received {len(sink.snapshot())}"
+            f" ({sink.bad_signatures} refused)")
         if latencies:
             p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
             say(f"  latency p50 / p95       {statistics.median(latencies) * 1000:.0f} ms / {p95 * 1000:.0f} ms")
@@ -189,7 +161,7 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
             sample = fired[-1]["email"]
             say(f"  last email              {sample['subject']!r} from {sample['from']['address']}")
         say(f"  wall time               {time.monotonic() - started:.1f} s")
-        ok = unique == messages and len(fired) == messages and quarantined == phishing and sink.signed == phishing
+        ok = unique == messages and len(fired) == messages and quarantined == phishing and len(sink.snapshot()) == phishing
         say("OK: every message fired its trigger exactly once" if ok else "FAILED: triggers missing or repeated")
         return 0 if ok else 1
     finally:

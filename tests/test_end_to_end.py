@@ -59,5 +59,5 @@ def test_demo_command_runs_whole_pipeline(tmp_path):
     text = out.getvalue()
     assert "triggers fired          10" in text
     # The tenth message is the phishing sample: the demo's rule quarantined it and told the SOAR sink.
-    assert "moved to Quarantine 1; signed webhooks received 1" in text
+    assert "moved to Quarantine 1; signed webhooks received 1 (0 refused)" in text
     assert "OK: every message fired its trigger exactly once" in text
