@@ -24,7 +24,7 @@ from receiver.app import create_app
 from receiver.settings import Settings
 
 from .devserver import BackgroundServer
-from .harness import WebhookSink
+from .sink import WebhookSink
 from .redis_server import RedisServer
 
 DEMO_MAILBOX = "secops@contoso.com"

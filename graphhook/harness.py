@@ -26,9 +26,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,102 +37,12 @@ import requests
 from emulator import Emulator
 
 from .redis_server import RedisServer, free_port
+from .sink import WebhookSink
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = "GRAPHHOOK_HARNESS_WEBHOOK_SECRET"
 RESTART_DELAY = 0.5  # s before the supervisor restarts an exited worker (systemd's RestartSec)
 
-
-# --- the webhook sink ----------------------------------------------------------------------------
-
-@dataclass
-class Delivery:
-    """One POST the sink accepted."""
-
-    message_id: str
-    event_id: str
-    at: float
-
-
-class WebhookSink:
-    """A real HTTP server on 127.0.0.1 counting signed webhook deliveries per message id.
-
-    A POST whose signature does not verify is answered 401 and counted in ``bad_signatures``;
-    it never counts as a delivery.
-    """
-
-    def __init__(self, secret: str) -> None:
-        from workers.webhooks import SIGNATURE_HEADER, verify
-
-        self.deliveries: list[Delivery] = []
-        self.bad_signatures = 0
-        self._lock = threading.Lock()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = 200
-                try:
-                    verify(body, self.headers.get(SIGNATURE_HEADER), secret=secret)
-                    event = json.loads(body)
-                    item = Delivery(str(event["email"]["originalId"]), str(event["id"]), time.time())
-                except Exception:  # noqa: BLE001 — anything unverifiable is refused, not counted
-                    status, item = 401, None
-                with sink._lock:
-                    if item is None:
-                        sink.bad_signatures += 1
-                    else:
-                        sink.deliveries.append(item)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="webhook-sink", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def start(self) -> "WebhookSink":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def snapshot(self) -> list[Delivery]:
-        with self._lock:
-            return list(self.deliveries)
-
-    def posts_per_message(self) -> Counter:
-        """POSTs received per message id (a redelivery of one event counts again)."""
-        return Counter(d.message_id for d in self.snapshot())
-
-    def events_per_message(self) -> dict[str, set[str]]:
-        """Distinct event ids per message id: more than one means the trigger fired twice."""
-        out: dict[str, set[str]] = defaultdict(set)
-        for d in self.snapshot():
-            out[d.message_id].add(d.event_id)
-        return out
-
-    def first_delivery(self) -> dict[str, float]:
-        """When each message's first delivery arrived (unix seconds)."""
-        out: dict[str, float] = {}
-        for d in self.snapshot():
-            out.setdefault(d.message_id, d.at)
-        return out
-
-
-# --- supervised worker processes -----------------------------------------------------------------
 
 @dataclass
 class _Slot:
