@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 from receiver.errors import ConfigError
 
+from .criteria import add_criteria, query_from
+
 MAX_ATTACHMENTS_BYTES = 3 * 1024 * 1024  # sendMail's JSON request is limited to 4 MB; base64 adds a third
 SEARCH_COLUMNS = ("mailbox", "receivedDateTime", "from", "subject", "id")
 WHOLE = {"id", "mailbox", "from"}
@@ -42,13 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--html", action="store_true", help="the body as HTML (default: text)")
 
     a = action("search", "find messages (every page is followed)", message=False)
-    a.add_argument("--message-id", dest="message_id", help="Internet Message-ID")
-    a.add_argument("--from", dest="sender", help="sender address")
-    a.add_argument("--subject", help="the whole subject (case-insensitive)")
-    a.add_argument("--subject-contains", dest="subject_contains", help="text in the subject")
-    a.add_argument("--body", help="words in the body (Graph $search: at most 1,000 results per mailbox)")
-    a.add_argument("--since", help="received at or after: 24h, 7d or an ISO time")
-    a.add_argument("--until", help="received before: 24h, 7d or an ISO time")
+    add_criteria(a, body_help="words in the body (Graph $search: at most 1,000 results per mailbox)")
     a.add_argument("--folder", help="only this folder (well-known name, name or path such as Inbox/Phish)")
     a.add_argument("--max", type=int, default=None, help="stop after N messages in all (default: all of them)")
 
@@ -109,11 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if action == "search":
         if args.max is not None and args.max < 1:
             raise ConfigError(f"--max must be at least 1, got {args.max!r}")
-        query = search.MessageQuery(
-            internet_message_id=args.message_id, sender=args.sender, subject=args.subject,
-            subject_contains=args.subject_contains, body=args.body,
-            since=search.parse_when(args.since) if args.since else None,
-            until=search.parse_when(args.until) if args.until else None)
+        query = query_from(args)
     attachments = _attachments(args.attach) if action == "send" else []
     settings = Settings.from_env()
     settings.require("REDIS_URL")  # the token cache and the per-mailbox limiter are shared through Redis

@@ -17,6 +17,8 @@ from typing import Any
 
 from receiver.errors import ConfigError
 
+from .criteria import add_criteria, given, query_from
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``graphhook purge``."""
@@ -26,13 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "50,000 mailboxes per purge. State is kept in Redis; an interrupted purge is "
                                    "continued with --resume ID.")
     what = p.add_argument_group("what to remove (every given criterion must match)")
-    what.add_argument("--message-id", dest="message_id", help="the Internet Message-ID, e.g. '<abc@evil.example>'")
-    what.add_argument("--from", dest="sender", help="sender address")
-    what.add_argument("--subject", help="the whole subject (case-insensitive)")
-    what.add_argument("--subject-contains", dest="subject_contains", help="text in the subject")
-    what.add_argument("--body", help="words in the body (Graph $search: at most 1,000 matches per mailbox and round)")
-    what.add_argument("--since", help="received at or after: 24h, 7d or an ISO time")
-    what.add_argument("--until", help="received before: 24h, 7d or an ISO time")
+    add_criteria(what, body_help="words in the body (Graph $search: at most 1,000 matches per mailbox and round)")
     where = p.add_argument_group("where")
     where.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS",
                        help="a mailbox (repeat, or comma-separate)")
@@ -69,25 +65,19 @@ def run(args: argparse.Namespace) -> int:
     from workers import runtime
     from workers.progress import ProgressBar
     from workers.purge import DEFAULT_CONCURRENCY, MAX_MAILBOXES, Purge, PurgeSpec, check_mailbox_count
-    from workers.search import MessageQuery, iter_mailboxes, parse_when
+    from workers.search import iter_mailboxes
 
-    criteria = (args.message_id, args.sender, args.subject, args.subject_contains, args.body, args.since, args.until)
     sources = sum(bool(s) for s in (args.mailbox, args.mailboxes_file, args.all_mailboxes))
     concurrency = args.concurrency if args.concurrency is not None else DEFAULT_CONCURRENCY
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency!r}")
     if args.resume:
-        if any(criteria) or sources or args.hard or args.dry_run:
+        if given(args) or sources or args.hard or args.dry_run:
             raise ConfigError("--resume continues a saved purge: give no criteria, mailboxes, --hard or --dry-run")
     else:
         if sources != 1:
             raise ConfigError("say where to purge with exactly one of --mailbox, --mailboxes-file or --all-mailboxes")
-        spec = PurgeSpec(MessageQuery(
-            internet_message_id=args.message_id, sender=args.sender, subject=args.subject,
-            subject_contains=args.subject_contains, body=args.body,
-            since=parse_when(args.since) if args.since else None,
-            until=parse_when(args.until) if args.until else None), mode="hard" if args.hard else "soft",
-            dry_run=args.dry_run)
+        spec = PurgeSpec(query_from(args), mode="hard" if args.hard else "soft", dry_run=args.dry_run)
         boxes = _mailboxes(args)
         if boxes:  # refused here, before Redis or Graph is touched
             from workers.purge import normalise_mailboxes
