@@ -1,21 +1,26 @@
-"""The receiver's Redis side: subscription lookups (briefly cached) and persisting jobs in one round trip.
+"""The receiver's Redis side: subscription lookups (briefly cached) and persisting jobs in one command.
 
 Graph wants an answer well inside 3 s and we must not acknowledge what we did not
 persist (graph-protocol.md §2), so a POST costs at most two round trips: one
 pipelined HMGET for subscriptions not in the short in-process cache, and one
-MULTI/EXEC that creates every RQ job of the POST. Jobs are enqueued by dotted
-name; the receiver never imports ``workers``.
+script call that creates every RQ job of the POST atomically. Jobs are enqueued
+by dotted name; the receiver never imports ``workers``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
+import zlib
+from enum import Enum
 from typing import Any, Callable, Iterable
 
 import redis
 from rq import Queue, Retry
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.serializers import DefaultSerializer
+from rq.utils import now, utcformat
 
 from . import keys
 from .intake import KnownSubscription
@@ -25,6 +30,9 @@ LIFECYCLE_JOB = "workers.jobs.handle_lifecycle"
 # Failed jobs come back after these many seconds (the workers run RQ's scheduler); Graph itself is
 # done with a notification once we answered 202, so these retries are ours to make.
 RETRY_INTERVALS = (10, 60, 300, 900, 3600)
+JOB_TIMEOUT = 180  # s a worker may spend on one job (RQ's default, made explicit)
+COMPRESS_ABOVE = 2048  # bytes of job data; a 100-notification POST is ~40 kB and shrinks ~10x
+_PER_JOB_FIELDS = frozenset({"data", "description", "created_at", "enqueued_at", "status"})
 _REGISTRY_FIELDS = ("clientState", "tenantId")
 
 
@@ -73,37 +81,94 @@ class SubscriptionLookup:
 
 
 class JobWriter:
-    """Creates the RQ jobs of one POST atomically: all of them are persisted, or none (RedisError)."""
+    """Creates the RQ jobs of one POST in one Redis command: all of them are enqueued, or none.
+
+    What RQ's ``Queue.enqueue_job`` writes for a job (``SADD rq:queues``, the job hash with status
+    ``queued``, ``RPUSH`` of its id) is written here by one Lua script, because intake throughput
+    is bounded by the receiver's CPU and RQ's general-purpose path (a MULTI of four commands, a
+    Job object and ``to_dict`` per job) costs more than the rest of a POST together
+    (benchmarks/intake.py). The job hash is still RQ's own: the fields that are the same for every
+    job (origin, timeout, retries, …) come from ``Job.to_dict()`` of a template job built here by
+    RQ, and are baked into the script; only id, data, description and timestamps vary. The script
+    writes nothing when the first job already exists, so redis-py's retry after a lost reply cannot
+    enqueue a POST twice. tests/receiver/test_store.py checks the result against RQ's own enqueue.
+    """
 
     def __init__(self, r: redis.Redis, queue_name: str) -> None:
         self.queue = Queue(queue_name, connection=r)
         self._redis = r
+        self._script = r.register_script(_persist_script(_static_fields(r, queue_name)))
+        self._keys_prefix = [Queue.redis_queues_keys, self.queue.key]
 
     def persist(self, changes: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[str]:
-        """One ``process_notifications`` job for all changes, one ``handle_lifecycle`` job per event; job ids."""
-        jobs = []
+        """One ``process_notifications`` job for all changes, one ``handle_lifecycle`` job per event; job ids.
+
+        Raises RedisError when Redis cannot take them; then nothing was written.
+        """
+        calls: list[tuple[str, Any, str]] = []
         if changes:
-            jobs.append(self._job(PROCESS_JOB, changes, f"{PROCESS_JOB}({len(changes)} notifications)"))
+            calls.append((PROCESS_JOB, changes, f"{PROCESS_JOB}({len(changes)} notifications)"))
         for event in events:
-            jobs.append(self._job(LIFECYCLE_JOB, event,
-                                  f"{LIFECYCLE_JOB}({event.get('lifecycleEvent')} {event.get('subscriptionId', '')[:64]})"))
-        if not jobs:
+            calls.append((LIFECYCLE_JOB, event,
+                          f"{LIFECYCLE_JOB}({event.get('lifecycleEvent')} {event.get('subscriptionId', '')[:64]})"))
+        if not calls:
             return []
-        self.queue.get_redis_server_version()  # cached after the first call; RQ asks before enqueueing
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.multi()  # RQ switches a caller's pipeline to MULTI itself; doing it first keeps that a no-op
-        for job in jobs:
-            self.queue.enqueue_job(job, pipeline=pipe)
-        pipe.execute()
-        return [job.id for job in jobs]
+        ids = [str(uuid.uuid4()) for _ in calls]  # RQ's own id format
+        args: list[Any] = []
+        for job_id, (func, arg, description) in zip(ids, calls):
+            args += [job_id, _job_data(func, arg), description]
+        args.append(utcformat(now()))  # created_at = enqueued_at
+        self._script(keys=self._keys_prefix + [Job.redis_job_namespace_prefix + job_id for job_id in ids], args=args)
+        return ids
 
 
-    def _job(self, func: str, arg: Any, description: str) -> Job:
-        # Job.create rather than Queue.create_job: the latter re-checks the serializer against a
-        # runtime Protocol on every call, a third of the job's cost (default serializer either way).
-        # An explicit description keeps RQ from repr()-ing 100 notifications into it.
-        return Job.create(func, args=(arg,), connection=self._redis, origin=self.queue.name, retry=_retry(),
-                          description=description)
+def _job_data(func: str, arg: Any) -> bytes:
+    """RQ's job data: its serializer over (function name, instance, args, kwargs).
+
+    Compressed like RQ's own ``to_dict`` only when that pays: RQ reads uncompressed data too
+    (``Job.restore`` falls back to it), and compressing a one-notification job costs more CPU
+    than it saves memory.
+    """
+    data = DefaultSerializer.dumps((func, None, (arg,), {}))
+    return zlib.compress(data) if len(data) > COMPRESS_ABOVE else data
+
+
+def _static_fields(r: redis.Redis, queue_name: str) -> dict[str, str]:
+    """The job-hash fields RQ writes alike for every job of ours, read off RQ's own ``to_dict``."""
+    template = Job.create(PROCESS_JOB, args=(None,), connection=r, origin=queue_name, retry=_retry(),
+                          timeout=JOB_TIMEOUT, description="")
+    fields = {}
+    for name, value in template.to_dict().items():
+        if name in _PER_JOB_FIELDS or value in ("", None):  # RQ reads a missing field as an empty one
+            continue
+        fields[name] = str(value.value if isinstance(value, Enum) else value)
+    fields["status"] = JobStatus.QUEUED.value  # what enqueueing sets
+    return fields
+
+
+def _persist_script(static: dict[str, str]) -> str:
+    """KEYS: rq:queues, the queue, then one job key per job; ARGV: (id, data, description) per job, then the time."""
+    pairs = ", ".join(f"{_lua(k)}, {_lua(v)}" for k, v in static.items())
+    return f"""
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local at = ARGV[#ARGV]
+local ids = {{}}
+for i = 3, #KEYS do
+  local a = (i - 3) * 3
+  redis.call('HSET', KEYS[i], 'data', ARGV[a + 2], 'description', ARGV[a + 3], 'created_at', at, 'enqueued_at', at,
+             {pairs})
+  ids[#ids + 1] = ARGV[a + 1]
+end
+for i = 1, #ids, 1000 do redis.call('RPUSH', KEYS[2], unpack(ids, i, math.min(i + 999, #ids))) end
+redis.call('SADD', KEYS[1], KEYS[2])
+return #ids
+"""
+
+
+def _lua(text: str) -> str:
+    """A Lua string literal for ``text`` (printable ASCII kept, every other byte as a 3-digit escape)."""
+    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}"
+                         for b in text.encode()) + '"'
 
 
 def _retry() -> Retry:
