@@ -7,7 +7,7 @@ import logging
 from rq import SimpleWorker, Worker
 
 from receiver.settings import Settings
-from workers import metrics, runtime
+from workers import metrics, rich, runtime
 from workers.config import config_for
 
 log = logging.getLogger("graphhook.worker")
@@ -19,6 +19,7 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
     settings.require_graph()
     # Fail at start, naming the file, rule and field, rather than on the first job.
     config_for(settings.config_path)
+    rich.preload(settings)  # likewise unusable decryption keys (GRAPHHOOK_ENCRYPTION_KEYS)
     ctx = runtime.build(settings)
     runtime.install(ctx)
     metrics.use_redis(ctx.redis)

@@ -25,6 +25,7 @@ from receiver import logs
 from receiver.redisconn import connect
 from receiver.settings import Settings
 
+from . import rich
 from .config import config_for
 from .metrics import MeteredSimpleWorker
 
@@ -38,6 +39,7 @@ def run(settings: Settings, *, processes: int = 1, burst: bool = False) -> int:
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes!r}")
     config_for(settings.config_path)  # a broken configuration stops the worker at start, not on the first job
+    rich.preload(settings)  # likewise unusable decryption keys (GRAPHHOOK_ENCRYPTION_KEYS)
     # Each worker process builds its own context on its first job (workers.runtime.context):
     # sockets, TLS sessions and locks are never shared across processes.
     pool = WorkerPool([settings.queue_name], connection=connect(settings), num_workers=processes,

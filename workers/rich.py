@@ -27,6 +27,17 @@ def key_ring(settings: Settings) -> KeyRing:
     return _rings[spec]
 
 
+def preload(settings: Settings) -> int:
+    """Load the configured decryption keys now (a worker's start), so a missing file, a wrong
+    password or an unreadable key stops the worker at once instead of dropping the first rich
+    notification; the number of keys loaded. ConfigError names the file and the fix."""
+    if not settings.encryption_keys.strip():
+        return 0
+    ring = key_ring(settings)
+    log.info("loaded %d rich-notification decryption key(s)", len(ring))
+    return len(ring)
+
+
 def open_encrypted(items: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
     """Items with ``encryptedContent`` replaced by the decrypted resource in ``resourceData``.
 

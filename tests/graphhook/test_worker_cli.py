@@ -42,3 +42,32 @@ def test_worker_refuses_to_start_on_a_broken_configuration(emulator, live_settin
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "broken" in done.stderr and str(config) in done.stderr
+
+
+@pytest.mark.parametrize("mode", [(), ("--processes", "2")])
+def test_worker_refuses_to_start_with_unusable_decryption_keys(emulator, live_settings, tmp_path, mode):
+    import os
+    import subprocess
+    import sys
+
+    missing = tmp_path / "rich-key.pem"
+    env = {**os.environ, **emulator.environment(), "REDIS_URL": live_settings.redis_url,
+           "GRAPHHOOK_ENCRYPTION_KEYS": f"cert-1={missing}"}
+    done = subprocess.run([sys.executable, "-m", "graphhook", "worker", "--burst", *mode], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert str(missing) in done.stderr
+
+
+def test_worker_loads_decryption_keys_at_start(emulator, live_settings, tmp_path, caplog):
+    from receiver.settings import Settings
+    from tests.receiver.conftest import make_key_pair
+    from workers import rich
+
+    path, _cert = make_key_pair(tmp_path)
+    settings = Settings.from_env({**emulator.environment(), "REDIS_URL": live_settings.redis_url,
+                                  "GRAPHHOOK_ENCRYPTION_KEYS": f"cert-1={path}"})
+    with caplog.at_level("INFO", logger="graphhook.rich"):
+        assert rich.preload(settings) == 1
+    assert "loaded 1 rich-notification decryption key" in caplog.text
+    assert rich.preload(Settings.from_env({**emulator.environment(), "REDIS_URL": live_settings.redis_url})) == 0
