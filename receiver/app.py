@@ -85,17 +85,21 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     return app
 
 
+_TEXT_HEADERS = (("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff"))
+
+
 def _text(body: str, status: int) -> Response:
-    return Response(body, status=status, content_type="text/plain; charset=utf-8",
-                    headers={"X-Content-Type-Options": "nosniff"})
+    return Response(body, status, list(_TEXT_HEADERS))
 
 
 def _notifications() -> Response:
     """Handshake, or check, persist and acknowledge a notification collection."""
-    settings: Settings = current_app.config["SETTINGS"]
-    metrics: Metrics = current_app.config["METRICS"]
-    try:
-        token = validation_token(request.args, max_length=settings.max_validation_token)
+    config = current_app.config
+    settings: Settings = config["SETTINGS"]
+    metrics: Metrics = config["METRICS"]
+    try:  # Graph's notifications carry no query string: parse one only when there is one
+        query = request.args if request.query_string else {}
+        token = validation_token(query, max_length=settings.max_validation_token)
     except MalformedNotification as exc:
         metrics.rejected("validation_token_too_long")
         return _text(f"{exc}\n", 400)
@@ -105,12 +109,12 @@ def _notifications() -> Response:
         return Response(body, status=status, headers=headers)
     started = time.perf_counter()
     try:
-        return _intake(settings, metrics)
+        return _intake(config, settings, metrics)
     finally:
         metrics.observe(time.perf_counter() - started)
 
 
-def _intake(settings: Settings, metrics: Metrics) -> Response:
+def _intake(config: dict, settings: Settings, metrics: Metrics) -> Response:
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         metrics.rejected("content_type")
@@ -127,11 +131,12 @@ def _intake(settings: Settings, metrics: Metrics) -> Response:
         log.warning("rejected malformed notification: %s", problem)
 
     try:
-        accepted = _checked(settings, metrics, collection)
-        accepted = _verified(metrics, collection, accepted)
-        changes = [n.to_job() for n in accepted if not n.is_lifecycle]
-        events = [n.to_job() for n in accepted if n.is_lifecycle]
-        current_app.config["JOBS"].persist(changes, events)
+        accepted = _checked(config, settings, metrics, collection)
+        accepted = _verified(config, metrics, collection, accepted)
+        changes, events = [], []
+        for n in accepted:
+            (events if n.is_lifecycle else changes).append(n.to_job())
+        config["JOBS"].persist(changes, events)
     except redis.RedisError as exc:
         metrics.unavailable("redis")
         log.error("redis unavailable, asking Graph to retry: %s", type(exc).__name__)
@@ -145,11 +150,11 @@ def _intake(settings: Settings, metrics: Metrics) -> Response:
     return _text("", 202)
 
 
-def _checked(settings: Settings, metrics: Metrics, collection: Collection) -> list[Notification]:
+def _checked(config: dict, settings: Settings, metrics: Metrics, collection: Collection) -> list[Notification]:
     """Notifications whose subscription, clientState and tenant are ours; the rest counted and logged."""
     if not collection.notifications:
         return []
-    known = current_app.config["LOOKUP"].find(n.subscription_id for n in collection.notifications)
+    known = config["LOOKUP"].find(n.subscription_id for n in collection.notifications)
     accepted = []
     for notification in collection.notifications:
         try:
@@ -163,7 +168,8 @@ def _checked(settings: Settings, metrics: Metrics, collection: Collection) -> li
     return accepted
 
 
-def _verified(metrics: Metrics, collection: Collection, accepted: list[Notification]) -> list[Notification]:
+def _verified(config: dict, metrics: Metrics, collection: Collection,
+              accepted: list[Notification]) -> list[Notification]:
     """All of ``accepted``, or none if the POST's validation tokens do not all verify.
 
     Rich notifications must carry tokens, and one bad token makes the whole POST
@@ -176,7 +182,7 @@ def _verified(metrics: Metrics, collection: Collection, accepted: list[Notificat
     try:
         if rich and not collection.validation_tokens:
             raise RejectedNotification("validation_token_missing", "encrypted content without validationTokens")
-        validator: TokenValidator = current_app.config["TOKENS"]
+        validator: TokenValidator = config["TOKENS"]
         validator.validate_all(collection.validation_tokens, tenants={n.tenant_id for n in accepted})
     except RejectedNotification as exc:
         metrics.rejected(exc.reason, len(accepted))
