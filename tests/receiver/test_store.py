@@ -111,3 +111,12 @@ def test_an_rq_worker_runs_a_written_job(redis_client):
     done = Job.fetch(job_id, connection=redis_client)
     assert done.get_status() == JobStatus.FINISHED
     assert done.return_value() == json.dumps([CHANGE])
+
+
+def test_timestamps_are_in_rqs_own_format(redis_client):
+    from rq.utils import utcformat
+
+    job_id, = JobWriter(redis_client, QUEUE).persist([CHANGE], [])
+    job = Job.fetch(job_id, connection=redis_client)
+    stored = redis_client.hget(job.key, "enqueued_at").decode()
+    assert stored == utcformat(job.enqueued_at) == redis_client.hget(job.key, "created_at").decode()
