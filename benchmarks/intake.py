@@ -217,7 +217,7 @@ def run(quick: bool = False) -> Report:
 
     # Short alternating rounds, compared pairwise: the machine is shared, and load from elsewhere
     # hits a pair's two halves alike far more often than two long runs minutes apart.
-    rounds, duration = (1, 3.0) if quick else (5, 4.0)
+    rounds, duration = (1, 3.0) if quick else (7, 4.0)
     load = wrk if shutil.which("wrk") and os.environ.get("BENCH_LOADGEN") != "python" else pyload
     workdir = Path(tempfile.mkdtemp(prefix="graphhook-bench-"))
     server = RedisServer(workdir / "redis").start()
@@ -267,6 +267,7 @@ def run(quick: bool = False) -> Report:
         report.add("receiver (1 notification)", f"{v:,.0f} req/s  (rounds: {', '.join(f'{x:,.0f}' for x in recv_rps)})")
         report.add("ratio receiver / bare", f"{pair_ratio:.0%} median of per-round ratios, "
                    f"{v / b:.0%} of medians  (target >= 45%)")
+        report.add("per-round ratios", ", ".join(f"{x / y:.0%}" for x, y in zip(recv_rps, bare_rps)))
         report.add("reference: one RPUSH, no checks", f"{statistics.median(rpush_rps):,.0f} req/s, "
                    f"{rpush_ratio:.0%} of bare")
         if all(per_request.values()):

@@ -59,6 +59,8 @@ class Metrics:
                                     ["cause"], registry=self.registry)
         self._latency = Histogram("graphhook_intake_seconds", "Time to check and persist a notification POST",
                                   buckets=LATENCY_BUCKETS, registry=self.registry)
+        # Children bound once: .labels() per POST costs a lock and a lookup on the hot path.
+        self._accepted_by_kind = {kind: self._accepted.labels(kind) for kind in ("change", "lifecycle")}
 
     def received(self, n: int) -> None:
         """Count notifications seen in a POST body."""
@@ -67,7 +69,7 @@ class Metrics:
     def accepted(self, kind: str, n: int = 1) -> None:
         """Count notifications persisted (kind: change or lifecycle)."""
         if n:
-            self._accepted.labels(kind).inc(n)
+            (self._accepted_by_kind.get(kind) or self._accepted.labels(kind)).inc(n)
 
     def rejected(self, reason: str, n: int = 1) -> None:
         """Count rejections under a short reason label."""
