@@ -120,3 +120,33 @@ def test_timestamps_are_in_rqs_own_format(redis_client):
     job = Job.fetch(job_id, connection=redis_client)
     stored = redis_client.hget(job.key, "enqueued_at").decode()
     assert stored == utcformat(job.enqueued_at) == redis_client.hget(job.key, "created_at").decode()
+
+
+def test_each_thread_and_each_forked_process_writes_on_its_own_connection(redis_client):
+    import multiprocessing
+    import threading
+
+    clients = store._ThreadClients(redis_client)
+
+    def local_port(client) -> int:
+        client.ping()
+        return client.connection._sock.getsockname()[1]
+
+    mine = local_port(clients.client())
+    assert clients.client() is clients.client()  # kept, not checked out per command
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(local_port(clients.client())))
+    worker.start()
+    worker.join()
+    assert seen and seen[0] != mine
+
+    def in_child(queue) -> None:
+        queue.put(local_port(clients.client()))
+
+    queue = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(target=in_child, args=(queue,))
+    child.start()
+    child_port = queue.get(timeout=30)
+    child.join(timeout=30)
+    assert child_port not in (mine, seen[0])  # a forked worker never writes on its parent's socket
+    assert local_port(clients.client()) == mine
