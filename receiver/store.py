@@ -99,7 +99,6 @@ class JobWriter:
 
     def __init__(self, r: redis.Redis, queue_name: str) -> None:
         self.queue = Queue(queue_name, connection=r)
-        self._redis = r
         self._script = r.register_script(_persist_script(_static_fields(r, queue_name)))  # knows its SHA-1
         self._keys_prefix = (Queue.redis_queues_keys, self.queue.key)
         self._own = _ThreadClients(r)
