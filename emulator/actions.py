@@ -85,14 +85,18 @@ def _recipients(value: Any) -> list[dict[str, Any]] | None:
     return out
 
 
-def send(user: User, spec: dict[str, Any], save: bool = True) -> dict[str, Any]:
-    """Send ``spec`` (a Graph message) from ``user``: Sent Items copy, local deliveries, outbound record."""
+def send(user: User, spec: dict[str, Any], save: bool = True, immutable_id: str | None = None) -> dict[str, Any]:
+    """Send ``spec`` (a Graph message) from ``user``: Sent Items copy, local deliveries, outbound record.
+
+    ``immutable_id`` keeps a sent draft's immutable id on its Sent Items copy (the draft moves there).
+    """
     emu = emulator()
     now = emu.clock.now()
     spec = {**spec, "from": {"emailAddress": {"name": user.display_name, "address": user.mail}},
             "sentDateTime": isoformat(now), "receivedDateTime": isoformat(now),
             "internetMessageId": spec.get("internetMessageId") or f"<{uuid.uuid4().hex}@{user.mail.split('@')[-1]}>"}
     sent = build_message(spec, now)
+    sent["_immutableId"] = immutable_id or sent["_immutableId"]
     recipients = [r["emailAddress"]["address"] for key in ("toRecipients", "ccRecipients", "bccRecipients")
                   for r in sent[key]]
     if save:

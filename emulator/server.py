@@ -34,7 +34,7 @@ import requests
 from flask import Flask, g, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import actions, admin, batch, delta, folders, identity, messages, subscriptions
+from . import actions, admin, batch, delta, folders, identity, messages, subscriptions, uploads
 from .clock import Clock, as_clock
 from .delivery import Delivery, DeliveryOptions
 from .delta import DeltaStore
@@ -47,6 +47,7 @@ from .pki import CertificateAuthority
 from .richcrypto import load_certificate
 from .subscriptions import Subscription, SubscriptionStore
 from .throttle import Throttle
+from .uploads import UploadSessions
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class Emulator:
     Knobs (attributes, change them any time): ``expiry_mode`` ("reject" or "clamp" beyond the
     maximum lifetime), ``revalidate_on_patch``, ``reauthorization_grace`` (s),
     ``authorization_lifetime`` (s, or None to tie authorization to the subscription's expiry),
-    ``delivery.options`` (:class:`DeliveryOptions`), ``faults`` and ``throttle``.
+    ``delivery.options`` (:class:`DeliveryOptions`), ``faults``, ``throttle`` and ``uploads``
+    (attachment upload sessions: ``lifetime``, ``min_size``, ``max_size``).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Emulator:
         self.faults = Faults()
         self.throttle = Throttle(self.clock.monotonic)
         self.delta = DeltaStore()
+        self.uploads = UploadSessions()  # attachment upload sessions (uploads.py)
         self.expiry_mode = expiry_mode
         self.revalidate_on_patch = False
         self.reauthorization_grace = REAUTHORIZATION_GRACE
@@ -167,8 +170,9 @@ class Emulator:
     def _build_app(self) -> Flask:
         app = Flask("graphhook-emulator")
         app.config["EMULATOR"] = self
-        for module in (identity, subscriptions, folders, messages, actions, delta, batch, admin):
+        for module in (identity, subscriptions, folders, messages, actions, uploads, delta, batch, admin):
             app.register_blueprint(module.bp)
+        app.register_blueprint(uploads.sessions_bp)  # the pre-authenticated upload URLs, outside /v1.0
 
         @app.before_request
         def _before():

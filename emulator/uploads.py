@@ -1,0 +1,517 @@
+"""Drafts, attachments and upload sessions: sending a message with large attachments.
+
+- ``POST /users/{id}/messages`` (and ``…/mailFolders/{id}/messages``) creates a draft
+  (https://learn.microsoft.com/graph/api/user-post-messages): 201 with the message,
+  ``isDraft`` and ``isRead`` true, ``from``/``sender`` the mailbox owner, in Drafts
+  unless a folder is named. Subscriptions on that folder (or on all the mailbox's
+  mail) hear ``created``; Inbox subscriptions do not. Properties the server owns
+  (``isDraft``, ``id``, …) are 400 ``ErrorInvalidPropertySet``; unknown ones 400 ``RequestBodyRead``.
+- ``POST …/messages/{id}/attachments`` adds one attachment (``@odata.type`` file, item or
+  reference attachment; the leading ``#`` is optional), 201 with it as
+  ``GET …/attachments/{id}`` shows it, ``contentBytes`` included
+  (https://learn.microsoft.com/graph/api/message-post-attachments). The message gets a new
+  ``changeKey`` and ``hasAttachments``; its subscribers hear ``updated``.
+- ``POST …/messages/{id}/attachments/createUploadSession`` with
+  ``{"AttachmentItem": {"attachmentType": "file", "name", "size", "contentType"?,
+  "isInline"?, "contentId"?}}`` answers 201 with an ``uploadSession``
+  (https://learn.microsoft.com/graph/api/attachment-createuploadsession). Its
+  ``uploadUrl`` has the shape of Outlook's (``/api/v2.0/Users('{id}@{tenant}')/
+  Messages('{id}')/AttachmentSessions('{id}')?authtoken=…``) on the emulator's host.
+- The upload URL (https://learn.microsoft.com/graph/outlook-large-attachments):
+  ``PUT`` with ``Content-Range: bytes {start}-{end}/{total}`` and the raw bytes, in
+  order; 200 ``{"@odata.context", "ExpirationDateTime", "nextExpectedRanges": ["{start}"]}``
+  (the casing of the documented example) until the last byte, then 201 with an
+  empty body and a ``Location`` header,
+  ``…/api/v2.0/Users('{id}@{tenant}')/Messages('{id}')/Attachments('{attachment id}')``
+  as documented; the attachment is then on the message. ``DELETE`` cancels: 204.
+- ``POST …/messages/{id}/send`` sends a draft (https://learn.microsoft.com/graph/api/message-send):
+  202; the draft leaves its folder (``deleted`` there) and the sent copy, with the
+  draft's immutable id, lands in Sent Items; delivery is ``actions.send``'s.
+
+Limits enforced:
+
+- A POSTed file attachment (alone, or inside a draft's ``attachments``) may hold at
+  most **3 MiB** (3,145,728 bytes) once decoded; more is **413**
+  ``ErrorRequestEntityTooLarge`` saying to use an upload session. The docs give the
+  3 MB limit and, for oversized payloads, a 413; the code is inferred.
+- An upload session's ``size`` must be **3 MiB to 150 MiB** (157,286,400 bytes):
+  below, 400 ``ErrorAttachmentSizeShouldNotBeLessThanMinimumSize`` (the documented
+  code; status inferred); above, 400 ``ErrorAttachmentSizeShouldNotBeGreaterThanMaximumSize``
+  (inferred); size not a positive integer, a missing ``AttachmentItem`` or an
+  ``attachmentType`` other than ``file``: 400 ``ErrorInvalidArgument``.
+  ``emu.uploads.min_size`` / ``max_size`` change the bounds.
+- Sessions live **1 hour** (``emu.uploads.lifetime``) on the emulator clock; uploading
+  does not extend them ("remains the same as returned by the initial uploadSession").
+- On the upload URL: an ``Authorization`` header is refused with **401**
+  ("Do not specify an Authorization request header"); a missing or wrong ``authtoken``
+  is **401**; an expired session is **401** ``InvalidAuthenticationToken`` (its token
+  has lapsed; the bytes are dropped), and stays so; an unknown, cancelled or completed
+  session is **404** ``ErrorItemNotFound``. A missing or malformed ``Content-Range``,
+  a ``total`` other than the session's ``size``, ``end`` past the total, or a body
+  whose length is not ``end - start + 1``: **400** ``InvalidContentRange``. A ``start``
+  other than the next expected byte: **416** ``InvalidRange`` with the session's
+  ``ExpirationDateTime`` and ``nextExpectedRanges`` next to the error.
+  ``nextExpectedRanges`` is ``["0-"]`` until the first byte arrives, then ``["{start}"]``.
+- Uploads count against the per-app-and-mailbox limits of ``throttle.py`` (4
+  concurrent, the request rate and 150 MB per 5 minutes of uploads) under the app
+  that created the session, as the bytes land in that mailbox (the emulator's choice;
+  the docs say nothing); over them, 429 with ``Retry-After``. Fault rules of category ``graph`` apply to the upload URL
+  (``path="AttachmentSessions"`` targets it).
+- Sending: no recipients, or one without an address, is 400 ``ErrorInvalidRecipients``
+  as for ``sendMail``; a message that is not a draft is 400 ``ErrorInvalidOperation``
+  (inferred).
+
+Attachments may be added to any message of the mailbox, not only drafts; the docs
+name no such restriction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import mimetypes
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from .actions import _recipients, send
+from .graphapi import attachment_view, emulator, graph_error, invalid_user, not_found_item, render_message, require_roles
+from .mailstore import MESSAGE_PROPERTIES, NotFound, User, build_message, graph_id, make_attachment
+from .messages import _check_value, item_routes, load
+from .subscriptions import format_time
+
+bp = Blueprint("uploads", __name__, url_prefix="/v1.0/users/<user_ref>")
+sessions_bp = Blueprint("upload_sessions", __name__, url_prefix="/api/v2.0")
+
+MiB = 1024 * 1024
+MAX_POST_ATTACHMENT = 3 * MiB  # "This operation limits the size of the attachment you can add to under 3 MB."
+MIN_SESSION_SIZE = 3 * MiB  # "Use this approach to attach a file if the file size is between 3 MB and 150 MB."
+MAX_SESSION_SIZE = 150 * MiB
+SESSION_LIFETIME = 3600.0  # s
+FILE = "#microsoft.graph.fileAttachment"
+ATTACHMENT_TYPES = (FILE, "#microsoft.graph.itemAttachment", "#microsoft.graph.referenceAttachment")
+RECIPIENT_LISTS = ("toRecipients", "ccRecipients", "bccRecipients")
+# What a new draft may set; the rest of the message resource is the server's.
+DRAFT_PROPERTIES = {"subject", "body", "toRecipients", "ccRecipients", "bccRecipients", "replyTo", "from", "sender",
+                    "importance", "categories", "internetMessageHeaders", "internetMessageId", "attachments",
+                    "isDeliveryReceiptRequested", "isReadReceiptRequested", "flag", "inferenceClassification"}
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+
+
+# --- upload sessions -------------------------------------------------------------------------------
+@dataclass
+class UploadSession:
+    """One attachment being uploaded: who may upload, what is expected and the bytes so far."""
+
+    id: str
+    token: str
+    app_id: str
+    user_id: str
+    message_id: str  # as the client named the message (echoed in the URLs)
+    immutable_id: str  # finds the message even if it moved meanwhile
+    name: str
+    size: int
+    content_type: str | None
+    is_inline: bool
+    content_id: str | None
+    expires: dt.datetime
+    data: bytearray = field(default_factory=bytearray)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def next_expected(self) -> list[str]:
+        """``["0-"]`` before the first byte, then Outlook's single ``"{start}"``."""
+        return [str(len(self.data))] if self.data else ["0-"]
+
+    def expired(self, now: dt.datetime) -> bool:
+        return now >= self.expires
+
+
+class UploadSessions:
+    """The open upload sessions of one emulator, by id; knobs ``lifetime``, ``min_size``, ``max_size``."""
+
+    def __init__(self, lifetime: float = SESSION_LIFETIME, min_size: int = MIN_SESSION_SIZE,
+                 max_size: int = MAX_SESSION_SIZE) -> None:
+        self.lifetime, self.min_size, self.max_size = lifetime, min_size, max_size
+        self.lock = threading.Lock()
+        self.items: dict[str, UploadSession] = {}
+
+    def open(self, now: dt.datetime, **fields: Any) -> UploadSession:
+        session = UploadSession(id=graph_id("AAMkAS"), token=secrets.token_urlsafe(48),
+                                expires=now + dt.timedelta(seconds=self.lifetime), **fields)
+        with self.lock:
+            for stale in self.items.values():  # expired sessions keep answering 401, without their bytes
+                if stale.expired(now):
+                    stale.data = bytearray()
+            self.items[session.id] = session
+        return session
+
+    def get(self, session_id: str) -> UploadSession | None:
+        with self.lock:
+            return self.items.get(session_id)
+
+    def close(self, session_id: str) -> None:
+        with self.lock:
+            self.items.pop(session_id, None)
+
+
+def _outlook_base(session: UploadSession) -> str:
+    """``https://{emulator}/api/v2.0/Users('{id}@{tenant}')/Messages('{id}')``, as Outlook's URLs go."""
+    host = request.host_url.rstrip("/")
+    return f"{host}/api/v2.0/Users('{session.user_id}@{emulator().tenant_id}')/Messages('{session.message_id}')"
+
+
+def _upload_url(session: UploadSession) -> str:
+    return f"{_outlook_base(session)}/AttachmentSessions('{session.id}')?authtoken={session.token}"
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+def _json_body() -> dict[str, Any] | None:
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else None
+
+
+def _too_large(size: int):
+    return graph_error(413, "ErrorRequestEntityTooLarge",
+                       f"The attachment is {size} bytes; a single POST takes at most {MAX_POST_ATTACHMENT} bytes "
+                       "(3 MB). Use an upload session (attachments/createUploadSession) for files from 3 MB to 150 MB.")
+
+
+def _typed(spec: Any) -> Any:
+    """An attachment payload with its ``@odata.type`` in the ``#microsoft.graph.…`` form (the ``#`` is optional)."""
+    kind = spec.get("@odata.type") if isinstance(spec, dict) else None
+    if isinstance(kind, str) and kind and not kind.startswith("#"):
+        return {**spec, "@odata.type": "#" + kind}
+    return spec
+
+
+def _check_attachment(spec: Any):
+    """None if ``spec`` is an attachment this emulator can add, else an error response."""
+    if not isinstance(spec, dict):
+        return graph_error(400, "ErrorInvalidArgument", "An attachment must be a JSON object.")
+    kind = spec.get("@odata.type")
+    if kind not in ATTACHMENT_TYPES:
+        return graph_error(400, "ErrorInvalidArgument",
+                           f"The @odata.type of an attachment must be one of {', '.join(ATTACHMENT_TYPES)}; got {kind!r}.")
+    if not isinstance(spec.get("name"), str) or not spec["name"]:
+        return graph_error(400, "ErrorInvalidArgument", "The attachment's name is required.")
+    if kind == FILE:
+        content = spec.get("contentBytes")
+        if not isinstance(content, str):
+            return graph_error(400, "ErrorInvalidArgument", "The contentBytes of a file attachment is required.")
+        try:
+            size = len(base64.b64decode("".join(content.split()), validate=True))
+        except (binascii.Error, ValueError):
+            return graph_error(400, "ErrorInvalidArgument", "The contentBytes of the file attachment is not valid base64.")
+        if size > MAX_POST_ATTACHMENT:
+            return _too_large(size)
+    elif kind == "#microsoft.graph.itemAttachment" and not isinstance(spec.get("item"), dict):
+        return graph_error(400, "ErrorInvalidArgument", "The item of an item attachment is required.")
+    return None
+
+
+def _check_recipient_shapes(body: dict[str, Any]):
+    """Drafts may hold any address (sending judges them), but each entry needs an emailAddress.address."""
+    for key in (*RECIPIENT_LISTS, "replyTo"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("emailAddress"), dict)
+                and isinstance(r["emailAddress"].get("address"), str) for r in value):
+            return graph_error(400, "ErrorInvalidRecipients", f"The {key} property must be a list of recipients.")
+    return None
+
+
+def _attach(message: dict[str, Any], attachment: dict[str, Any]) -> None:
+    """Add an attachment (under the store lock): hasAttachments, and a change for subscribers and delta."""
+    message["attachments"].append(attachment)
+    message["hasAttachments"] = any(not a["isInline"] for a in message["attachments"])
+    emulator().mail.touch(message)
+
+
+# --- drafts ------------------------------------------------------------------------------------------
+@bp.post("/messages", defaults={"folder_ref": None})
+@bp.post("/mailFolders/<folder_ref>/messages")
+@require_roles("Mail.ReadWrite")
+def create_draft(user_ref: str, folder_ref: str | None):
+    body = _json_body()
+    if body is None:
+        return graph_error(400, "BadRequest", "Empty Payload. JSON content expected.")
+    for key in body:
+        if key.startswith("@"):
+            continue
+        if key not in MESSAGE_PROPERTIES:
+            return graph_error(400, "RequestBodyRead", f"The property '{key}' does not exist on type 'microsoft.graph.message'. Make sure to only use property names that are defined by the type or mark the type as open type.")
+        if key not in DRAFT_PROPERTIES:
+            return graph_error(400, "ErrorInvalidPropertySet", f"The property '{key}' cannot be set on a new message.")
+        problem = _check_value(key, str(body[key]).lower() if key == "importance" else body[key])
+        if problem:
+            return graph_error(400, "ErrorInvalidArgument", problem)
+    problem = _check_recipient_shapes(body)
+    attachments = body.get("attachments") or []
+    if problem is None and not isinstance(attachments, list):
+        problem = graph_error(400, "ErrorInvalidArgument", "The attachments property must be a list.")
+    if problem is None:
+        body = {**body, "attachments": [_typed(a) for a in attachments]}
+        problem = next(filter(None, (_check_attachment(a) for a in body["attachments"])), None)
+    if problem:
+        return problem
+    emu = emulator()
+    with emu.mail.lock:
+        try:
+            user = emu.mail.user(user_ref)
+        except NotFound:
+            return invalid_user(user_ref)
+        try:
+            folder = user.folder(folder_ref or "drafts")
+        except NotFound:
+            return not_found_item()
+        message = _draft(user, body)
+        emu.mail.insert(user, folder, message)
+        out = render_message(message)
+    emu.record("message.drafted", mailbox=user.mail, id=message["id"], subject=message["subject"])
+    emu.notify_change(user.id, folder.id, message, "created")
+    out = {"@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#users('{user.id}')/messages/$entity", **out}
+    return jsonify(out), 201
+
+
+def _draft(user: User, body: dict[str, Any]) -> dict[str, Any]:
+    """A draft message resource from a Graph message payload."""
+    now = emulator().clock.now()
+    owner = {"address": user.mail, "name": user.display_name}
+    spec = {k: v for k, v in body.items() if not k.startswith("@")}
+    spec.update({"from": body.get("from") or owner, "sender": body.get("sender") or body.get("from") or owner,
+                 "isDraft": True, "isRead": True, "importance": str(body.get("importance", "normal")).lower()})
+    message = build_message(spec, now)
+    for key in ("isDeliveryReceiptRequested", "isReadReceiptRequested", "inferenceClassification"):
+        if key in body:
+            message[key] = body[key]
+    if isinstance(body.get("flag"), dict):
+        message["flag"] = {**message["flag"], **body["flag"]}
+    return message
+
+
+# --- attachments -------------------------------------------------------------------------------------
+@item_routes(bp, "/attachments", methods=["POST"])
+@require_roles("Mail.ReadWrite")
+def add_attachment(user_ref: str, folder_ref: str | None, message_id: str):
+    body = _typed(_json_body())
+    if body is None:
+        return graph_error(400, "BadRequest", "Empty Payload. JSON content expected.")
+    problem = _check_attachment(body)
+    if problem:
+        return problem
+    emu = emulator()
+    with emu.mail.lock:
+        user, folder, message, error = load(user_ref, message_id)
+        if error:
+            return error
+        attachment = make_attachment(body, emu.clock.now())
+        _attach(message, attachment)
+        out = attachment_view(attachment)
+    emu.notify_change(user.id, folder.id, message, "updated")
+    context = f"https://graph.microsoft.com/v1.0/$metadata#users('{user.id}')/messages('{message_id}')/attachments/$entity"
+    return jsonify({"@odata.context": context, **out}), 201
+
+
+def _attachment_item(body: dict[str, Any] | None) -> tuple[dict[str, Any] | None, Any]:
+    """``(AttachmentItem, None)`` or ``(None, error response)``; the parameter name is matched case-insensitively."""
+    item = next((v for k, v in (body or {}).items() if k.lower() == "attachmentitem"), None)
+    if not isinstance(item, dict):
+        return None, graph_error(400, "ErrorInvalidArgument", "The AttachmentItem parameter is required.")
+    if str(item.get("attachmentType", "")).lower() != "file":
+        return None, graph_error(400, "ErrorInvalidArgument",
+                                 "AttachmentItem.attachmentType must be 'file' for an upload session.")
+    if not isinstance(item.get("name"), str) or not item["name"]:
+        return None, graph_error(400, "ErrorInvalidArgument", "AttachmentItem.name is required.")
+    size = item.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        return None, graph_error(400, "ErrorInvalidArgument", "AttachmentItem.size must be a positive number of bytes.")
+    for key, kind in (("contentType", str), ("contentId", str), ("isInline", bool)):
+        if item.get(key) is not None and not isinstance(item[key], kind):
+            return None, graph_error(400, "ErrorInvalidArgument", f"AttachmentItem.{key} has the wrong type.")
+    limits = emulator().uploads
+    if size < limits.min_size:
+        return None, graph_error(400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
+                                 f"The attachment size {size} is below the minimum of {limits.min_size} bytes for an "
+                                 "upload session; POST smaller files to the attachments collection.")
+    if size > limits.max_size:
+        return None, graph_error(400, "ErrorAttachmentSizeShouldNotBeGreaterThanMaximumSize",
+                                 f"The attachment size {size} exceeds the maximum of {limits.max_size} bytes.")
+    return item, None
+
+
+@item_routes(bp, "/attachments/createUploadSession", methods=["POST"])
+@require_roles("Mail.ReadWrite")
+def create_upload_session(user_ref: str, folder_ref: str | None, message_id: str):
+    item, problem = _attachment_item(_json_body())
+    if problem:
+        return problem
+    emu = emulator()
+    with emu.mail.lock:
+        user, _, message, error = load(user_ref, message_id)
+        if error:
+            return error
+        immutable_id = message["_immutableId"]
+    session = emu.uploads.open(
+        emu.clock.now(), app_id=g.app_id, user_id=user.id, message_id=message_id, immutable_id=immutable_id,
+        name=item["name"], size=item["size"], content_type=item.get("contentType"),
+        is_inline=bool(item.get("isInline", False)), content_id=item.get("contentId"))
+    emu.record("upload.session", mailbox=user.mail, id=session.id, name=session.name, size=session.size)
+    return jsonify({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.uploadSession",
+        "uploadUrl": _upload_url(session),
+        "expirationDateTime": format_time(session.expires),
+        "nextExpectedRanges": session.next_expected,
+    }), 201
+
+
+# --- the pre-authenticated upload URL ------------------------------------------------------------------
+_SESSION_RULE = "/Users('<user_key>')/Messages('<message_id>')/AttachmentSessions('<session_id>')"
+
+
+def _session_for(user_key: str, message_id: str, session_id: str) -> tuple[UploadSession | None, Any]:
+    """The session this request may use, or an error response (401 for credentials, 404 when gone)."""
+    if "Authorization" in request.headers:
+        return None, graph_error(401, "InvalidAuthenticationToken",
+                                 "The upload URL is pre-authenticated; do not send an Authorization header.")
+    emu = emulator()
+    session = emu.uploads.get(session_id)
+    if session is None or user_key.partition("@")[0] != session.user_id or message_id != session.message_id:
+        return None, not_found_item()
+    if not secrets.compare_digest(request.args.get("authtoken", "").encode(), session.token.encode()):
+        return None, graph_error(401, "InvalidAuthenticationToken", "Access token validation failure.")
+    if session.expired(emu.clock.now()):
+        with session.lock:
+            session.data = bytearray()
+        return None, graph_error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
+    g.app_id = session.app_id  # for the request log
+    emu.faults.maybe_fail("graph", request.method, request.path)
+    return session, None
+
+
+def _range(session: UploadSession) -> tuple[int, int, Any]:
+    """``(start, end, None)`` from Content-Range, checked against the session and the body, or an error."""
+    match = _CONTENT_RANGE.match(request.headers.get("Content-Range", "").strip())
+    if match is None:
+        return 0, 0, graph_error(400, "InvalidContentRange",
+                                 "The Content-Range header is required, as 'bytes {start}-{end}/{total}'.")
+    start, end, total = (int(v) for v in match.groups())
+    if total != session.size:
+        return 0, 0, graph_error(400, "InvalidContentRange",
+                                 f"The total {total} in Content-Range is not the upload session's size {session.size}.")
+    if end < start or end >= total:
+        return 0, 0, graph_error(400, "InvalidContentRange", f"The range {start}-{end} does not fit a {total}-byte file.")
+    return start, end, None
+
+
+@sessions_bp.put(_SESSION_RULE)
+def upload_range(user_key: str, message_id: str, session_id: str):
+    # Read the body before any answer: the dev server closes every connection after answering, and
+    # closing on unread bytes would reset the client mid-upload instead of letting it read the error.
+    data = request.get_data(cache=False)
+    session, error = _session_for(user_key, message_id, session_id)
+    if error:
+        return error
+    emu = emulator()
+    key = (session.app_id, session.user_id)  # the app and mailbox of createUploadSession (throttle.py)
+    rejection = emu.throttle.acquire(key, len(data))
+    if rejection is not None:
+        response, status = graph_error(429, rejection.code, rejection.message)
+        response.headers["Retry-After"] = f"{rejection.retry_after:g}"
+        return response, status
+    try:
+        return _accept_range(session, data)
+    finally:
+        emu.throttle.release(key)
+
+
+def _accept_range(session: UploadSession, data: bytes):
+    start, end, error = _range(session)
+    if error:
+        return error
+    with session.lock:
+        if emulator().uploads.get(session.id) is not session:
+            return not_found_item()  # cancelled or completed meanwhile
+        if start != len(session.data):
+            response, status = graph_error(416, "InvalidRange",
+                                           f"Expected the range to start at byte {len(session.data)}, got {start}.")
+            body = response.get_json()
+            body.update({"ExpirationDateTime": format_time(session.expires), "nextExpectedRanges": session.next_expected})
+            return jsonify(body), status
+        if len(data) != end - start + 1:
+            return graph_error(400, "InvalidContentRange",
+                               f"The body has {len(data)} bytes; Content-Range {start}-{end} announces {end - start + 1}.")
+        session.data += data
+        if len(session.data) < session.size:
+            return jsonify({
+                "@odata.context": f"{request.host_url.rstrip('/')}/api/v2.0/$metadata#Users('{session.user_id}@"
+                                  f"{emulator().tenant_id}')/Messages('{session.message_id}')/AttachmentSessions/$entity",
+                "ExpirationDateTime": format_time(session.expires),
+                "nextExpectedRanges": session.next_expected,
+            })
+        return _complete(session)
+
+
+def _complete(session: UploadSession) -> Response | tuple:
+    """The last byte arrived: attach the file, close the session, answer 201 with Location."""
+    emu = emulator()
+    emu.uploads.close(session.id)
+    content, session.data = bytes(session.data), bytearray()
+    content_type = session.content_type or mimetypes.guess_type(session.name)[0] or "application/octet-stream"
+    with emu.mail.lock:
+        try:
+            user = emu.mail.user(session.user_id)
+            folder, message = user.find_message(session.immutable_id)
+        except NotFound:
+            return not_found_item()  # the message went away during the upload
+        attachment = make_attachment({"@odata.type": FILE, "name": session.name, "content": content,
+                                      "contentType": content_type, "isInline": session.is_inline,
+                                      "contentId": session.content_id}, emu.clock.now())
+        _attach(message, attachment)
+    emu.record("upload.completed", mailbox=user.mail, id=session.id, attachment=attachment["id"], size=len(content))
+    emu.notify_change(user.id, folder.id, message, "updated")
+    response = Response(status=201)
+    response.headers["Location"] = f"{_outlook_base(session)}/Attachments('{attachment['id']}')"
+    return response
+
+
+@sessions_bp.delete(_SESSION_RULE)
+def cancel_upload(user_key: str, message_id: str, session_id: str):
+    session, error = _session_for(user_key, message_id, session_id)
+    if error:
+        return error
+    with session.lock:
+        emulator().uploads.close(session.id)
+        session.data = bytearray()
+    return "", 204
+
+
+# --- sending a draft ---------------------------------------------------------------------------------
+@item_routes(bp, "/send", methods=["POST"])
+@require_roles("Mail.Send")
+def send_draft(user_ref: str, folder_ref: str | None, message_id: str):
+    emu = emulator()
+    with emu.mail.lock:
+        user, folder, draft, error = load(user_ref, message_id)
+        if error:
+            return error
+        if not draft["isDraft"]:
+            return graph_error(400, "ErrorInvalidOperation", "Only a draft message can be sent.")
+        lists = {k: _recipients(draft[k]) for k in RECIPIENT_LISTS}
+        if any(v is None for v in lists.values()):
+            return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid.")
+        if not any(lists.values()):
+            return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid., A message can't be sent because it contains no recipients.")
+        emu.mail.remove(user, draft)  # before send() indexes the sent copy under the same immutable id
+    emu.notify_change(user.id, folder.id, draft, "deleted")
+    spec = {k: draft[k] for k in ("subject", "body", *RECIPIENT_LISTS, "replyTo", "attachments", "importance",
+                                  "internetMessageHeaders", "internetMessageId", "conversationId")}
+    send(user, spec, immutable_id=draft["_immutableId"])
+    return "", 202
