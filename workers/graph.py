@@ -75,6 +75,7 @@ def error_for(status: int, body: Any, *, method: str = "", url: str = "", retry_
         cls = GoneError
     exc = cls(status, code or str(status), message, method=method, url=url.split("?")[0])
     exc.retry_after = retry_after  # type: ignore[attr-defined]
+    exc.body = body if isinstance(body, dict) else None  # type: ignore[attr-defined]  # e.g. nextExpectedRanges
     return exc
 
 
@@ -147,7 +148,8 @@ class GraphClient:
             self.limiter.release(mailbox, token, weight)
 
     def _send(self, method: str, path: str, *, stream: bool, weight: int = 1, cost: int | None = None,
-              mailbox: str | None = None, limit: bool = True, **kwargs: Any) -> requests.Response:
+              mailbox: str | None = None, limit: bool = True, authorize: bool = True,
+              **kwargs: Any) -> requests.Response:
         """One request with retries; the mailbox slot is held only while a request is in flight."""
         mailbox = mailbox or mailbox_of(self._relative(path))
         waited, attempt, reauthorized = 0.0, 0, False
@@ -155,7 +157,8 @@ class GraphClient:
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         url = self.url(path)
         while True:
-            headers["Authorization"] = f"Bearer {self._token()}"
+            if authorize:
+                headers["Authorization"] = f"Bearer {self._token()}"
             failure: Exception | None = None
             response: requests.Response | None = None
             with self._slot(mailbox if limit else None, weight, cost):
@@ -170,7 +173,8 @@ class GraphClient:
                 except (requests.ConnectionError, requests.Timeout) as exc:
                     metrics.graph_request(method, "error")
                     failure = exc
-            if response is not None and response.status_code == 401 and self._on_unauthorized and not reauthorized:
+            if (response is not None and response.status_code == 401 and authorize and self._on_unauthorized
+                    and not reauthorized):
                 # An expired or revoked token (InvalidAuthenticationToken): fetch a fresh one, once.
                 reauthorized = True
                 self._on_unauthorized()
@@ -215,6 +219,16 @@ class GraphClient:
                 yield response
             finally:
                 response.close()
+
+    def upload_range(self, url: str, data: bytes, content_range: str, *, mailbox: str) -> requests.Response:
+        """PUT one byte range to a pre-authenticated upload URL (``createUploadSession``).
+
+        Such a URL carries its own credential and refuses an ``Authorization`` header
+        (https://learn.microsoft.com/graph/outlook-large-attachments); otherwise this is an
+        ordinary request: the mailbox's slot, throttling retries, GraphError on failure.
+        """
+        return self._send("PUT", url, stream=False, mailbox=mailbox, authorize=False, data=data,
+                          headers={"Content-Type": "application/octet-stream", "Content-Range": content_range})
 
     def get(self, path: str, **kwargs: Any) -> dict[str, Any]:
         """GET and decode JSON."""

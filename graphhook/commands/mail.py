@@ -9,18 +9,14 @@ every page; ``--max`` is the only cap.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import mimetypes
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from receiver.errors import ConfigError
 
 from .criteria import add_criteria, query_from
 
-MAX_ATTACHMENTS_BYTES = 3 * 1024 * 1024  # sendMail's JSON request is limited to 4 MB; base64 adds a third
 SEARCH_COLUMNS = ("mailbox", "receivedDateTime", "from", "subject", "id")
 WHOLE = {"id", "mailbox", "from"}
 
@@ -54,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--body", default="", help="the body text (or HTML with --html)")
     a.add_argument("--html", action="store_true", help="the body is HTML")
     a.add_argument("--attach", nargs="+", action="extend", default=[], metavar="FILE",
-                   help=f"attach files (together at most {MAX_ATTACHMENTS_BYTES // 1024 // 1024} MB)")
+                   help="attach files (up to 150 MB each; large ones are uploaded in ranges)")
 
     a = action("forward", "forward a message with a comment")
     a.add_argument("--to", action="append", required=True, help="recipient (repeat for several)")
@@ -68,27 +64,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     a = action("mark-read", "mark a message read (or --unread)")
     a.add_argument("--unread", action="store_true", help="mark it unread instead")
-
-
-def file_attachment(path: str) -> dict[str, Any]:
-    """A Graph ``fileAttachment`` for a local file (https://learn.microsoft.com/graph/api/resources/fileattachment)."""
-    file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read attachment {path!r}: {exc.strerror}") from exc
-    return {"@odata.type": "#microsoft.graph.fileAttachment", "name": file.name,
-            "contentType": mimetypes.guess_type(file.name)[0] or "application/octet-stream",
-            "contentBytes": base64.b64encode(data).decode()}
-
-
-def _attachments(paths: Sequence[str]) -> list[dict[str, Any]]:
-    out = [file_attachment(p) for p in paths]
-    size = sum(len(base64.b64decode(a["contentBytes"])) for a in out)
-    if size > MAX_ATTACHMENTS_BYTES:
-        raise ConfigError(f"attachments total {size:,} bytes; Graph's sendMail takes at most "
-                          f"{MAX_ATTACHMENTS_BYTES:,} bytes of attachments in one request")
-    return out
 
 
 def _address(value: Any) -> str:
@@ -106,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         if args.max is not None and args.max < 1:
             raise ConfigError(f"--max must be at least 1, got {args.max!r}")
         query = query_from(args)
-    attachments = _attachments(args.attach) if action == "send" else []
+    from workers.uploads import LocalFile
+
+    files = [LocalFile.open(path) for path in args.attach] if action == "send" else []
     settings = Settings.from_env()
     settings.require("REDIS_URL")  # the token cache and the per-mailbox limiter are shared through Redis
     settings.require_graph()
@@ -146,9 +123,11 @@ def run(args: argparse.Namespace) -> int:
 
     result: dict[str, Any] = {"mailbox": mailbox, "action": action}
     if action == "send":
-        mailops.send_mail(graph, mailbox, args.to, args.subject, args.body,
-                          content_type="HTML" if args.html else "Text", attachments=attachments)
-        result.update(to=args.to, subject=args.subject, attachments=[a["name"] for a in attachments])
+        from workers.uploads import send_files
+
+        how = send_files(graph, mailbox, args.to, args.subject, args.body, files=files,
+                         content_type="HTML" if args.html else "Text", progress=_Progress())
+        result.update(to=args.to, subject=args.subject, attachments=[f.name for f in files], sentAs=how)
     elif action == "forward":
         mailops.forward(graph, mailbox, args.id, args.to, args.comment)
         result.update(id=args.id, to=args.to)
@@ -166,6 +145,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         _json(result)
     return 0
+
+
+class _Progress:
+    """Upload progress on stderr, about every 10 % of each file (stdout stays JSON)."""
+
+    def __init__(self) -> None:
+        self._shown: dict[str, int] = {}
+
+    def __call__(self, name: str, done: int, size: int) -> None:
+        tenth = 10 * done // max(size, 1)
+        if self._shown.get(name) != tenth:
+            self._shown[name] = tenth
+            print(f"graphhook: {name}: {done / 1e6:.1f} of {size / 1e6:.1f} MB attached", file=sys.stderr, flush=True)
 
 
 def _json(value: Any) -> None:

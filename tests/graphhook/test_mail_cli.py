@@ -87,11 +87,22 @@ def test_send_html_with_attachments(cli, emulator, tmp_path):
     assert folder_of(emulator, SECOPS, "Phishing alert") == ["Sent Items"]
 
 
-def test_send_refuses_attachments_over_the_request_limit(cli, emulator, tmp_path):
-    big = tmp_path / "big.bin"
-    big.write_bytes(b"\0" * (3 * 1024 * 1024 + 1))
-    code, _, err = cli("mail", "send", "--mailbox", SECOPS, "--to", BOB, "--subject", "x", "--attach", str(big))
-    assert code == 2 and "3,145,728" in err
+def test_send_uploads_a_large_attachment_and_shows_progress(cli, emulator, tmp_path):
+    big = tmp_path / "capture.pcap"
+    big.write_bytes(bytes(range(256)) * (20 * 1024 + 7))  # 5 MB: over sendMail's 4 MB request
+    code, out, err = cli("mail", "send", "--mailbox", SECOPS, "--to", BOB, "--subject", "Evidence", "--attach", str(big))
+    assert code == 0 and json.loads(out)["sentAs"] == "draft"
+    [received] = emulator.mail.user(BOB).folder("inbox").messages.values()
+    assert base64.b64decode(received["attachments"][0]["contentBytes"]) == big.read_bytes()
+    assert "capture.pcap: 5.2 of 5.2 MB attached" in err
+
+
+def test_send_refuses_a_file_over_150_mb(cli, emulator, tmp_path):
+    huge = tmp_path / "huge.iso"
+    with huge.open("wb") as f:
+        f.truncate(150 * 1024 * 1024 + 1)  # sparse: no disk used
+    code, _, err = cli("mail", "send", "--mailbox", SECOPS, "--to", BOB, "--subject", "x", "--attach", str(huge))
+    assert code == 2 and "huge.iso" in err and "150 MB" in err
     assert emulator.mail.user(BOB).folder("inbox").messages == {}
 
 
