@@ -85,6 +85,17 @@ def _recipients(value: Any) -> list[dict[str, Any]] | None:
     return out
 
 
+def recipients_error(message: dict[str, Any]):
+    """Graph's 400 for a message that cannot be sent to its recipients (none, or one without an address)."""
+    lists = [_recipients(message.get(k)) for k in ("toRecipients", "ccRecipients", "bccRecipients")]
+    if any(v is None for v in lists):
+        return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid.")
+    if not any(lists):
+        return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid., "
+                                                           "A message can't be sent because it contains no recipients.")
+    return None
+
+
 def send(user: User, spec: dict[str, Any], save: bool = True, immutable_id: str | None = None) -> dict[str, Any]:
     """Send ``spec`` (a Graph message) from ``user``: Sent Items copy, local deliveries, outbound record.
 
@@ -128,11 +139,9 @@ def send_mail(user_ref: str):
     except NotFound:
         return invalid_user(user_ref)
     message = body["message"]
-    lists = {k: _recipients(message.get(k)) for k in ("toRecipients", "ccRecipients", "bccRecipients")}
-    if any(v is None for v in lists.values()):
-        return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid.")
-    if not any(lists.values()):
-        return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid., A message can't be sent because it contains no recipients.")
+    refused = recipients_error(message)
+    if refused is not None:
+        return refused
     send(user, message, save=body.get("saveToSentItems", True) is not False)
     return "", 202
 

@@ -79,7 +79,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from .actions import _recipients, send
+from .actions import recipients_error, send
 from .graphapi import attachment_view, emulator, graph_error, invalid_user, not_found_item, render_message, require_roles
 from .mailstore import MESSAGE_PROPERTIES, NotFound, User, build_message, graph_id, make_attachment
 from .messages import _check_value, item_routes, load
@@ -504,11 +504,9 @@ def send_draft(user_ref: str, folder_ref: str | None, message_id: str):
             return error
         if not draft["isDraft"]:
             return graph_error(400, "ErrorInvalidOperation", "Only a draft message can be sent.")
-        lists = {k: _recipients(draft[k]) for k in RECIPIENT_LISTS}
-        if any(v is None for v in lists.values()):
-            return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid.")
-        if not any(lists.values()):
-            return graph_error(400, "ErrorInvalidRecipients", "At least one recipient isn't valid., A message can't be sent because it contains no recipients.")
+        refused = recipients_error(draft)
+        if refused is not None:
+            return refused
         emu.mail.remove(user, draft)  # before send() indexes the sent copy under the same immutable id
     emu.notify_change(user.id, folder.id, draft, "deleted")
     spec = {k: draft[k] for k in ("subject", "body", *RECIPIENT_LISTS, "replyTo", "attachments", "importance",
