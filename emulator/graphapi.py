@@ -102,6 +102,9 @@ def invalid_user(ref: str):
     return graph_error(404, "ErrorInvalidUser", f"The requested user '{ref}' is invalid.")
 
 
+NESTED_ATTACHMENT_LEVELS = 30  # how deep an expanded item attachment shows its own attachments
+
+
 def render_message(message: dict[str, Any], fields: list[str] | None = None, expand: list[str] | None = None,
                    immutable: bool | None = None) -> dict[str, Any]:
     """Serialize a message honouring $select, $expand=attachments, immutable ids and permissions."""
@@ -120,14 +123,23 @@ def render_message(message: dict[str, Any], fields: list[str] | None = None, exp
     return out
 
 
-def attachment_view(attachment: dict[str, Any], expand_item: bool = False) -> dict[str, Any]:
-    """An attachment as listed: itemAttachment's inner item only when expanded."""
+def attachment_view(attachment: dict[str, Any], expand_item: bool = False, depth: int = 0) -> dict[str, Any]:
+    """An attachment as listed: itemAttachment's inner item only when expanded.
+
+    Expanding an item attachment (``$expand=microsoft.graph.itemattachment/item``) returns the
+    attached message's properties "including any nested attachments up to 30 levels"
+    (https://learn.microsoft.com/graph/api/attachment-get): file attachments with their
+    ``contentBytes``, item attachments with their own items.
+    """
     import copy
 
     out = copy.deepcopy(attachment)
     if out["@odata.type"] == "#microsoft.graph.itemAttachment":
         if expand_item:
-            out["item"] = {k: v for k, v in out["item"].items() if not k.startswith("_") and k != "attachments"}
+            item = {k: v for k, v in out["item"].items() if not k.startswith("_") and k != "attachments"}
+            item["attachments"] = [attachment_view(a, expand_item=depth + 1 < NESTED_ATTACHMENT_LEVELS, depth=depth + 1)
+                                   for a in attachment["item"].get("attachments", [])]
+            out["item"] = item
         else:
             out.pop("item", None)
     return out

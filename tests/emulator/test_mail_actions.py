@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from tests.emulator.conftest import subscribe
 
 ALICE = "alice@contoso.com"
@@ -175,7 +177,9 @@ def test_attachments_by_kind_and_their_values(emulator, graph):
     big = bytes(range(256)) * 4096  # 1 MiB, streamed by /$value
     message = emulator.deliver(ALICE, {"subject": "kinds", "attachments": [
         {"name": "big.bin", "content": big},
-        {"kind": "item", "name": "inner", "item": {"subject": "nested", "body": "inside"}},
+        {"kind": "item", "name": "inner", "item": {"subject": "nested", "body": "inside", "attachments": [
+            {"name": "note.txt", "content": b"inner bytes"},
+            {"kind": "item", "name": "deeper", "item": {"subject": "deeper"}}]}},
         {"kind": "reference", "name": "link.docx", "sourceUrl": "https://contoso.sharepoint.com/link.docx"}]})
     url = f"/users/{ALICE}/messages/{message['id']}/attachments"
     listed = {a["name"]: a for a in graph.get(url).json()["value"]}
@@ -183,6 +187,9 @@ def test_attachments_by_kind_and_their_values(emulator, graph):
     assert graph.get(f"{url}/{listed['big.bin']['id']}/$value").content == big
     expanded = graph.get(f"{url}/{listed['inner']['id']}?$expand=microsoft.graph.itemattachment/item").json()
     assert expanded["item"]["subject"] == "nested"
+    # "including any nested attachments up to 30 levels" (attachment-get): files with their bytes, items expanded
+    note, deeper = expanded["item"]["attachments"]
+    assert base64.b64decode(note["contentBytes"]) == b"inner bytes" and deeper["item"]["subject"] == "deeper"
     assert b"Subject: nested" in graph.get(f"{url}/{listed['inner']['id']}/$value").content
     assert graph.get(f"{url}/{listed['link.docx']['id']}/$value").status_code == 405
     assert graph.get(f"{url}/nope").status_code == 404

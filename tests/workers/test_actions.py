@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -275,9 +276,13 @@ def test_webhook_content_is_base64_within_the_size_cap(world, emulator):
     by_name = {a["name"]: a for a in email["attachments"]}
     assert by_name["small.txt"]["contentBytes"] == "dGlueQ=="
     assert by_name["big.bin"]["contentOmitted"] == "size_cap" and "contentBytes" not in by_name["big.bin"]
+    # The file inside the attached email (a user reporting phish "as attachment") comes with its content too.
+    [nested] = by_name["original invoice"]["email"]["attachments"]
+    assert nested["name"] == "invoice.pdf" and base64.b64decode(nested["contentBytes"]) == b"%PDF-1.4 fake"
     out = insightconnect_event(email)
     flattened = {f["file_name"]: f["content"] for f in out["flattened_attached_files"]}
     assert flattened["small.txt"] == "dGlueQ==" and flattened["big.bin"] == ""
+    assert base64.b64decode(flattened["invoice.pdf"]) == b"%PDF-1.4 fake"
     assert [e["subject"] for e in out["attached_emails"]] == ["original invoice"]
     assert "contentBytes" not in json.dumps(record)  # the record itself is left untouched
 

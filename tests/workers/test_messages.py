@@ -138,3 +138,24 @@ def test_record_matches_the_published_json_schema(emulator, ctx, user):
         {"kind": "reference", "name": "r", "sourceUrl": "https://contoso.sharepoint.com/r"}]})
     record = Fetcher(ctx.graph, user.id).record(message["id"], mailbox="alice@contoso.com", folder="inbox")
     jsonschema.validate(json.loads(json.dumps(record)), json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_a_phish_reported_as_attachment_carries_its_own_attachments(emulator, ctx, user):
+    """Users report phishing by attaching the message; what it carries (an HTML page, an email inside an
+    email) must reach the rules and webhooks like a top-level attachment."""
+    from workers.rules import iter_attachments
+
+    page = b"<html><form action='https://evil.example/login'>"
+    inner = {"subject": "Your mailbox is full", "from": "it@evil.example", "attachments": [
+        {"kind": "file", "name": "Login.HTML", "contentType": "text/html", "content": page},
+        {"kind": "item", "name": "deeper", "item": {"subject": "deeper", "attachments": [
+            {"kind": "file", "name": "payload.iso", "content": b"ISO"}]}}]}
+    message = emulator.deliver("alice@contoso.com", {"subject": "Phish report", "attachments": [
+        {"kind": "item", "name": "Your mailbox is full", "item": inner}]})
+    record = Fetcher(ctx.graph, user.id).record(message["id"], mailbox="alice@contoso.com")
+    reported = record["attachments"][0]["email"]
+    html, deeper = reported["attachments"]
+    assert html["extension"] == "html" and html["sha256"] == hashlib.sha256(page).hexdigest()
+    assert deeper["email"]["attachments"][0]["name"] == "payload.iso"
+    assert [a["name"] for a in iter_attachments(record)] == ["Your mailbox is full", "Login.HTML", "deeper",
+                                                            "payload.iso"]
