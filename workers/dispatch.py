@@ -27,17 +27,18 @@ def dispatch(ctx: Context, record: dict[str, Any], *, subscription_id: str = "",
     config = config_for(ctx.settings.config_path)
     matched = triggers.evaluate(config, record)
     # Once per email even if the job is retried after this point (its actions have their own markers).
-    triggers.record(ctx.redis, {
+    first = triggers.record(ctx.redis, {
         "trigger": "record", "subscriptionId": subscription_id,
         "email": record, "notifiedAt": notified_at or time.time(),
         "rules": [r.name for r in matched], "dryRun": [r.name for r in matched if r.dry_run],
     }, events_file=ctx.settings.events_file, once_seconds=ctx.settings.dedupe_seconds,
         once_key=f"{triggers.RECORDED}:{str(record.get('mailbox') or '').lower()}:{record.get('id')}")
-    for rule in matched:
-        ctx.redis.hincrby(triggers.RULE_STATS, rule.name, 1)
-        log.info("rule %r matched message %s in %s%s", rule.name, str(record.get("id"))[:16],
-                 record.get("mailbox"), " (dry-run)" if rule.dry_run else "")
-    metrics.triggers_fired([r.name for r in matched], notified_at=notified_at)
+    if first:  # a retried dispatch counts nothing twice
+        for rule in matched:
+            ctx.redis.hincrby(triggers.RULE_STATS, rule.name, 1)
+            log.info("rule %r matched message %s in %s%s", rule.name, str(record.get("id"))[:16],
+                     record.get("mailbox"), " (dry-run)" if rule.dry_run else "")
+        metrics.triggers_fired([r.name for r in matched], notified_at=notified_at)
     outcome = triggers.run(ctx, config, record, matched, subscription_id=subscription_id)
     if outcome.failed:
         job_id = triggers.schedule_resume(ctx, record, [r.name for r in matched], subscription_id=subscription_id)

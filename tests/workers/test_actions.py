@@ -163,6 +163,9 @@ def test_rules_in_order_and_stop(world, emulator, redis_client):
     message = only_message(emulator, "alice@contoso.com", "inbox")
     assert message["categories"] == ["First"] and message["flag"]["flagStatus"] == "flagged"
     assert redis_client.hgetall("graphhook:rules:stats") == {b"tag": b"1", b"flag-and-stop": b"1"}
+    dispatch(world, record)  # a retried job dispatches the same message again: nothing is counted twice
+    assert redis_client.hgetall("graphhook:rules:stats") == {b"tag": b"1", b"flag-and-stop": b"1"}
+    assert redis_client.llen("graphhook:events") == 1
 
 
 def test_mark_read_copy_reply_alert_and_soft_delete(world, emulator):
