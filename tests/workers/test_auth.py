@@ -91,3 +91,17 @@ def test_certificate_credential_gets_a_token_and_its_key_encrypts_the_cache(emul
     # A process holding only the client secret derives another key: it cannot read this cache.
     TokenProvider(settings, redis_client).token()
     assert emulator.directory.tokens_issued == 2
+
+
+def test_a_refresh_lock_left_by_a_crashed_process_delays_a_token_by_seconds_not_until_it_lapses(
+        emulator, settings, redis_client, caplog):
+    from workers import auth
+
+    redis_client.set(auth.REFRESH_LOCK, "a process that was SIGKILLed mid-request", ex=auth.REFRESH_LOCK_SECONDS)
+    now = [1_000_000.0]
+    provider = TokenProvider(settings, redis_client, clock=lambda: now[0],
+                             sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert provider.token()
+    waited = now[0] - 1_000_000.0
+    assert auth.LOCK_WAIT_SECONDS <= waited < auth.LOCK_WAIT_SECONDS + 1 < auth.REFRESH_LOCK_SECONDS
+    assert emulator.directory.tokens_issued == 1 and "crashed process" in caplog.text
