@@ -34,7 +34,7 @@ import requests
 from flask import Flask, g, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import actions, admin, batch, delta, folders, identity, messages, subscriptions, uploads
+from . import actions, admin, batch, delta, drafts, folders, identity, messages, subscriptions, uploads
 from .clock import Clock, as_clock
 from .delivery import Delivery, DeliveryOptions
 from .delta import DeltaStore
@@ -170,7 +170,7 @@ class Emulator:
     def _build_app(self) -> Flask:
         app = Flask("graphhook-emulator")
         app.config["EMULATOR"] = self
-        for module in (identity, subscriptions, folders, messages, actions, uploads, delta, batch, admin):
+        for module in (identity, subscriptions, folders, messages, actions, drafts, uploads, delta, batch, admin):
             app.register_blueprint(module.bp)
         app.register_blueprint(uploads.sessions_bp)  # the pre-authenticated upload URLs, outside /v1.0
 
