@@ -35,6 +35,7 @@ import redis
 import requests
 
 from emulator import Emulator
+from workers.purge import process_alive
 
 from .redis_server import RedisServer, free_port
 from .sink import WebhookSink
@@ -101,21 +102,6 @@ class Workers:
 
 
 # --- the pipeline --------------------------------------------------------------------------------
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) is dead for our purpose.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
 
 class Pipeline:
     """Redis (AOF) + emulator + gunicorn receiver + renewer + N workers + webhook sink, on loopback."""
@@ -324,7 +310,7 @@ class Pipeline:
 
         assert self.workers is not None
         dead = {w.name for w in Worker.all(connection=self.redis)
-                if w.pid in self.workers.all_pids() and not _alive(w.pid)}
+                if w.pid in self.workers.all_pids() and not process_alive(w.pid)}
         registry = Queue(self.queue_name, connection=self.redis).started_job_registry
         moved = 0
         for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
@@ -339,7 +325,7 @@ class Pipeline:
         holder = self.redis.get(lock)
         if holder:
             pid = self.redis.hget(SCHEDULER_KEY_TEMPLATE % holder.decode(), "pid")
-            if pid is None or not _alive(int(pid)):
+            if pid is None or not process_alive(int(pid)):
                 moved += self.redis.delete(lock)
         if moved:
             self.note(f"{moved} job(s) and lock(s) of dead workers expired")

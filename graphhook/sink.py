@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -20,19 +21,14 @@ class Delivery:
     at: float
 
 
-class WebhookSink:
-    """A real HTTP server on 127.0.0.1 counting signed webhook deliveries per message id.
+class HttpSink:
+    """A real HTTP server on 127.0.0.1 taking POSTs on ``url``; subclasses decide what a POST means.
 
-    A POST whose signature does not verify is answered 401 and counted in ``bad_signatures``;
-    it never counts as a delivery.
+    ``receive(path, headers, body)`` returns the status to answer (called on the server's threads;
+    ``headers`` look names up case-insensitively).
     """
 
-    def __init__(self, secret: str) -> None:
-        from workers.webhooks import SIGNATURE_HEADER, verify
-
-        self.deliveries: list[Delivery] = []
-        self.bad_signatures = 0
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,18 +36,7 @@ class WebhookSink:
 
             def do_POST(self) -> None:  # noqa: N802 (http.server naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = 200
-                try:
-                    verify(body, self.headers.get(SIGNATURE_HEADER), secret=secret)
-                    event = json.loads(body)
-                    item = Delivery(str(event["email"]["originalId"]), str(event["id"]), time.time())
-                except Exception:  # noqa: BLE001 — anything unverifiable is refused, not counted
-                    status, item = 401, None
-                with sink._lock:
-                    if item is None:
-                        sink.bad_signatures += 1
-                    else:
-                        sink.deliveries.append(item)
+                status = sink.receive(self.path, self.headers, body)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -61,19 +46,52 @@ class WebhookSink:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="webhook-sink", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, name=type(self).__name__, daemon=True)
+
+    def receive(self, path: str, headers: Message, body: bytes) -> int:
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
-    def start(self) -> "WebhookSink":
+    def start(self):
         self.thread.start()
         return self
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class WebhookSink(HttpSink):
+    """Counts signed webhook deliveries per message id.
+
+    A POST whose signature does not verify is answered 401 and counted in ``bad_signatures``;
+    it never counts as a delivery.
+    """
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self._secret = secret
+        self.deliveries: list[Delivery] = []
+        self.bad_signatures = 0
+        self._lock = threading.Lock()
+
+    def receive(self, path: str, headers: Message, body: bytes) -> int:
+        from workers.webhooks import SIGNATURE_HEADER, verify
+
+        try:
+            verify(body, headers.get(SIGNATURE_HEADER), secret=self._secret)
+            event = json.loads(body)
+            item = Delivery(str(event["email"]["originalId"]), str(event["id"]), time.time())
+        except Exception:  # noqa: BLE001 — anything unverifiable is refused, not counted
+            with self._lock:
+                self.bad_signatures += 1
+            return 401
+        with self._lock:
+            self.deliveries.append(item)
+        return 200
 
     def snapshot(self) -> list[Delivery]:
         with self._lock:

@@ -150,7 +150,7 @@ class Purge:
         holder = (self.redis.get(lock) or b"").decode()
         host, _, rest = holder.partition(":")
         pid = rest.partition(":")[0]
-        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
             self.redis.set(lock, self._lock_value, ex=LOCK_TTL)
             return
         raise ConfigError(f"purge {self.id} is being run by another process ({host} pid {pid}); "
@@ -332,11 +332,18 @@ def _why(exc: GraphError) -> str:
     return f"{exc.status} {exc.code}: {exc.graph_message}".strip()[:300]
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host still runs; a zombie (exited, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return not os.path.isdir("/proc")  # no /proc here (not Linux): kill() said it exists
+    except OSError:
+        return True

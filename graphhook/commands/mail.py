@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if args.max is not None and args.max < 1:
             raise ConfigError(f"--max must be at least 1, got {args.max!r}")
         query = query_from(args)
-    from workers.uploads import LocalFile
+    from workers.uploads import LocalFile, send_files
 
     files = [LocalFile.open(path) for path in args.attach] if action == "send" else []
     settings = Settings.from_env()
@@ -123,8 +123,6 @@ def run(args: argparse.Namespace) -> int:
 
     result: dict[str, Any] = {"mailbox": mailbox, "action": action}
     if action == "send":
-        from workers.uploads import send_files
-
         how = send_files(graph, mailbox, args.to, args.subject, args.body, files=files,
                          content_type="HTML" if args.html else "Text", progress=_Progress())
         result.update(to=args.to, subject=args.subject, attachments=[f.name for f in files], sentAs=how)

@@ -195,3 +195,24 @@ def test_interrupted_in_process_purge_resumes_without_removing_twice(ctx, emulat
 def test_purge_needs_a_selective_query():
     with pytest.raises(ConfigError, match="time window alone"):
         PurgeSpec(MessageQuery(since=None))
+
+
+def test_a_lock_holder_that_exited_counts_as_dead_even_before_it_is_reaped():
+    """A purge that crashed leaves its lock; a zombie pid (exited, unreaped) must not keep it."""
+    import subprocess
+    import sys
+    import time
+
+    from workers.purge import process_alive
+
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while process_alive(exited.pid) and time.monotonic() < deadline:  # not waited on: a zombie
+            time.sleep(0.02)
+        assert process_alive(running.pid) and not process_alive(exited.pid)
+    finally:
+        running.kill()
+        running.wait()
+        exited.wait()
