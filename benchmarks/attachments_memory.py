@@ -4,7 +4,7 @@ The emulator runs in this process; each fetch runs in a fresh child process,
 which resets the kernel's peak-RSS mark, then reports its resident set size before the
 fetch and the peak (``VmHWM``) after, so the growth is the fetch's alone.
 
-- streaming: graphhook's :class:`workers.messages.Fetcher` — the reply is streamed,
+- streaming: graphhook's :class:`workers.records.messages.Fetcher` — the reply is streamed,
   the long ``contentBytes`` string is base64-decoded and SHA-256-hashed as it
   arrives and spooled to a temporary file past ``GRAPHHOOK_ATTACHMENT_SPOOL_BYTES``;
 - naive (baseline, same run): ``requests.get(...).json()``, ``b64decode``, ``sha256``.
@@ -44,9 +44,9 @@ def child(mode: str, user_id: str, message_id: str) -> dict:
     import base64
     import hashlib
 
-    from receiver.settings import Settings
+    from graphhook.core.settings import Settings
     from workers import runtime
-    from workers.messages import Fetcher, FetchOptions
+    from workers.records.messages import Fetcher, FetchOptions
 
     settings = Settings.from_env()
     ctx = runtime.build(settings)

@@ -213,7 +213,7 @@ def run(quick: bool = False) -> Report:
     import redis
 
     from graphhook.redis_server import RedisServer
-    from receiver import keys
+    from graphhook.core import keys
 
     # Short alternating rounds, compared pairwise: the machine is shared, and load from elsewhere
     # hits a pair's two halves alike far more often than two long runs minutes apart.

@@ -30,8 +30,8 @@ def _seed(emulator, prefix: str, count: int) -> list[str]:
 
 
 def _purge(ctx, emulator, boxes: list[str], concurrency: int) -> tuple[float, int, int]:
-    from workers.purge import Purge, PurgeSpec
-    from workers.search import MessageQuery
+    from workers.response.purge import Purge, PurgeSpec
+    from workers.response.search import MessageQuery
 
     before = len(emulator.request_log)
     started = time.perf_counter()
@@ -45,7 +45,7 @@ def run(quick: bool = False) -> Report:
     """Purge N mailboxes twice (new mailboxes each time): one at a time, then 8 at a time."""
     from emulator import Emulator
     from graphhook.redis_server import RedisServer
-    from receiver.settings import Settings
+    from graphhook.core.settings import Settings
     from workers import runtime
 
     count = 60 if quick else int(os.environ.get("BENCH_PURGE_MAILBOXES", "300"))

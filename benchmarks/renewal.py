@@ -27,8 +27,8 @@ LIFE = dt.timedelta(days=7) - dt.timedelta(minutes=10)  # what a fresh subscript
 
 def _setup(emulator, r, public_url: str, count: int):
     from emulator.subscriptions import Subscription as EmuSubscription
-    from receiver import keys
-    from workers import registry
+    from graphhook.core import keys
+    from workers.subscriptions import registry
 
     user = emulator.add_user("bench@contoso.com")
     now = emulator.clock.now()
@@ -53,9 +53,9 @@ def measure(count: int = N) -> dict:
     """Run the sweep and its baseline; return the raw figures."""
     from emulator import Emulator
     from graphhook.redis_server import RedisServer
-    from receiver.settings import Settings
+    from graphhook.core.settings import Settings
     from workers import runtime
-    from workers.renewer import Renewer
+    from workers.subscriptions.renewer import Renewer
 
     work = Path(tempfile.mkdtemp(prefix="graphhook-bench-renewal-"))
     with RedisServer(work / "redis") as server, Emulator(work / "emulator") as emulator:

@@ -64,8 +64,8 @@ def run(quick: bool = False) -> Report:
 
     from emulator import Emulator
     from graphhook.redis_server import RedisServer
-    from receiver import keys
-    from receiver.settings import Settings
+    from graphhook.core import keys
+    from graphhook.core.settings import Settings
     from workers import jobs, runtime
 
     n = 100 if quick else 500

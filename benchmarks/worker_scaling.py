@@ -51,7 +51,7 @@ def _queued_notifications(queue: Queue) -> int:
 def _round(emulator, r: redis.Redis, env: dict[str, str], processes: int, messages: int, tag: str,
            log_dir: Path) -> float:
     """Seconds for ``processes`` workers to fire the triggers of ``messages`` queued messages."""
-    from receiver import keys
+    from graphhook.core import keys
 
     queue = Queue("graphhook", connection=r)
     r.delete(keys.EVENTS)
@@ -82,8 +82,9 @@ def run(quick: bool = False) -> Report:
     from graphhook.devserver import BackgroundServer
     from graphhook.redis_server import RedisServer
     from receiver.app import create_app
-    from receiver.settings import Settings
-    from workers import runtime, subscriptions
+    from graphhook.core.settings import Settings
+    from workers import runtime
+    from workers.subscriptions import operations
 
     messages = 40 if quick else int(os.environ.get("BENCH_SCALING_MESSAGES", "200"))
     work = Path(tempfile.mkdtemp(prefix="graphhook-bench-scaling-"))
@@ -105,7 +106,7 @@ def run(quick: bool = False) -> Report:
             ctx = runtime.build(settings, r)
             for m in range(MAILBOXES):
                 emulator.add_user(f"bench{m}@contoso.com")
-                subscriptions.create(ctx.graph, r, settings, f"bench{m}@contoso.com", "inbox")
+                operations.create(ctx.graph, r, settings, f"bench{m}@contoso.com", "inbox")
             bin_dir = str(Path(sys.executable).parent)
             env = {**os.environ, **emulator.environment(), "REDIS_URL": server.url, "PUBLIC_URL": web.url,
                    "GRAPHHOOK_QUEUE": "graphhook", "GRAPHHOOK_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),

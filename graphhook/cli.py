@@ -12,17 +12,17 @@ import logging
 import sys
 from typing import Sequence
 
-from receiver.errors import ConfigError, GraphhookError
+from graphhook.core.errors import ConfigError, GraphhookError
 
 from .commands import COMMANDS
 
 
 def configure_logging(process: str) -> None:
-    """JSON lines (GRAPHHOOK_LOG_FORMAT=text for humans), secrets redacted: see receiver/logs.py."""
+    """JSON lines (GRAPHHOOK_LOG_FORMAT=text for humans), secrets redacted: see graphhook/core/logs.py."""
     import os
 
-    from receiver import logs
-    from receiver.settings import Settings
+    from graphhook.core import logs
+    from graphhook.core.settings import Settings
 
     try:
         settings = Settings.from_env()

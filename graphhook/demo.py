@@ -19,9 +19,9 @@ from pathlib import Path
 
 from emulator import Emulator
 from emulator.seed import PHISHING
-from receiver import keys
+from graphhook.core import keys
 from receiver.app import create_app
-from receiver.settings import Settings
+from graphhook.core.settings import Settings
 
 from .devserver import BackgroundServer
 from .sink import WebhookSink
@@ -115,10 +115,12 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
                                           stdout=subprocess.DEVNULL, stderr=open(workdir / "worker.log", "ab")))
         say(f"• {workers} RQ worker process(es) started (log: {workdir / 'worker.log'})")
 
-        from workers import runtime, subscriptions
+        from workers import runtime
+
+        from workers.subscriptions import operations
 
         ctx = runtime.build(settings, r)
-        sub = subscriptions.create(ctx.graph, r, settings, DEMO_MAILBOX, "inbox")
+        sub = operations.create(ctx.graph, r, settings, DEMO_MAILBOX, "inbox")
         say(f"• subscribed to {DEMO_MAILBOX}/inbox (subscription {sub.id[:8]}…, handshake answered)")
 
         delivered_at: dict[str, float] = {}

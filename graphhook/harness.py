@@ -35,7 +35,7 @@ import redis
 import requests
 
 from emulator import Emulator
-from workers.purge import process_alive
+from workers.response.purge import process_alive
 
 from .redis_server import RedisServer, free_port
 from .sink import WebhookSink
@@ -341,7 +341,7 @@ class Pipeline:
         ids = list(self.delivered_at)
         recorded: Counter = Counter()
         try:  # the built-in record trigger (graphhook:events), the other trigger every email fires
-            from receiver import keys
+            from graphhook.core import keys
 
             for line in self.redis.lrange(keys.EVENTS, 0, -1):
                 recorded[json.loads(line)["email"]["id"]] += 1

@@ -79,7 +79,7 @@ class WebhookSink(HttpSink):
         self._lock = threading.Lock()
 
     def receive(self, path: str, headers: Message, body: bytes) -> int:
-        from workers.webhooks import SIGNATURE_HEADER, verify
+        from workers.triggers.webhooks import SIGNATURE_HEADER, verify
 
         try:
             verify(body, headers.get(SIGNATURE_HEADER), secret=self._secret)

@@ -6,9 +6,10 @@ import logging
 
 from rq import SimpleWorker, Worker
 
-from receiver.settings import Settings
-from workers import metrics, rich, runtime
-from workers.config import config_for
+from graphhook.core.settings import Settings
+from workers import metrics, runtime
+from workers.records import rich
+from workers.triggers.config import config_for
 
 log = logging.getLogger("graphhook.worker")
 

@@ -1,8 +1,8 @@
 """The web process: ``create_app()`` wires the handshake, intake, health and metrics endpoints.
 
 Flask is only an adapter here: parsing and checks live in pure modules
-(:mod:`receiver.notifications`, :mod:`receiver.intake`, :mod:`receiver.handshake`,
-:mod:`receiver.richnotify`); Redis I/O lives in :mod:`receiver.store`. Accepted
+(:mod:`graphhook.core.notifications`, :mod:`receiver.intake`, :mod:`receiver.handshake`,
+:mod:`graphhook.core.richnotify`); Redis I/O lives in :mod:`receiver.store`. Accepted
 notifications are persisted as RQ jobs (by dotted name) before the 202; if Redis
 cannot take them the answer is 503 so that Graph retries
 (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks#processing-the-change-notification).
@@ -19,17 +19,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
-from .errors import ConfigError, MalformedNotification, RejectedNotification
-from .handshake import validation_response, validation_token
-from .logs import notification_id
-from .intake import check
-from .metrics import Metrics
-from .notifications import Collection, Notification
-from .redisconn import connect
-from .richnotify import OpenIdJwks, SigningKeysUnavailable, TokenValidator
-from .settings import Settings
-from .status import init_app as init_observability
-from .store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter, SubscriptionLookup
+from graphhook.core.errors import ConfigError, MalformedNotification, RejectedNotification
+from receiver.handshake import validation_response, validation_token
+from graphhook.core.logs import notification_id
+from receiver.intake import check
+from receiver.metrics import Metrics
+from graphhook.core.notifications import Collection, Notification
+from graphhook.core.redisconn import connect
+from graphhook.core.richnotify import OpenIdJwks, SigningKeysUnavailable, TokenValidator
+from graphhook.core.settings import Settings
+from receiver.status import init_app as init_observability
+from receiver.store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter, SubscriptionLookup
 
 log = logging.getLogger("graphhook.receiver")
 

@@ -11,7 +11,31 @@ import os
 import shutil
 from typing import Any
 
-logger_class = "receiver.logs.GunicornLogger"  # gunicorn's own error and access lines as JSON, redacted too
+from gunicorn.glogging import Logger
+
+from graphhook.core.errors import ConfigError
+from graphhook.core.logs import JsonFormatter, RedactingFilter
+from graphhook.core.settings import Settings
+
+
+class GunicornLogger(Logger):
+    """gunicorn's error and access logs as JSON lines (``GRAPHHOOK_LOG_FORMAT=text`` keeps gunicorn's own), redacted."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        try:
+            settings: Any = Settings.from_env()
+        except ConfigError:
+            settings = None
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                if getattr(settings, "log_format", "json") == "json":
+                    handler.setFormatter(JsonFormatter("web"))
+                if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                    handler.addFilter(RedactingFilter())
+
+
+logger_class = GunicornLogger
 
 
 def on_starting(server: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .errors import MalformedNotification
+from graphhook.core.errors import MalformedNotification
 
 
 def validation_token(query: Mapping[str, str], *, max_length: int) -> str | None:

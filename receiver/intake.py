@@ -10,8 +10,8 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
-from .errors import RejectedNotification
-from .notifications import Notification
+from graphhook.core.errors import RejectedNotification
+from graphhook.core.notifications import Notification
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class Metrics:
         self._latency.observe(seconds)
 
     def add_collector(self, collector: Collector) -> None:
-        """Also expose a scrape-time collector (e.g. :class:`receiver.observe.RedisCollector`: worker metrics)."""
+        """Also expose a scrape-time collector (e.g. :class:`graphhook.core.observe.RedisCollector`: worker metrics)."""
         self.registry.register(collector)
         self._extra += (collector,)
 

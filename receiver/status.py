@@ -34,10 +34,10 @@ from flask import Blueprint, Flask, Response, abort, current_app, redirect, rend
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
-from . import logs
-from .observe import RedisCollector
-from .settings import Settings
-from .statusdata import gather
+from graphhook.core import logs
+from graphhook.core.observe import RedisCollector
+from graphhook.core.settings import Settings
+from receiver.statusdata import gather
 
 log = logging.getLogger("graphhook.status")
 

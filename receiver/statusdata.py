@@ -4,7 +4,7 @@ Sources: the subscription registry (``graphhook:sub:*``), delta state
 (``graphhook:delta:*``), the workers' recent-notifications list, the record
 trigger's events (``graphhook:events``), RQ's own queues and registries.
 Nothing secret is read into these values (clientState stays in Redis), and
-job error texts pass through :func:`receiver.logs.redact`.
+job error texts pass through :func:`graphhook.core.logs.redact`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from . import keys, observe
-from .logs import redact
-from .subhealth import RED, countdown, parse_time
+from graphhook.core import keys, observe
+from graphhook.core.logs import redact
+from graphhook.core.subhealth import RED, countdown, parse_time
 
 RECENT_ROWS = 20
 SUBSCRIPTION_ROWS = 500  # red ones first; the rest are counted, not listed (the page stays light)

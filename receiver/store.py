@@ -24,8 +24,8 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import DefaultSerializer
 
-from . import keys
-from .intake import KnownSubscription
+from graphhook.core import keys
+from receiver.intake import KnownSubscription
 
 PROCESS_JOB = "workers.jobs.process_notifications"
 LIFECYCLE_JOB = "workers.jobs.handle_lifecycle"

@@ -16,7 +16,7 @@ from emulator import Emulator
 from graphhook.devserver import BackgroundServer
 from graphhook.redis_server import RedisServer
 from receiver.app import create_app
-from receiver.settings import Settings
+from graphhook.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from receiver import keys
-from workers import runtime, subscriptions
+from graphhook.core import keys
+from workers import runtime
+from workers.subscriptions import operations
 
 from tests.conftest import wait_for
 
@@ -15,7 +16,7 @@ def test_delivered_message_fires_trigger_with_fetched_subject_and_sender(
         emulator, live_settings, redis_client, start_worker):
     emulator.add_user("secops@contoso.com")
     ctx = runtime.build(live_settings, redis_client)
-    sub = subscriptions.create(ctx.graph, redis_client, live_settings, "secops@contoso.com", "inbox")
+    sub = operations.create(ctx.graph, redis_client, live_settings, "secops@contoso.com", "inbox")
 
     # The emulator really ran the handshake against our receiver before answering 201.
     assert emulator.subscriptions.items[sub.id].notification_url == f"{live_settings.public_url}/notifications"

@@ -23,8 +23,8 @@ from rq import Queue
 
 from graphhook.redis_server import free_port
 from receiver.app import create_app
-from receiver.notifications import Collection
-from receiver.settings import Settings
+from graphhook.core.notifications import Collection
+from graphhook.core.settings import Settings
 from tests.receiver.conftest import register
 from tests.receiver.test_properties import TENANT, _ours, body, content_type, extra_headers, query, valid_item
 

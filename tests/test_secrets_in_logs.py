@@ -19,9 +19,9 @@ import pytest
 
 from graphhook.cli import configure_logging
 from graphhook.demo import run_demo
-from receiver import keys, logs
-from receiver.settings import Settings
-from workers.auth import cache_cipher
+from graphhook.core import keys, logs
+from graphhook.core.settings import Settings
+from workers.graph.auth import cache_cipher
 
 KNOWN = {
     "AZURE_CLIENT_SECRET": "Demo-Client-Secret-4f8a2c",

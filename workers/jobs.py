@@ -1,4 +1,7 @@
-"""RQ jobs, enqueued by dotted name (``workers.jobs.process_notifications``) from the receiver.
+"""Every RQ job, enqueued by dotted name (``workers.jobs.process_notifications``, …).
+
+A job's dotted name is stored in Redis with the job, so every entry point lives in this one module and
+keeps its name whatever the code behind it becomes.
 
 Exactly once, although Graph delivers at least once (duplicates, reordering,
 retries, delta overlaps): each (mailbox, message, change type) gets a Redis
@@ -24,14 +27,16 @@ from typing import Any
 
 from rq import get_current_job
 
-from receiver import keys, logs
-from receiver.errors import GraphError, NotFoundError
-from receiver.notifications import Notification
+from graphhook.core import keys, logs
+from graphhook.core.errors import GraphError, NotFoundError
+from graphhook.core.notifications import Notification
 
-from . import metrics
-from .dispatch import dispatch
-from .messages import FetchOptions, Fetcher
-from .runtime import Context, context
+from workers import metrics
+from workers.subscriptions import resync
+from workers.triggers import engine, webhooks
+from workers.triggers.dispatch import dispatch
+from workers.records.messages import FetchOptions, Fetcher
+from workers.runtime import Context, context
 
 log = logging.getLogger("graphhook.jobs")
 
@@ -87,7 +92,7 @@ def _mailboxes(ctx: Context, subscription_ids: set[str]) -> dict[str, tuple[str,
 def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
     """Handle change notifications exactly once each; returns counts. Raises (so RQ retries) if any failed."""
     ctx = context()
-    from .rich import open_encrypted  # rich notifications: dataSignature check + decrypt before acting
+    from workers.records.rich import open_encrypted  # rich notifications: dataSignature check + decrypt before acting
 
     items = open_encrypted(items, ctx.settings)
     counts = {"processed": 0, "duplicates": 0, "gone": 0, "updated": 0, "deleted": 0}
@@ -195,7 +200,22 @@ def _handle(ctx: Context, notification: Notification, user_id: str, message_id: 
 
 
 def handle_lifecycle(item: dict[str, Any]) -> str:
-    """Act on a lifecycle event (reauthorize, recreate + resync, resync); see :mod:`workers.lifecycle`."""
-    from .lifecycle import handle
+    """Act on a lifecycle event (reauthorize, recreate + resync, resync); see :mod:`workers.subscriptions.lifecycle`."""
+    from workers.subscriptions.lifecycle import handle
 
     return handle(context(), item)
+
+
+def deliver_webhook(webhook: str, event: dict[str, Any]) -> int:
+    """Render, sign and POST one webhook event; raises so RQ retries with the webhook's back-off."""
+    return webhooks.deliver(webhook, event)
+
+
+def resume_rules(email: dict[str, Any], rule_names: list[str], subscription_id: str = "") -> dict[str, list[str]]:
+    """Re-run rules for an email after a failure; raises so RQ retries."""
+    return engine.resume(email, rule_names, subscription_id)
+
+
+def resync_folder(mailbox: str, folder: str, user_id: str, subscription_id: str = "") -> dict[str, Any]:
+    """Delta-resync one mailbox folder (after lifecycle events and the renewer's safety sweep)."""
+    return resync.resync_job(mailbox, folder, user_id, subscription_id)

@@ -6,15 +6,15 @@ prometheus_client multiprocess directory with the web process. They share
 Redis: each process buffers its counts here and :func:`flush` adds them to
 Redis hashes in one pipelined round trip (after every job, see
 :class:`MeteredWorker`; after every renewer pass; at least once a second while
-metrics keep coming). :mod:`receiver.observe` defines the metrics and turns the
+metrics keep coming). :mod:`graphhook.core.observe` defines the metrics and turns the
 hashes into Prometheus families at scrape time. A metric write never fails a
 job: if Redis is unavailable the counts stay buffered for the next flush.
 
 The instrumentation calls (one line each in the owners' modules):
-:func:`graph_request` (``workers/graph.py``), :func:`token_request`
-(``workers/auth.py``), :func:`notification_handled` (``workers/jobs.py``),
-:func:`triggers_fired` (``workers/dispatch.py``), :func:`webhook_result`
-(``workers/webhooks.py``); job durations and failures come from :class:`MeteredWorker`.
+:func:`graph_request` (``workers/graph/client.py``), :func:`token_request`
+(``workers/graph/auth.py``), :func:`notification_handled` (``workers/jobs.py``),
+:func:`triggers_fired` (``workers/triggers/dispatch.py``), :func:`webhook_result`
+(``workers/triggers/webhooks.py``); job durations and failures come from :class:`MeteredWorker`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any, Iterable
 import redis
 from rq import SimpleWorker, Worker, get_current_job
 
-from receiver import observe
-from receiver.subhealth import RED, SubscriptionView
+from graphhook.core import observe
+from graphhook.core.subhealth import RED, SubscriptionView
 
 log = logging.getLogger("graphhook.metrics")
 events = logging.getLogger("graphhook.notifications")
@@ -58,7 +58,7 @@ def use_redis(r: redis.Redis) -> None:
 
 
 def inc(name: str, amount: float = 1.0, **labels: Any) -> None:
-    """Add to a counter of :data:`receiver.observe.SPECS`."""
+    """Add to a counter of :data:`graphhook.core.observe.SPECS`."""
     spec = observe.SPECS[name]
     with _lock:
         _counts[(name, observe.label_field(spec, labels))] += amount

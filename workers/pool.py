@@ -21,13 +21,13 @@ import os
 
 from rq.worker_pool import WorkerPool
 
-from receiver import logs
-from receiver.redisconn import connect
-from receiver.settings import Settings
+from graphhook.core import logs
+from graphhook.core.redisconn import connect
+from graphhook.core.settings import Settings
 
-from . import rich
-from .config import config_for
-from .metrics import MeteredSimpleWorker
+from workers.records import rich
+from workers.triggers.config import config_for
+from workers.metrics import MeteredSimpleWorker
 
 log = logging.getLogger("graphhook.pool")
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import redis
 
-from receiver.redisconn import connect
-from receiver.settings import Settings
+from graphhook.core.redisconn import connect
+from graphhook.core.settings import Settings
 
-from .auth import TokenProvider
-from .graph import GraphClient, new_session
-from .limits import MailboxLimiter
+from workers.graph.auth import TokenProvider
+from workers.graph.client import GraphClient, new_session
+from workers.graph.limits import MailboxLimiter
 
 
 @dataclass

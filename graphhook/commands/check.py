@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from receiver.errors import ConfigError
-from receiver.settings import Settings
+from graphhook.core.errors import ConfigError
+from graphhook.core.settings import Settings
 
 if TYPE_CHECKING:
-    from workers.check import Report
+    from workers.check.checklist import Report
 
 SECTIONS = ("config", "token", "public-url", "redis")
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _settings(env: Mapping[str, str], report: "Report") -> Settings | None:
     """Settings from ``env``; a non-https PUBLIC_URL is reported by its own check, other errors end the run."""
-    from workers.check import FAIL, Result
+    from workers.check.checklist import FAIL, Result
 
     env = dict(env)
     public = env.get("PUBLIC_URL", "")
@@ -52,8 +52,8 @@ def _settings(env: Mapping[str, str], report: "Report") -> Settings | None:
 def run_checks(env: Mapping[str, str], *, config_only: bool = False, skip: Sequence[str] = (),
                session: requests.Session | None = None) -> "Report":
     """Run the checklist against the settings in ``env``; never raises for what it checks."""
-    from workers.check import OK, Report, Result, check_permissions, check_token, permissions_for
-    from workers.check_infra import check_config, check_public_url, check_redis
+    from workers.check.checklist import OK, Report, Result, check_permissions, check_token, permissions_for
+    from workers.check.infra import check_config, check_public_url, check_redis
 
     try:
         redis_password = urlsplit(env.get("REDIS_URL", "")).password or ""
@@ -85,7 +85,7 @@ def run_checks(env: Mapping[str, str], *, config_only: bool = False, skip: Seque
 
 
 def _validate(path: str, env: Mapping[str, str]) -> Any:
-    from workers.config import validate_config
+    from workers.triggers.config import validate_config
 
     return validate_config(path, env)
 

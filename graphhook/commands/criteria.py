@@ -23,8 +23,8 @@ def given(args: argparse.Namespace) -> bool:
 
 
 def query_from(args: argparse.Namespace):
-    """The :class:`workers.search.MessageQuery` the flags describe."""
-    from workers.search import MessageQuery, parse_when
+    """The :class:`workers.response.search.MessageQuery` the flags describe."""
+    from workers.response.search import MessageQuery, parse_when
 
     return MessageQuery(
         internet_message_id=args.message_id, sender=args.sender, subject=args.subject,

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from receiver.errors import DecryptionError
+from graphhook.core.errors import DecryptionError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def _contents(document: Any) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     """Print each decrypted resource as JSON; a bad signature or wrong key exits 1 with the reason."""
-    from receiver.richnotify import decrypt_content, load_key_file
+    from graphhook.core.richnotify import decrypt_content, load_key_file
 
     key = load_key_file(args.key, password=args.password)
     try:

@@ -1,7 +1,7 @@
 """``graphhook mail get|search|send|forward|move|delete|mark-read``: one-off mailbox actions for responders.
 
 Every action calls the same functions the rule actions and the purge use
-(:mod:`workers.mailops`, :mod:`workers.search`). Output is JSON on stdout
+(:mod:`workers.response.mailops`, :mod:`workers.response.search`). Output is JSON on stdout
 (for scripts); ``--table`` prints a readable table instead. Searches follow
 every page; ``--max`` is the only cap.
 """
@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from receiver.errors import ConfigError
+from graphhook.core.errors import ConfigError
 
 from .criteria import add_criteria, query_from
 
@@ -72,8 +72,9 @@ def _address(value: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run one mail action; print its JSON (or table); 0 on success."""
-    from receiver.settings import Settings
-    from workers import mailops, runtime, search
+    from graphhook.core.settings import Settings
+    from workers.response import mailops, search
+    from workers import runtime
 
     action = args.mail_action
     query = None
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         if args.max is not None and args.max < 1:
             raise ConfigError(f"--max must be at least 1, got {args.max!r}")
         query = query_from(args)
-    from workers.uploads import LocalFile, send_files
+    from workers.graph.uploads import LocalFile, send_files
 
     files = [LocalFile.open(path) for path in args.attach] if action == "send" else []
     settings = Settings.from_env()

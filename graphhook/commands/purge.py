@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from receiver.errors import ConfigError
+from graphhook.core.errors import ConfigError
 
 from .criteria import add_criteria, given, query_from
 
@@ -61,11 +61,11 @@ def _mailboxes(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Start (or resume) a purge; print the JSON report; 0 all settled, 1 partial failure, 130 interrupted."""
-    from receiver.settings import Settings
+    from graphhook.core.settings import Settings
     from workers import runtime
-    from workers.progress import ProgressBar
-    from workers.purge import DEFAULT_CONCURRENCY, MAX_MAILBOXES, Purge, PurgeSpec, check_mailbox_count
-    from workers.search import iter_mailboxes
+    from workers.response.progress import ProgressBar
+    from workers.response.purge import DEFAULT_CONCURRENCY, MAX_MAILBOXES, Purge, PurgeSpec, check_mailbox_count
+    from workers.response.search import iter_mailboxes
 
     sources = sum(bool(s) for s in (args.mailbox, args.mailboxes_file, args.all_mailboxes))
     concurrency = args.concurrency if args.concurrency is not None else DEFAULT_CONCURRENCY
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         spec = PurgeSpec(query_from(args), mode="hard" if args.hard else "soft", dry_run=args.dry_run)
         boxes = _mailboxes(args)
         if boxes:  # refused here, before Redis or Graph is touched
-            from workers.purge import normalise_mailboxes
+            from workers.response.purge import normalise_mailboxes
 
             check_mailbox_count(len(normalise_mailboxes(boxes)))
 

@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from receiver.settings import Settings
-    from workers import renewer, runtime
+    from graphhook.core.settings import Settings
+    from workers.subscriptions import renewer
+    from workers import runtime
 
     settings = Settings.from_env()
     settings.require("REDIS_URL", "PUBLIC_URL")

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import re
 
-from receiver.errors import ConfigError
+from graphhook.core.errors import ConfigError
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -30,14 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from receiver.settings import Settings
-    from workers import registry, runtime, subscriptions
-    from workers.resync import resync_folder
+    from graphhook.core.settings import Settings
+    from workers.subscriptions import operations, registry
+    from workers import runtime
+    from workers.subscriptions.resync import resync_folder
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
     ctx = runtime.build(settings)
-    user_id = subscriptions.user_id_of(ctx.graph, args.mailbox)
+    user_id = operations.user_id_of(ctx.graph, args.mailbox)
     sub_id = next((r.id for r in registry.all_records(ctx.redis)
                    if r.key == (args.mailbox.lower(), args.folder.lower())), "")
     result = resync_folder(ctx, args.mailbox, args.folder, user_id, subscription_id=sub_id, since=args.since)

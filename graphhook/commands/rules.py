@@ -17,10 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_test(args: argparse.Namespace) -> int:
     """Print each rule that matches, in order, with the actions it would run; exit 1 if none match."""
-    from receiver.settings import Settings
-    from workers.actions import describe
-    from workers.config import validate_config
-    from workers.triggers import evaluate
+    from graphhook.core.settings import Settings
+    from workers.triggers.actions import describe
+    from workers.triggers.config import validate_config
+    from workers.triggers.engine import evaluate
 
     settings = Settings.from_env()
     config = validate_config(settings.config_path)

@@ -28,9 +28,10 @@ def _state(record, at_graph: dict, now: dt.datetime, margin: dt.timedelta) -> st
 
 
 def run(args: argparse.Namespace) -> int:
-    from receiver.errors import ConfigError
-    from receiver.settings import Settings
-    from workers import registry, renewer, runtime, subscriptions
+    from graphhook.core.errors import ConfigError
+    from graphhook.core.settings import Settings
+    from workers.subscriptions import operations, registry, renewer
+    from workers import runtime
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "create":
         if not args.mailbox:
             raise ConfigError("subscriptions create needs --mailbox ADDRESS")
-        record = subscriptions.create(ctx.graph, ctx.redis, settings, args.mailbox, args.folder)
+        record = operations.create(ctx.graph, ctx.redis, settings, args.mailbox, args.folder)
         print(json.dumps(record.public(), indent=2))
     elif args.action == "list":
         now = dt.datetime.now(dt.timezone.utc)
@@ -65,17 +66,17 @@ def run(args: argparse.Namespace) -> int:
         if args.id and not records:
             raise ConfigError(f"no registered subscription {args.id!r}")
         for record in records:
-            renewed = subscriptions.renew(ctx.graph, ctx.redis, record)
+            renewed = operations.renew(ctx.graph, ctx.redis, record)
             print(f"renewed {renewed.id} until {renewed.expiration}")
     elif args.action == "delete":
         if not args.id:
             raise ConfigError("subscriptions delete needs --id SUBSCRIPTION_ID")
-        subscriptions.delete(ctx.graph, ctx.redis, args.id)
+        operations.delete(ctx.graph, ctx.redis, args.id)
         print(f"deleted {args.id}")
     elif args.action == "reconcile":
         settings.require("PUBLIC_URL")
-        from receiver import keys
-        from workers.leader import LeaderLock
+        from graphhook.core import keys
+        from workers.subscriptions.leader import LeaderLock
 
         lock = LeaderLock(ctx.redis, keys.RENEWER_LOCK, ttl=120)
         if not lock.acquire():

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from receiver.app import create_app
-    from receiver.settings import Settings
+    from graphhook.core.settings import Settings
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")

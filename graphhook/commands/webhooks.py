@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _redis():
-    from receiver.redisconn import connect
-    from receiver.settings import Settings
+    from graphhook.core.redisconn import connect
+    from graphhook.core.settings import Settings
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
@@ -26,7 +26,7 @@ def _redis():
 
 
 def run_failed(args: argparse.Namespace) -> int:
-    from workers.webhooks import failed
+    from workers.triggers.webhooks import failed
 
     _, r = _redis()
     items = failed(r)
@@ -40,8 +40,8 @@ def run_failed(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from workers.config import load_config
-    from workers.webhooks import replay_failed
+    from workers.triggers.config import load_config
+    from workers.triggers.webhooks import replay_failed
 
     settings, r = _redis()
     count = replay_failed(r, settings.queue_name, load_config(settings.config_path), webhook=args.webhook)
@@ -50,7 +50,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from workers.webhooks import STATS
+    from workers.triggers.webhooks import STATS
 
     _, r = _redis()
     for field, value in sorted(r.hgetall(STATS).items()):

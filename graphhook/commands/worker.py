@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from receiver.errors import ConfigError
-    from receiver.settings import Settings
+    from graphhook.core.errors import ConfigError
+    from graphhook.core.settings import Settings
 
     settings = Settings.from_env()
     if args.processes:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from receiver.settings import Settings
+from graphhook.core.settings import Settings
 from tests.conftest import ROOT
 from tests.deploy.test_manifests import documented_variables
 from tests.deploy.test_procfile import procfile
-from workers.config import validate_config
+from workers.triggers.config import validate_config
 
 # Variables Heroku or gunicorn read, not graphhook's Settings; still documented in env.example.
 PLATFORM_VARIABLES = {"WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",

@@ -7,7 +7,7 @@ import re
 from tests.conftest import ROOT
 from tests.deploy.test_manifests import documented_variables
 
-# Read outside receiver/settings.py: by the Procfile/Dockerfile shell line, gunicorn and prometheus_client.
+# Read outside graphhook/core/settings.py: by the Procfile/Dockerfile shell line, gunicorn and prometheus_client.
 PROCESS_VARIABLES = {"PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
                      "PROMETHEUS_MULTIPROC_DIR"}
 

@@ -47,7 +47,7 @@ def test_wheel_builds_from_the_docker_context_alone(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     wheel = next(out.glob("graphhook-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("receiver/app.py", "receiver/gunicorn_conf.py", "workers/jobs.py", "workers/check.py",
+    for module in ("receiver/app.py", "receiver/gunicorn_conf.py", "workers/jobs.py", "workers/check/checklist.py",
                    "graphhook/cli.py", "graphhook/commands/check.py", "emulator/server.py"):
         assert module in names, f"{module} missing from the image's install"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

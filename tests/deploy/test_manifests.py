@@ -21,7 +21,7 @@ from rq import Queue
 from receiver.app import create_app
 from tests.conftest import ROOT
 from tests.deploy.test_procfile import assert_graphhook_command, assert_real_factory, gunicorn_app
-from workers.config import validate_config
+from workers.triggers.config import validate_config
 
 K8S = ROOT / "deploy" / "kubernetes"
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -59,7 +59,7 @@ def main_container(deployment: dict) -> dict:
 def url_map(redis_server):
     import redis
 
-    from receiver.settings import Settings
+    from graphhook.core.settings import Settings
 
     app = create_app(Settings.from_env({"REDIS_URL": redis_server.url}),
                      redis_client=redis.Redis.from_url(redis_server.url))

@@ -18,7 +18,7 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from graphhook.redis_server import free_port
-from receiver import keys
+from graphhook.core import keys
 from tests.conftest import ROOT, wait_for
 
 HONCHO = shutil.which("honcho", path=str(Path(sys.executable).parent)) or shutil.which("honcho")

@@ -244,7 +244,7 @@ def test_handshake_slower_than_the_limit_fails(emulator):
     from flask import Flask, request
 
     from graphhook.devserver import BackgroundServer
-    from workers.check_infra import check_handshake
+    from workers.check.infra import check_handshake
 
     slow = Flask("slow-echo")
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from graphhook.cli import main
-from workers import mailops
+from workers.response import mailops
 
 ALICE, BOB, SECOPS = "alice@contoso.com", "bob@contoso.com", "secops@contoso.com"
 

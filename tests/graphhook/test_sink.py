@@ -8,7 +8,7 @@ import time
 import requests
 
 from graphhook.sink import WebhookSink
-from workers.webhooks import SIGNATURE_HEADER, sign
+from workers.triggers.webhooks import SIGNATURE_HEADER, sign
 
 
 def test_signed_deliveries_count_and_forged_ones_get_401():

@@ -6,15 +6,16 @@ import json
 
 import pytest
 
-from receiver import keys
+from graphhook.core import keys
 from tests.conftest import wait_for
-from workers import runtime, subscriptions
+from workers import runtime
+from workers.subscriptions import operations
 
 
 @pytest.mark.parametrize("mode", [(), ("--simple",), ("--processes", "2")])
 def test_each_worker_mode_fires_the_trigger(emulator, live_settings, redis_client, start_worker, mode):
     emulator.add_user("secops@contoso.com")
-    subscriptions.create(runtime.build(live_settings, redis_client).graph, redis_client, live_settings,
+    operations.create(runtime.build(live_settings, redis_client).graph, redis_client, live_settings,
                          "secops@contoso.com", "inbox")
     start_worker(*mode)
     emulator.deliver("secops@contoso.com", {"subject": f"mode {' '.join(mode) or 'fork'}", "from": "a@example.com"})
@@ -60,9 +61,9 @@ def test_worker_refuses_to_start_with_unusable_decryption_keys(emulator, live_se
 
 
 def test_worker_loads_decryption_keys_at_start(emulator, live_settings, tmp_path, caplog):
-    from receiver.settings import Settings
+    from graphhook.core.settings import Settings
     from tests.receiver.conftest import make_key_pair
-    from workers import rich
+    from workers.records import rich
 
     path, _cert = make_key_pair(tmp_path)
     settings = Settings.from_env({**emulator.environment(), "REDIS_URL": live_settings.redis_url,

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from receiver import keys
-from receiver.settings import Settings
+from graphhook.core import keys
+from graphhook.core.settings import Settings
 
 STATE = "s" * 40
 

@@ -8,7 +8,7 @@ import pytest
 import requests
 from rq import Queue
 
-from receiver import keys
+from graphhook.core import keys
 
 
 def _register(redis_client, sid="sub-1", state="s" * 40, tenant=None, emulator=None):

@@ -12,7 +12,7 @@ from rq import Queue
 from graphhook.redis_server import RedisServer, free_port
 from receiver.app import create_app
 from tests.conftest import wait_for
-from workers.rich import open_encrypted
+from workers.records.rich import open_encrypted
 
 from .conftest import STATE, change, lifecycle, make_key_pair, register
 

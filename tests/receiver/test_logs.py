@@ -9,8 +9,8 @@ import logging
 import pytest
 from rq import Queue, SimpleWorker
 
-from receiver import logs
-from receiver.settings import Settings
+from graphhook.core import logs
+from graphhook.core.settings import Settings
 
 log = logging.getLogger("graphhook.test")
 
@@ -109,7 +109,7 @@ def test_ordinary_text_is_left_alone(captured):
 
 
 def test_webhook_secret_registered_by_the_config_loader(captured, tmp_path):
-    from workers.config import load_config
+    from workers.triggers.config import load_config
 
     path = tmp_path / "graphhook.yaml"
     path.write_text("webhooks:\n  soar: {url: 'http://127.0.0.1:9/hook', secret_env: ODDLY_NAMED}\n")

@@ -16,7 +16,7 @@ from rq import Queue
 
 from graphhook.redis_server import free_port
 from receiver.app import create_app
-from receiver.notifications import Collection
+from graphhook.core.notifications import Collection
 
 from .conftest import STATE, register
 

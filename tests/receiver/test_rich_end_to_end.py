@@ -7,7 +7,7 @@ import json
 
 from rq import Queue
 
-from receiver import keys
+from graphhook.core import keys
 from tests.conftest import wait_for
 
 

@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emulator.richcrypto import encrypt_resource
-from receiver.errors import ConfigError, DecryptionError, RejectedNotification
-from receiver.richnotify import (GRAPH_NOTIFICATION_APPID, KeyRing, OpenIdJwks, SigningKeysUnavailable,
+from graphhook.core.errors import ConfigError, DecryptionError, RejectedNotification
+from graphhook.core.richnotify import (GRAPH_NOTIFICATION_APPID, KeyRing, OpenIdJwks, SigningKeysUnavailable,
                                  TokenValidator, decrypt_content, load_key_file)
 
 from .conftest import make_key_pair

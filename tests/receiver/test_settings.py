@@ -1,7 +1,7 @@
 import pytest
 
-from receiver.errors import ConfigError
-from receiver.settings import Settings
+from graphhook.core.errors import ConfigError
+from graphhook.core.settings import Settings
 
 
 def test_missing_variables_are_named_with_a_hint():

@@ -11,9 +11,9 @@ import requests
 from rq import Queue, SimpleWorker
 
 from graphhook.devserver import BackgroundServer
-from receiver import keys
+from graphhook.core import keys
 from receiver.app import create_app
-from receiver.settings import Settings
+from graphhook.core.settings import Settings
 
 USER, PASSWORD, TOKEN = "ops", "correct horse battery staple", "status-token-0123456789"
 QUEUE = "graphhook-status-tests"
@@ -44,7 +44,7 @@ def seed(r) -> str:
                                  change_type="created", notification_id="n-1")
     metrics.flush(r)
     queue = Queue(QUEUE, connection=r)
-    job = queue.enqueue("receiver.keys.subscription")  # raises TypeError: a genuinely failed job
+    job = queue.enqueue("graphhook.core.keys.subscription")  # raises TypeError: a genuinely failed job
     SimpleWorker([queue], connection=r).work(burst=True)
     assert queue.failed_job_registry.get_job_ids() == [job.id]
     return job.id
@@ -92,7 +92,7 @@ def test_page_shows_health_resyncs_queues_notifications_and_failed_jobs(served, 
     assert "2026-11-27T09:30:00Z" in html  # last resync of secops@contoso.com/inbox
     assert "quarantine-phishing" in html and "Urgent: verify your account" in html
     assert "AAMkAGI2-message-1"[-16:] in html
-    assert job_id in html and "receiver.keys.subscription" in html and "TypeError" in html
+    assert job_id in html and "graphhook.core.keys.subscription" in html and "TypeError" in html
     assert CLIENT_STATE not in html and PASSWORD not in html and TOKEN not in html
 
 

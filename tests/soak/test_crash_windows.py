@@ -8,9 +8,9 @@ import json
 from rq import Queue
 
 from emulator.seed import PHISHING
-from receiver import keys
-from workers.actions import marker_key
-from workers.dispatch import dispatch
+from graphhook.core import keys
+from workers.triggers.actions import marker_key
+from workers.triggers.dispatch import dispatch
 from tests.workers.test_actions import QUEUE, record_for, world  # noqa: F401 (world is a fixture)
 
 ALL_MAIL_WEBHOOK = """
@@ -23,7 +23,7 @@ webhooks:
 
 
 def _deliveries(redis_client) -> list:
-    return [j for j in Queue(QUEUE, connection=redis_client).jobs if j.func_name == "workers.webhooks.deliver"]
+    return [j for j in Queue(QUEUE, connection=redis_client).jobs if j.func_name == "workers.jobs.deliver_webhook"]
 
 
 def test_a_webhook_left_pending_by_a_dead_job_is_queued_by_its_retry(world, emulator, redis_client):

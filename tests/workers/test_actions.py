@@ -13,12 +13,14 @@ from rq import Queue, SimpleWorker
 
 from emulator.faults import FaultRule
 from emulator.seed import PHISHING
-from receiver import keys
-from workers import mailops, runtime, webhooks
-from workers.actions import marker_key
-from workers.config import config_for
-from workers.dispatch import dispatch
-from workers.messages import Fetcher
+from graphhook.core import keys
+from workers.response import mailops
+from workers import runtime
+from workers.triggers import webhooks
+from workers.triggers.actions import marker_key
+from workers.triggers.config import config_for
+from workers.triggers.dispatch import dispatch
+from workers.records.messages import Fetcher
 
 from . import handler_sample
 from .sink import Sink
@@ -264,7 +266,7 @@ def test_failing_handler_is_retried_by_resume_job(world, emulator, redis_client)
 
 
 def test_webhook_content_is_base64_within_the_size_cap(world, emulator):
-    from workers.insightconnect import insightconnect_event
+    from workers.triggers.insightconnect import insightconnect_event
 
     inner = {"subject": "original invoice", "body": "see pdf", "from": {"name": "V", "address": "v@vendor.example"},
              "attachments": [{"kind": "file", "name": "invoice.pdf", "contentType": "application/pdf",
@@ -316,8 +318,8 @@ def test_forward_whose_answer_was_lost_is_not_sent_again(world, emulator, redis_
 
 
 def test_nothing_happened_policy():
-    from receiver.errors import GraphError
-    from workers.actions import nothing_happened
+    from graphhook.core.errors import GraphError
+    from workers.triggers.actions import nothing_happened
 
     refused, dropped = GraphError(500, "InternalServerError", "x"), GraphError(0, "ConnectionError", "x")
     assert nothing_happened("forward", refused) and not nothing_happened("forward", dropped)

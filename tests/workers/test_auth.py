@@ -7,9 +7,9 @@ import json
 import pytest
 from rq import Queue
 
-from receiver import keys
-from receiver.errors import AuthError
-from workers.auth import TokenProvider
+from graphhook.core import keys
+from graphhook.core.errors import AuthError
+from workers.graph.auth import TokenProvider
 
 from tests.conftest import wait_for
 
@@ -95,7 +95,7 @@ def test_certificate_credential_gets_a_token_and_its_key_encrypts_the_cache(emul
 
 def test_a_refresh_lock_left_by_a_crashed_process_delays_a_token_by_seconds_not_until_it_lapses(
         emulator, settings, redis_client, caplog):
-    from workers import auth
+    from workers.graph import auth
 
     redis_client.set(auth.REFRESH_LOCK, "a process that was SIGKILLed mid-request", ex=auth.REFRESH_LOCK_SECONDS)
     now = [1_000_000.0]

@@ -6,8 +6,9 @@ import textwrap
 
 import pytest
 
-from receiver.errors import ConfigError
-from workers.config import MailboxWatch, load_config, validate_config
+from graphhook.core.errors import ConfigError
+from workers.triggers.config import load_config, validate_config
+from workers.triggers.model import MailboxWatch
 
 SECRET_ENV = {"SOAR_WEBHOOK_SECRET": "s3cr3t-value-for-tests-0123456789"}
 
@@ -123,6 +124,15 @@ def test_validate_config_imports_handlers(tmp_path):
         validate_config(missing, env={})
 
 
+def test_the_example_handler_loads_by_its_current_and_its_former_path(tmp_path):
+    """``workers.handlers:log_email`` (the example's path before the workers package was grouped) still loads."""
+    from workers.triggers.handlers import log_email, resolve
+
+    for path in ("workers.triggers.handlers:log_email", "workers.handlers:log_email", "workers.handlers.log_email"):
+        config = validate_config(write(tmp_path, f"handlers:\n  h: {{path: '{path}'}}\n"), env={})
+        assert resolve(config.handlers["h"]) is log_email
+
+
 def test_disabled_rules_are_validated_but_not_loaded(tmp_path):
     config = load_config(write(tmp_path, "rules: [{name: a, when: always, enabled: false}, {name: b, when: always}]"), env={})
     assert [r.name for r in config.rules] == ["b"]
@@ -137,7 +147,7 @@ def test_handler_from_entry_point_group(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-handlers\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[graphhook.handlers]\nacme-triage = acme_handlers:triage\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    from workers.handlers import resolve
+    from workers.triggers.handlers import resolve
 
     config = validate_config(write(tmp_path, "handlers:\n  triage: {entry_point: acme-triage}\n"), env={})
     assert resolve(config.handlers["triage"])({}, None) == "triaged"
@@ -146,7 +156,7 @@ def test_handler_from_entry_point_group(tmp_path, monkeypatch):
 def test_running_process_keeps_last_good_config_when_an_edit_breaks_it(tmp_path, caplog):
     import os
 
-    from workers.config import config_for
+    from workers.triggers.config import config_for
 
     path = write(tmp_path, "rules: [{name: a, when: always}]")
     assert [r.name for r in config_for(str(path)).rules] == ["a"]

@@ -8,10 +8,12 @@ import json
 import textwrap
 
 from emulator.seed import PHISHING
-from receiver import keys
-from workers import runtime, subscriptions, webhooks
-from workers.config import parse_config
-from workers.triggers import evaluate
+from graphhook.core import keys
+from workers import runtime
+from workers.subscriptions import operations
+from workers.triggers import webhooks
+from workers.triggers.config import parse_config
+from workers.triggers.engine import evaluate
 
 from tests.conftest import wait_for
 
@@ -50,7 +52,7 @@ def test_seeded_phish_is_quarantined_forwarded_and_sent_to_soar(emulator, live_s
     monkeypatch.setenv("E2E_WEBHOOK_SECRET", SECRET)
     try:
         ctx = runtime.build(live_settings, redis_client)
-        subscriptions.create(ctx.graph, redis_client, live_settings, "alice@contoso.com", "inbox")
+        operations.create(ctx.graph, redis_client, live_settings, "alice@contoso.com", "inbox")
         start_worker()
         phish = emulator.deliver("alice@contoso.com", PHISHING)
         ordinary = emulator.deliver("alice@contoso.com", {"subject": "Lunch?", "body": "Friday?",
@@ -109,7 +111,7 @@ def test_example_rules_fire_on_seeded_phish_only():
 
 
 def test_summary_lists_which_rules_fired_on_which_messages():
-    from workers.triggers import summarise
+    from workers.triggers.engine import summarise
 
     events = [{"rules": ["quarantine-phishing"], "email": {"subject": "Storage full"}},
               {"rules": [], "email": {"subject": "Lunch?"}},

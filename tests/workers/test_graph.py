@@ -7,8 +7,8 @@ import email.utils
 import pytest
 
 from emulator.faults import FaultRule
-from receiver.errors import AccessDeniedError, GraphError, NotFoundError, ThrottledError
-from workers.graph import GraphClient, error_for, mailbox_of, parse_retry_after
+from graphhook.core.errors import AccessDeniedError, GraphError, NotFoundError, ThrottledError
+from workers.graph.client import GraphClient, error_for, mailbox_of, parse_retry_after
 
 
 class Sleeps(list):

@@ -10,9 +10,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from emulator.faults import FaultRule
-from receiver.errors import ThrottledError
-from workers.graph import GraphClient
-from workers.limits import MailboxLimiter
+from graphhook.core.errors import ThrottledError
+from workers.graph.client import GraphClient
+from workers.graph.limits import MailboxLimiter
 
 
 class CountingAdapter(HTTPAdapter):
@@ -113,7 +113,7 @@ def test_eight_parallel_jobs_in_real_workers_never_trip_the_emulators_concurrenc
 
     from rq import Queue
 
-    from receiver import keys
+    from graphhook.core import keys
     from tests.conftest import wait_for
 
     user = emulator.add_user("lee@contoso.com")

@@ -7,8 +7,9 @@ import json
 import pytest
 from rq import Queue, SimpleWorker
 
-from receiver import keys
-from workers import jobs, runtime, subscriptions
+from graphhook.core import keys
+from workers import jobs, runtime
+from workers.subscriptions import operations
 
 from tests.conftest import wait_for
 
@@ -33,7 +34,7 @@ def test_duplicate_deliveries_to_real_workers_fire_one_trigger_each(emulator, li
     emulator.delivery.options.duplicate_rate = 1.0  # every notification is POSTed twice
     emulator.add_user("secops@contoso.com")
     ctx = runtime.build(live_settings, redis_client)
-    sub = subscriptions.create(ctx.graph, redis_client, live_settings, "secops@contoso.com", "inbox")
+    sub = operations.create(ctx.graph, redis_client, live_settings, "secops@contoso.com", "inbox")
     start_worker()
     start_worker()
     sent = [emulator.deliver("secops@contoso.com", {"subject": f"dup {i}"})["id"] for i in range(3)]
@@ -167,7 +168,7 @@ def test_several_new_messages_in_one_job_are_fetched_in_one_batch(emulator, sett
     import hashlib
     import os
 
-    from workers import attachments
+    from workers.records import attachments
 
     monkeypatch.setattr(attachments, "INLINE_JSON", 64 * 1024)  # the batch reply is streamed, not loaded whole
     user = emulator.add_user("lou@contoso.com")

@@ -9,7 +9,7 @@ import sys
 
 from rq import Queue
 
-from receiver import keys
+from graphhook.core import keys
 
 from tests.conftest import ROOT, wait_for, worker_env
 

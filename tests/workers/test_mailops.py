@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.errors import NotFoundError
-from workers import mailops, runtime
+from graphhook.core.errors import NotFoundError
+from workers.response import mailops
+from workers import runtime
 
 
 @pytest.fixture

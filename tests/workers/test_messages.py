@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from emulator.seed import PHISHING
-from workers import attachments
-from workers.messages import SCHEMA, Fetcher, FetchOptions, email_record
+from workers.records import attachments
+from workers.records.messages import SCHEMA, Fetcher, FetchOptions, email_record
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "email-record.schema.json"
 
@@ -143,7 +143,7 @@ def test_record_matches_the_published_json_schema(emulator, ctx, user):
 def test_a_phish_reported_as_attachment_carries_its_own_attachments(emulator, ctx, user):
     """Users report phishing by attaching the message; what it carries (an HTML page, an email inside an
     email) must reach the rules and webhooks like a top-level attachment."""
-    from workers.rules import iter_attachments
+    from workers.triggers.rules import iter_attachments
 
     page = b"<html><form action='https://evil.example/login'>"
     inner = {"subject": "Your mailbox is full", "from": "it@evil.example", "attachments": [

@@ -7,7 +7,7 @@ import json
 
 from hypothesis import given, settings as hsettings, strategies as st
 
-from workers import attachments, authresults, urls
+from workers.records import attachments, authresults, urls
 
 
 def test_verdicts_ignore_comments_and_keep_the_first_hop():

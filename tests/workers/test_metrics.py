@@ -11,11 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
 
 from emulator.faults import FaultRule
-from receiver import keys
-from receiver.observe import RedisCollector
+from graphhook.core import keys
+from graphhook.core.observe import RedisCollector
 from tests.conftest import wait_for
-from workers import metrics, runtime, subscriptions
-from workers.renewer import Renewer
+from workers import metrics, runtime
+from workers.subscriptions import operations
+from workers.subscriptions.renewer import Renewer
 
 MAILBOX = "metrics@contoso.com"
 DAY = 24 * 3600
@@ -42,7 +43,7 @@ def test_counts_from_two_worker_processes_add_up_on_the_receiver(emulator, live_
                                                                  start_worker):
     emulator.add_user(MAILBOX)
     ctx = runtime.build(live_settings, redis_client)
-    subscriptions.create(ctx.graph, redis_client, live_settings, MAILBOX, "inbox")
+    operations.create(ctx.graph, redis_client, live_settings, MAILBOX, "inbox")
 
     def fired() -> int:
         return redis_client.llen(keys.EVENTS)
@@ -60,7 +61,7 @@ def test_counts_from_two_worker_processes_add_up_on_the_receiver(emulator, live_
         emulator.deliver(MAILBOX, {"subject": f"second {i}", "from": "a@fabrikam.com", "body": "x"})
     wait_for(lambda: fired() == 5, timeout=60)
     # A job that raises: counted as a failure under its function name.
-    Queue(live_settings.queue_name, connection=redis_client).enqueue("receiver.keys.subscription")
+    Queue(live_settings.queue_name, connection=redis_client).enqueue("graphhook.core.keys.subscription")
     wait_for(lambda: total(scrape(receiver, emulator), "graphhook_job_failures_total") == 1, timeout=30)
 
     samples = scrape(receiver, emulator)
@@ -71,8 +72,8 @@ def test_counts_from_two_worker_processes_add_up_on_the_receiver(emulator, live_
     ok_jobs = value(samples, "graphhook_jobs_total", function="workers.jobs.process_notifications", outcome="ok")
     assert ok_jobs >= 2  # at least one job per worker process
     assert value(samples, "graphhook_job_seconds_count", function="workers.jobs.process_notifications") == ok_jobs
-    assert value(samples, "graphhook_job_failures_total", function="receiver.keys.subscription") == 1
-    assert value(samples, "graphhook_jobs_total", function="receiver.keys.subscription", outcome="failed") == 1
+    assert value(samples, "graphhook_job_failures_total", function="graphhook.core.keys.subscription") == 1
+    assert value(samples, "graphhook_jobs_total", function="graphhook.core.keys.subscription", outcome="failed") == 1
     # Every message was fetched from Graph by a worker; both processes shared one token from the cache.
     assert total(samples, "graphhook_graph_requests_total", method="GET", status="200") >= 5
     assert total(samples, "graphhook_token_acquisitions_total", outcome="ok") <= 2
@@ -135,7 +136,7 @@ def test_failed_renewal_close_to_expiry_logs_an_error_and_turns_red(emulator, li
 def test_worker_metrics_are_exposed_once_in_gunicorn_multiprocess_mode(redis_server, redis_client, tmp_path,
                                                                          monkeypatch):
     from receiver.app import create_app
-    from receiver.settings import Settings
+    from graphhook.core.settings import Settings
 
     metrics.flush(redis_client)
     metrics.triggers_fired(["quarantine-phishing"], notified_at=None)

@@ -7,10 +7,11 @@ import re
 import pytest
 
 from emulator.faults import FaultRule
-from receiver.errors import ConfigError
-from workers import mailops, runtime
-from workers.purge import MAX_MAILBOXES, Purge, PurgeSpec, check_mailbox_count
-from workers.search import MessageQuery
+from graphhook.core.errors import ConfigError
+from workers.response import mailops
+from workers import runtime
+from workers.response.purge import MAX_MAILBOXES, Purge, PurgeSpec, check_mailbox_count
+from workers.response.search import MessageQuery
 
 CAMPAIGN_ID = "<wire-transfer-2026@evil.example>"
 CAMPAIGN = {"subject": "Urgent: wire transfer today", "from": {"name": "CEO", "address": "ceo@evil.example"},
@@ -203,7 +204,7 @@ def test_a_lock_holder_that_exited_counts_as_dead_even_before_it_is_reaped():
     import sys
     import time
 
-    from workers.purge import process_alive
+    from workers.response.purge import process_alive
 
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     exited = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -17,8 +17,8 @@ from emulator.faults import FaultRule
 from emulator.mailstore import User
 from graphhook.cli import main
 from tests.conftest import ROOT, wait_for
-from workers import mailops
-from workers.progress import ProgressBar
+from workers.response import mailops
+from workers.response.progress import ProgressBar
 
 CAMPAIGN_ID = "<payroll-update@evil.example>"
 CAMPAIGN = {"subject": "Payroll update required", "from": {"name": "HR", "address": "hr@evil.example"},

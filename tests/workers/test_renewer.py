@@ -12,11 +12,12 @@ import threading
 import pytest
 from rq import Queue
 
-from receiver import keys
-from workers import registry, runtime
-from workers.leader import LeaderLock
-from workers.renewer import Renewer
-from workers.subscriptions import MAX_LIFETIME
+from graphhook.core import keys
+from workers.subscriptions import registry
+from workers import runtime
+from workers.subscriptions.leader import LeaderLock
+from workers.subscriptions.renewer import Renewer
+from workers.subscriptions.operations import MAX_LIFETIME
 
 DAY = 24 * 3600
 
@@ -224,7 +225,7 @@ def test_durations(text, expected):
 
 def test_bad_duration_is_a_clear_error():
     from graphhook.commands.resync import parse_duration
-    from receiver.errors import ConfigError
+    from graphhook.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="'yesterday'"):
         parse_duration("yesterday")
@@ -277,7 +278,7 @@ def test_safety_resync_is_enqueued_when_due_and_not_before(emulator, live_settin
     emulator.advance(31 * 60)
     report = make_renewer(fresh_context(live_settings, redis_client), emulator, desired).reconcile()
     assert report.resyncs == 1
-    assert [j.func_name for j in queue.jobs] == ["workers.resync.resync_job"]
+    assert [j.func_name for j in queue.jobs] == ["workers.jobs.resync_folder"]
     # Still queued: the next pass does not pile up a second one.
     assert make_renewer(fresh_context(live_settings, redis_client), emulator, desired).reconcile().resyncs == 0
 

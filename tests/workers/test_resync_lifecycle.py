@@ -6,11 +6,12 @@ import json
 
 from rq import Queue
 
-from receiver import keys
+from graphhook.core import keys
 from tests.conftest import wait_for
-from workers import registry, runtime
-from workers.renewer import Renewer
-from workers.resync import resync_folder
+from workers.subscriptions import registry
+from workers import runtime
+from workers.subscriptions.renewer import Renewer
+from workers.subscriptions.resync import resync_folder
 
 
 def _subjects(redis_client):
@@ -137,7 +138,7 @@ def test_reauthorization_required_is_answered_promptly(emulator, live_settings, 
 
 
 def test_resync_follows_every_page_to_the_delta_link(emulator, live_settings, redis_client, monkeypatch):
-    import workers.resync as resync
+    import workers.subscriptions.resync as resync
 
     monkeypatch.setattr(resync, "PAGE_SIZE", 2)
     emulator.add_user("alice@contoso.com")

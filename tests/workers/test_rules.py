@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from receiver.errors import ConfigError
-from workers.rules import Organisation, Person, compile_condition
+from graphhook.core.errors import ConfigError
+from workers.triggers.rules import Organisation, Person, compile_condition
 
 ORG = Organisation(domains=("contoso.com", "*.contoso.com"),
                    people=(Person("Alice Smith", "alice@contoso.com"), Person("Robert Jones", "bob@contoso.com")))

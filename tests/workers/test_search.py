@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
-from receiver.errors import ConfigError
-from workers import mailops, runtime
-from workers.search import MessageQuery, iter_mailboxes, iter_messages, parse_when
+from graphhook.core.errors import ConfigError
+from workers.response import mailops
+from workers import runtime
+from workers.response.search import MessageQuery, iter_mailboxes, iter_messages, parse_when
 
 BOX = "alice@contoso.com"
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)

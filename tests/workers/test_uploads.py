@@ -9,9 +9,11 @@ import pytest
 import requests
 
 from emulator.faults import FaultRule
-from receiver.errors import GraphError
-from workers import mailops, runtime, uploads
-from workers.uploads import LocalFile
+from graphhook.core.errors import GraphError
+from workers.response import mailops
+from workers import runtime
+from workers.graph import mailbox, uploads
+from workers.graph.uploads import LocalFile
 
 SECOPS, BOB, OUTSIDE = "secops@contoso.com", "bob@contoso.com", "analyst@partner.example"
 
@@ -66,9 +68,9 @@ def test_large_files_are_uploaded_in_ranges_and_arrive_byte_for_byte(graph, emul
 
 def test_an_upload_resumes_where_graph_says_it_is(graph, emulator, tmp_path):
     big = _file(tmp_path, "dump.bin", 5 * 1024 * 1024)
-    draft = graph.post(f"{mailops.user_path(SECOPS)}/messages", json={
+    draft = graph.post(f"{mailbox.user_path(SECOPS)}/messages", json={
         "subject": "resume", "toRecipients": mailops.recipients([BOB])}).json()["id"]
-    session = graph.post(f"{mailops.message_path(SECOPS, draft)}/attachments/createUploadSession", json={
+    session = graph.post(f"{mailbox.message_path(SECOPS, draft)}/attachments/createUploadSession", json={
         "AttachmentItem": {"attachmentType": "file", "name": big.name, "size": big.size}}).json()
     first = big.path.read_bytes()[:1000]
     # Another attempt already sent the first 1,000 bytes (say, before a crash).
@@ -76,9 +78,9 @@ def test_an_upload_resumes_where_graph_says_it_is(graph, emulator, tmp_path):
                         headers={"Content-Range": f"bytes 0-999/{big.size}", "Content-Type": "application/octet-stream"})
     assert sent.status_code == 200
     uploads.upload(graph, session["uploadUrl"], big, mailbox=SECOPS)
-    attachments = graph.get(f"{mailops.message_path(SECOPS, draft)}/attachments")["value"]
+    attachments = graph.get(f"{mailbox.message_path(SECOPS, draft)}/attachments")["value"]
     assert [(a["name"], a["size"]) for a in attachments] == [("dump.bin", big.size)]
-    value = graph.request("GET", f"{mailops.message_path(SECOPS, draft)}/attachments/{attachments[0]['id']}/$value")
+    value = graph.request("GET", f"{mailbox.message_path(SECOPS, draft)}/attachments/{attachments[0]['id']}/$value")
     assert value.content == big.path.read_bytes()
 
 

@@ -14,10 +14,11 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from graphhook.cli import main
-from receiver.errors import SignatureError
-from workers import runtime, webhooks
-from workers.config import config_for
-from workers.insightconnect import insightconnect_event
+from graphhook.core.errors import SignatureError
+from workers import runtime
+from workers.triggers import webhooks
+from workers.triggers.config import config_for
+from workers.triggers.insightconnect import insightconnect_event
 
 from .sink import Sink
 
@@ -206,3 +207,24 @@ def test_insightconnect_webhook_body_is_signed_plugin_shape(sink, hook_ctx, redi
     drain(redis_client)
     body = json.loads(sink.requests[0].body)
     assert body["id"] == "AAMk-moved" and body["subject"] == "Action required" and "schema" not in body
+
+
+def test_a_delivery_queued_under_the_old_job_name_is_still_delivered(sink, hook_ctx, redis_client):
+    """Jobs queued before an upgrade name ``workers.webhooks.deliver``; the upgraded worker still runs them."""
+    ctx = hook_ctx(sink.url)
+    event = webhooks.build_event(RECORD, webhook="soar", rule="quarantine", message_id="AAMk-moved")
+    job = Queue(QUEUE, connection=redis_client).enqueue("workers.webhooks.deliver", "soar", event)
+    drain(redis_client)
+    assert job.get_status(refresh=True) == "finished"
+    assert [json.loads(r.body)["id"] for r in sink.requests] == [event["id"]]
+    assert webhooks.failed(ctx.redis) == []
+
+
+@pytest.mark.parametrize("old, new", [("workers.triggers.resume", "resume_rules"),
+                                      ("workers.resync.resync_job", "resync_folder"),
+                                      ("workers.webhooks.deliver", "deliver_webhook")])
+def test_old_job_names_resolve_to_the_current_jobs(redis_client, old, new):
+    from workers import jobs
+
+    job = Queue(QUEUE, connection=redis_client).create_job(old, args=())
+    assert job.func is getattr(jobs, new)

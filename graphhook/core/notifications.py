@@ -1,0 +1,165 @@
+"""Notification collections, parsed by pure code into typed values.
+
+Shapes from https://learn.microsoft.com/graph/api/resources/changenotification
+and graph-protocol.md §2–§4. No Flask, Redis or HTTP here: bytes in,
+values or a :class:`~graphhook.core.errors.NotificationError` out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphhook.core.errors import MalformedNotification
+
+CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
+LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+
+# Users/{id}/Messages/{id}, users('{id}')/messages('{id}'), users/{id}@{tenant}/messages/{id}
+_RESOURCE_RE = re.compile(
+    r"^/?users(?:/(?P<u1>[^/()']+)|\('(?P<u2>[^']+)'\))"
+    r"(?:/mailFolders(?:/[^/]+|\('[^']+'\)))?"
+    r"/messages(?:/(?P<m1>[^/()']+)|\('(?P<m2>[^']+)'\))$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """Which message a notification is about: the user (GUID or address) and Graph message id."""
+
+    user_id: str
+    message_id: str
+
+    @classmethod
+    def from_resource(cls, resource: str) -> "MessageRef":
+        match = _RESOURCE_RE.match(resource)
+        if not match:
+            raise MalformedNotification(f"resource is not a message path: {resource[:200]!r}")
+        user = match.group("u1") or match.group("u2")
+        user = user.split("@")[0] if re.match(r"^[0-9a-f-]{36}@", user, re.I) else user
+        return cls(user, match.group("m1") or match.group("m2"))
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One item of a ``{"value": [...]}`` collection: a change or a lifecycle event."""
+
+    subscription_id: str
+    tenant_id: str
+    client_state: str | None = field(repr=False)
+    change_type: str | None = None
+    lifecycle_event: str | None = None
+    resource: str | None = None
+    resource_data: dict[str, Any] | None = None
+    encrypted_content: dict[str, Any] | None = None
+    subscription_expiration: str | None = None
+    id: str | None = None
+
+    @classmethod
+    def from_graph(cls, item: Any) -> "Notification":
+        """Validate one raw item; raise MalformedNotification quoting what is wrong."""
+        if not isinstance(item, dict):
+            raise MalformedNotification(f"notification must be an object, got {type(item).__name__}")
+        sid = item.get("subscriptionId")
+        if not isinstance(sid, str) or not sid:
+            raise MalformedNotification("notification has no subscriptionId")
+        tenant = item.get("tenantId")
+        if not isinstance(tenant, str) or not tenant:
+            raise MalformedNotification(f"notification for subscription {sid[:64]!r} has no tenantId")
+        change, event = item.get("changeType"), item.get("lifecycleEvent")
+        if change is not None and event is not None:
+            raise MalformedNotification("changeType and lifecycleEvent never appear together")
+        if change is None and event is None:
+            raise MalformedNotification("notification has neither changeType nor lifecycleEvent")
+        if change is not None and (not isinstance(change, str) or change not in CHANGE_TYPES):
+            raise MalformedNotification(f"unknown changeType {str(change)[:32]!r}")
+        if event is not None and (not isinstance(event, str) or event not in LIFECYCLE_EVENTS):
+            raise MalformedNotification(f"unknown lifecycleEvent {str(event)[:32]!r}")
+        client_state = item.get("clientState")
+        if client_state is not None and not isinstance(client_state, str):
+            raise MalformedNotification("clientState must be a string")
+        resource = item.get("resource")
+        if change is not None and not isinstance(resource, str):
+            raise MalformedNotification("change notification has no resource")
+        resource_data = item.get("resourceData")
+        if resource_data is not None and not isinstance(resource_data, dict):
+            raise MalformedNotification("resourceData must be an object")
+        encrypted = item.get("encryptedContent")
+        if encrypted is not None and not isinstance(encrypted, dict):
+            raise MalformedNotification("encryptedContent must be an object")
+        expiry = item.get("subscriptionExpirationDateTime")
+        return cls(
+            subscription_id=sid, tenant_id=tenant, client_state=client_state, change_type=change,
+            lifecycle_event=event, resource=resource, resource_data=resource_data,
+            encrypted_content=encrypted, subscription_expiration=expiry if isinstance(expiry, str) else None,
+            id=item.get("id") if isinstance(item.get("id"), str) else None,
+        )
+
+    @property
+    def is_lifecycle(self) -> bool:
+        return self.lifecycle_event is not None
+
+    def message_ref(self) -> MessageRef:
+        """The message this change is about (raises MalformedNotification for other resources)."""
+        return MessageRef.from_resource(self.resource or "")
+
+    def to_job(self) -> dict[str, Any]:
+        """Plain data for the worker; the clientState stays behind (already checked, and secret)."""
+        data: dict[str, Any] = {"subscriptionId": self.subscription_id, "tenantId": self.tenant_id}
+        for key, value in (("changeType", self.change_type), ("lifecycleEvent", self.lifecycle_event),
+                           ("resource", self.resource), ("resourceData", self.resource_data),
+                           ("encryptedContent", self.encrypted_content),
+                           ("subscriptionExpirationDateTime", self.subscription_expiration), ("id", self.id)):
+            if value is not None:
+                data[key] = value
+        return data
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A parsed POST body: valid notifications, per-item problems, and rich-notification validation tokens."""
+
+    notifications: tuple[Notification, ...]
+    malformed: tuple[str, ...] = ()
+    validation_tokens: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, body: bytes) -> "Collection":
+        """Parse a POST body; raise MalformedNotification when the body as a whole is not a collection.
+
+        A bad item does not spoil its neighbours: it is listed in ``malformed``
+        and the valid items are kept.
+        """
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedNotification(f"body is not JSON: {exc}") from exc
+        except RecursionError as exc:  # "[[[[…" nested deeper than the parser allows
+            raise MalformedNotification("body is nested too deeply") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("value"), list):
+            raise MalformedNotification('body must be an object with a "value" array')
+        if not data["value"]:
+            raise MalformedNotification('"value" is empty')
+        tokens = dict.fromkeys(_tokens(data))  # ordered set: a POST may repeat a token on every item
+        good: list[Notification] = []
+        bad: list[str] = []
+        for item in data["value"]:
+            try:
+                # Graph puts validationTokens beside "value"; tokens found on an item are collected
+                # too, so that no token anywhere in a POST escapes validation.
+                if isinstance(item, dict) and "validationTokens" in item:
+                    tokens.update(dict.fromkeys(_tokens(item)))
+                good.append(Notification.from_graph(item))
+            except MalformedNotification as exc:
+                bad.append(str(exc))
+        return cls(tuple(good), tuple(bad), tuple(tokens))
+
+
+def _tokens(container: dict[str, Any]) -> list[str]:
+    tokens = container.get("validationTokens", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise MalformedNotification("validationTokens must be an array of strings")
+    return tokens
