@@ -9,11 +9,11 @@ every page; ``--max`` is the only cap.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping
 
 from graphhook.core.errors import ConfigError
+from graphhook.output import pairs, print_json, table
 
 from .criteria import add_criteria, query_from
 
@@ -94,13 +94,13 @@ def run(args: argparse.Namespace) -> int:
     if action == "get":
         message = search.get_message(graph, mailbox, args.id, body_type="html" if args.html else "text")
         if args.table:
-            _pairs({"mailbox": mailbox, **{k: message.get(k) for k in (
+            pairs({"mailbox": mailbox, **{k: message.get(k) for k in (
                 "id", "internetMessageId", "receivedDateTime", "subject", "isRead", "hasAttachments")},
                 "from": _address(message.get("from")),
                 "to": ", ".join(_address(r) for r in message.get("toRecipients") or []),
                 "body": (message.get("body") or {}).get("content", "")})
         else:
-            _json(message)
+            print_json(message)
         return 0
     if action == "search":
         assert query is not None
@@ -116,10 +116,10 @@ def run(args: argparse.Namespace) -> int:
                       "narrow the search (--since, --folder) to see the rest", file=sys.stderr)
             rows += found
         if args.table:
-            _table([{**r, "from": _address(r.get("from"))} for r in rows], SEARCH_COLUMNS)
+            table([{**r, "from": _address(r.get("from"))} for r in rows], SEARCH_COLUMNS, cell=_cell)
             print(f"{len(rows)} message(s)")
         else:
-            _json(rows)
+            print_json(rows)
         return 0
 
     result: dict[str, Any] = {"mailbox": mailbox, "action": action}
@@ -140,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
         mailops.mark_read(graph, mailbox, args.id, read=not args.unread)
         result.update(id=args.id, isRead=not args.unread)
     if args.table:
-        _pairs({k: ", ".join(v) if isinstance(v, list) else v for k, v in result.items()})
+        pairs({k: ", ".join(v) if isinstance(v, list) else v for k, v in result.items()})
     else:
-        _json(result)
+        print_json(result)
     return 0
 
 
@@ -159,24 +159,6 @@ class _Progress:
             print(f"graphhook: {name}: {done / 1e6:.1f} of {size / 1e6:.1f} MB attached", file=sys.stderr, flush=True)
 
 
-def _json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-
-
-def _pairs(values: dict[str, Any]) -> None:
-    width = max(len(k) for k in values)
-    for name, value in values.items():
-        text = str(value if value is not None else "")
-        print(f"{name.ljust(width)}  {text}" if "\n" not in text else f"{name.ljust(width)}\n{text}")
-
-
-def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    def cell(row: dict[str, Any], column: str) -> str:
-        text = str(row.get(column) or "")
-        return text if column in WHOLE else text[:60]  # ids and addresses are needed whole to act on them
-
-    widths = {c: max([len(c)] + [len(cell(r, c)) for r in rows]) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
-        print("  ".join(cell(row, c).ljust(widths[c]) for c in columns).rstrip())
+def _cell(row: Mapping[str, Any], column: str) -> str:
+    text = str(row.get(column) or "")
+    return text if column in WHOLE else text[:60]  # ids and addresses are needed whole to act on them

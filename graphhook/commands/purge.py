@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from graphhook.core.errors import ConfigError
+from graphhook.output import table
 
 from .criteria import add_criteria, given, query_from
 
@@ -126,10 +127,7 @@ def _table(report: dict[str, Any], stream: Any) -> None:
     totals = report["totals"]
     rows.append({"mailbox": f"TOTAL ({totals['mailboxes']:,} mailboxes)", "status": "", "found": totals["found"],
                  "removed": totals["removed"], "failed": totals["failed"], "rounds": "", "why": ""})
-    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip(), file=stream)
-    for row in rows:  # the last column (why) is printed whole: it is what the responder acts on
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip(), file=stream)
+    table(rows, columns, stream=stream)  # the last column (why) is printed whole: it is what the responder acts on
     clean = totals.get("mailboxes_clean", 0)
     if clean:
         print(f"{clean:,} mailbox(es) had no matching message.", file=stream)

@@ -7,6 +7,8 @@ import datetime as dt
 import json
 import sys
 
+from graphhook.output import table
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("subscriptions", help="manage Graph subscriptions")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                              "expiration": sub.get("expirationDateTime", ""), "state": "unregistered",
                              "lastRenewal": "", "createdAt": ""})
         if args.table:
-            _table(rows)
+            table(rows, ["id", "mailbox", "folder", "state", "expiration", "lastRenewal"])
         else:
             print(json.dumps(rows, indent=2))
     elif args.action == "renew":
@@ -90,11 +92,3 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.__dict__, indent=2))
         return 1 if report.failed else 0
     return 0
-
-
-def _table(rows: list[dict]) -> None:
-    columns = ["id", "mailbox", "folder", "state", "expiration", "lastRenewal"]
-    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
