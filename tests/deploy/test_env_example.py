@@ -14,7 +14,7 @@ PROCESS_VARIABLES = {"PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TI
 
 def settings_variables() -> set[str]:
     """Every environment variable ``Settings.from_env`` reads."""
-    source = (ROOT / "receiver" / "settings.py").read_text()
+    source = (ROOT / "graphhook" / "core" / "settings.py").read_text()
     names = set(re.findall(r'env\.get\(\s*"([A-Z][A-Z0-9_]+)"', source))
     names |= set(re.findall(r'_(?:int|bool|float)\(env,\s*"([A-Z][A-Z0-9_]+)"', source))
     return names
