@@ -212,8 +212,8 @@ def run(quick: bool = False) -> Report:
     """Measure bare vs receiver requests/s (1 notification per POST) and p99 for 100 notifications."""
     import redis
 
-    from graphhook.redis_server import RedisServer
     from graphhook.core import keys
+    from graphhook.redis_server import RedisServer
 
     # Short alternating rounds, compared pairwise: the machine is shared, and load from elsewhere
     # hits a pair's two halves alike far more often than two long runs minutes apart.

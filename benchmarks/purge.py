@@ -44,8 +44,8 @@ def _purge(ctx, emulator, boxes: list[str], concurrency: int) -> tuple[float, in
 def run(quick: bool = False) -> Report:
     """Purge N mailboxes twice (new mailboxes each time): one at a time, then 8 at a time."""
     from emulator import Emulator
-    from graphhook.redis_server import RedisServer
     from graphhook.core.settings import Settings
+    from graphhook.redis_server import RedisServer
     from workers import runtime
 
     count = 60 if quick else int(os.environ.get("BENCH_PURGE_MAILBOXES", "300"))

@@ -52,8 +52,8 @@ def _setup(emulator, r, public_url: str, count: int):
 def measure(count: int = N) -> dict:
     """Run the sweep and its baseline; return the raw figures."""
     from emulator import Emulator
-    from graphhook.redis_server import RedisServer
     from graphhook.core.settings import Settings
+    from graphhook.redis_server import RedisServer
     from workers import runtime
     from workers.subscriptions.renewer import Renewer
 

@@ -63,9 +63,9 @@ def run(quick: bool = False) -> Report:
     from rq import SimpleWorker, Worker
 
     from emulator import Emulator
-    from graphhook.redis_server import RedisServer
     from graphhook.core import keys
     from graphhook.core.settings import Settings
+    from graphhook.redis_server import RedisServer
     from workers import jobs, runtime
 
     n = 100 if quick else 500

@@ -79,10 +79,10 @@ def run(quick: bool = False) -> Report:
     """Throughput with 1, 2 and 4 worker processes; ratios against one process."""
     from emulator import Emulator
     from emulator.delivery import DeliveryOptions
+    from graphhook.core.settings import Settings
     from graphhook.devserver import BackgroundServer
     from graphhook.redis_server import RedisServer
     from receiver.app import create_app
-    from graphhook.core.settings import Settings
     from workers import runtime
     from workers.subscriptions import operations
 

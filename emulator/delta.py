@@ -29,7 +29,15 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from .graphapi import (
-    csv_arg, emulator, graph_error, invalid_user, not_found_item, page_size, prefer, prefers_immutable, require_roles,
+    csv_arg,
+    emulator,
+    graph_error,
+    invalid_user,
+    not_found_item,
+    page_size,
+    prefer,
+    prefers_immutable,
+    require_roles,
 )
 from .mailstore import NotFound, select
 from .query import QueryError, parse_time

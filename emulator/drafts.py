@@ -34,7 +34,15 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from .actions import recipients_error, send
-from .graphapi import attachment_view, emulator, graph_error, invalid_user, not_found_item, render_message, require_roles
+from .graphapi import (
+    attachment_view,
+    emulator,
+    graph_error,
+    invalid_user,
+    not_found_item,
+    render_message,
+    require_roles,
+)
 from .mailstore import MESSAGE_PROPERTIES, NotFound, User, build_message, make_attachment
 from .messages import _check_value, item_routes, load
 

@@ -25,8 +25,17 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from .graphapi import (
-    attachment_view, csv_arg, emulator, graph_error, invalid_user, next_link, not_found_item, page_size, prefer,
-    render_message, require_roles,
+    attachment_view,
+    csv_arg,
+    emulator,
+    graph_error,
+    invalid_user,
+    next_link,
+    not_found_item,
+    page_size,
+    prefer,
+    render_message,
+    require_roles,
 )
 from .mailstore import MESSAGE_PROPERTIES, RECOVERABLE, NotFound
 from .query import QueryError, check_orderby_with_filter, parse_filter, parse_orderby, parse_search, sort

@@ -6,7 +6,7 @@ import base64
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP, default
-from email.utils import formataddr, format_datetime
+from email.utils import format_datetime, formataddr
 from typing import Any
 
 from .query import parse_time

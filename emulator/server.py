@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import secrets
 import socket
 import ssl
@@ -23,7 +24,6 @@ import struct
 import tempfile
 import threading
 import time
-import re
 import uuid
 from collections import deque
 from pathlib import Path

@@ -20,12 +20,12 @@ from pathlib import Path
 from emulator import Emulator
 from emulator.seed import PHISHING
 from graphhook.core import keys
-from receiver.app import create_app
 from graphhook.core.settings import Settings
+from receiver.app import create_app
 
 from .devserver import BackgroundServer
-from .sink import WebhookSink
 from .redis_server import RedisServer
+from .sink import WebhookSink
 
 DEMO_MAILBOX = "secops@contoso.com"
 DEMO_CONFIG = """\
@@ -116,7 +116,6 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
         say(f"• {workers} RQ worker process(es) started (log: {workdir / 'worker.log'})")
 
         from workers import runtime
-
         from workers.subscriptions import operations
 
         ctx = runtime.build(settings, r)

@@ -20,14 +20,14 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from graphhook.core.errors import ConfigError, MalformedNotification, RejectedNotification
-from receiver.handshake import validation_response, validation_token
 from graphhook.core.logs import notification_id
-from receiver.intake import check
-from receiver.metrics import Metrics
 from graphhook.core.notifications import Collection, Notification
 from graphhook.core.redisconn import connect
 from graphhook.core.richnotify import OpenIdJwks, SigningKeysUnavailable, TokenValidator
 from graphhook.core.settings import Settings
+from receiver.handshake import validation_response, validation_token
+from receiver.intake import check
+from receiver.metrics import Metrics
 from receiver.status import init_app as init_observability
 from receiver.store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter, SubscriptionLookup
 

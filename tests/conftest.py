@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from emulator import Emulator
+from graphhook.core.settings import Settings
 from graphhook.devserver import BackgroundServer
 from graphhook.redis_server import RedisServer
 from receiver.app import create_app
-from graphhook.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 from graphhook.core import keys
+from tests.conftest import wait_for
 from workers import runtime
 from workers.subscriptions import operations
-
-from tests.conftest import wait_for
 
 
 def test_delivered_message_fires_trigger_with_fetched_subject_and_sender(

@@ -18,13 +18,15 @@ import os
 import string
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from rq import Queue
 
-from graphhook.redis_server import free_port
-from receiver.app import create_app
 from graphhook.core.notifications import Collection
 from graphhook.core.settings import Settings
+from graphhook.redis_server import free_port
+from receiver.app import create_app
 from tests.receiver.conftest import register
 from tests.receiver.test_properties import TENANT, _ours, body, content_type, extra_headers, query, valid_item
 

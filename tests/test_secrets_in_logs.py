@@ -18,9 +18,9 @@ import tempfile
 import pytest
 
 from graphhook.cli import configure_logging
-from graphhook.demo import run_demo
 from graphhook.core import keys, logs
 from graphhook.core.settings import Settings
+from graphhook.demo import run_demo
 from workers.graph.auth import cache_cipher
 
 KNOWN = {

@@ -30,13 +30,12 @@ from rq import get_current_job
 from graphhook.core import keys, logs
 from graphhook.core.errors import GraphError, NotFoundError
 from graphhook.core.notifications import Notification
-
 from workers import metrics
+from workers.records.messages import Fetcher, FetchOptions
+from workers.runtime import Context, context
 from workers.subscriptions import resync
 from workers.triggers import engine, webhooks
 from workers.triggers.dispatch import dispatch
-from workers.records.messages import FetchOptions, Fetcher
-from workers.runtime import Context, context
 
 log = logging.getLogger("graphhook.jobs")
 

@@ -24,10 +24,9 @@ from rq.worker_pool import WorkerPool
 from graphhook.core import logs
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
-
+from workers.metrics import MeteredSimpleWorker
 from workers.records import rich
 from workers.triggers.config import config_for
-from workers.metrics import MeteredSimpleWorker
 
 log = logging.getLogger("graphhook.pool")
 

@@ -16,7 +16,6 @@ import redis
 
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
-
 from workers.graph.auth import TokenProvider
 from workers.graph.client import GraphClient, new_session
 from workers.graph.limits import MailboxLimiter

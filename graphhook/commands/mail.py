@@ -73,8 +73,8 @@ def _address(value: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run one mail action; print its JSON (or table); 0 on success."""
     from graphhook.core.settings import Settings
-    from workers.response import mailops, search
     from workers import runtime
+    from workers.response import mailops, search
 
     action = args.mail_action
     query = None

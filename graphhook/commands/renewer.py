@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from graphhook.core.settings import Settings
-    from workers.subscriptions import renewer
     from workers import runtime
+    from workers.subscriptions import renewer
 
     settings = Settings.from_env()
     settings.require("REDIS_URL", "PUBLIC_URL")

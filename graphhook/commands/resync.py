@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from graphhook.core.settings import Settings
-    from workers.subscriptions import operations, registry
     from workers import runtime
+    from workers.subscriptions import operations, registry
     from workers.subscriptions.resync import resync_folder
 
     settings = Settings.from_env()

@@ -32,8 +32,8 @@ def _state(record, at_graph: dict, now: dt.datetime, margin: dt.timedelta) -> st
 def run(args: argparse.Namespace) -> int:
     from graphhook.core.errors import ConfigError
     from graphhook.core.settings import Settings
-    from workers.subscriptions import operations, registry, renewer
     from workers import runtime
+    from workers.subscriptions import operations, registry, renewer
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")

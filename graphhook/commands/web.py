@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from receiver.app import create_app
     from graphhook.core.settings import Settings
+    from receiver.app import create_app
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")

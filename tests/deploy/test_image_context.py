@@ -47,7 +47,8 @@ def test_wheel_builds_from_the_docker_context_alone(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     wheel = next(out.glob("graphhook-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("receiver/app.py", "receiver/gunicorn_conf.py", "workers/jobs.py", "workers/check/checklist.py",
+    for module in ("receiver/app.py", "receiver/gunicorn_conf.py", "graphhook/core/settings.py", "workers/jobs.py",
+                   "workers/triggers/handlers.py", "workers/check/checklist.py",
                    "graphhook/cli.py", "graphhook/commands/check.py", "emulator/server.py"):
         assert module in names, f"{module} missing from the image's install"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
@@ -55,6 +56,6 @@ def test_wheel_builds_from_the_docker_context_alone(tmp_path):
 
 
 def test_deploy_guide_links_point_at_files():
-    for doc in (ROOT / "deploy" / "README.md", ROOT / "README.md"):
+    for doc in (ROOT / "deploy" / "README.md", ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))):
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"

@@ -17,8 +17,8 @@ import pytest
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from graphhook.redis_server import free_port
 from graphhook.core import keys
+from graphhook.redis_server import free_port
 from tests.conftest import ROOT, wait_for
 
 HONCHO = shutil.which("honcho", path=str(Path(sys.executable).parent)) or shutil.which("honcho")

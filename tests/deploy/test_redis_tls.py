@@ -14,10 +14,10 @@ import redis
 from rq import Queue
 
 from graphhook.commands.check import run_checks
-from graphhook.redis_server import find_redis_server, free_port
-from receiver.app import create_app
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
+from graphhook.redis_server import find_redis_server, free_port
+from receiver.app import create_app
 from tests.deploy.certs import self_signed
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-VECTOR = Path(__file__).resolve().parent / "samples" / "ms-sdk-encrypted-content.json"
+from tests.conftest import ROOT
+
+VECTOR = ROOT / "tests" / "samples" / "ms-sdk-encrypted-content.json"
 
 
 def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

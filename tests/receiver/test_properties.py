@@ -11,12 +11,14 @@ import os
 import string
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, event, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from rq import Queue
 
+from graphhook.core.notifications import Collection
 from graphhook.redis_server import free_port
 from receiver.app import create_app
-from graphhook.core.notifications import Collection
 
 from .conftest import STATE, register
 

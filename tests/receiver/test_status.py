@@ -10,10 +10,10 @@ import pytest
 import requests
 from rq import Queue, SimpleWorker
 
-from graphhook.devserver import BackgroundServer
 from graphhook.core import keys
-from receiver.app import create_app
 from graphhook.core.settings import Settings
+from graphhook.devserver import BackgroundServer
+from receiver.app import create_app
 
 USER, PASSWORD, TOKEN = "ops", "correct horse battery staple", "status-token-0123456789"
 QUEUE = "graphhook-status-tests"

@@ -1,7 +1,7 @@
 """The status page in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven by selenium):
 red rows look red, the countdown runs, and clicking Retry puts the failed job back on its queue.
 
-Set ``GRAPHHOOK_SCREENSHOT=docs/status-page.png`` to refresh the README's screenshot.
+Set ``GRAPHHOOK_SCREENSHOT=docs/status-page.png`` to refresh the screenshot in docs/observability.md.
 """
 
 from __future__ import annotations

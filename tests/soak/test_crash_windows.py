@@ -9,9 +9,9 @@ from rq import Queue
 
 from emulator.seed import PHISHING
 from graphhook.core import keys
+from tests.workers.triggers.test_actions import QUEUE, record_for, world  # noqa: F401 (world is a fixture)
 from workers.triggers.actions import marker_key
 from workers.triggers.dispatch import dispatch
-from tests.workers.test_actions import QUEUE, record_for, world  # noqa: F401 (world is a fixture)
 
 ALL_MAIL_WEBHOOK = """
 webhooks:

@@ -8,10 +8,9 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from graphhook.core import keys
+from tests.conftest import wait_for
 from workers import jobs, runtime
 from workers.subscriptions import operations
-
-from tests.conftest import wait_for
 
 
 def _item(settings, user_id: str, message_id: str, change: str = "created", etag: str = 'W/"1"') -> dict:

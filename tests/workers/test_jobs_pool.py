@@ -10,7 +10,6 @@ import sys
 from rq import Queue
 
 from graphhook.core import keys
-
 from tests.conftest import ROOT, wait_for, worker_env
 
 

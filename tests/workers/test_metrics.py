@@ -135,8 +135,8 @@ def test_failed_renewal_close_to_expiry_logs_an_error_and_turns_red(emulator, li
 
 def test_worker_metrics_are_exposed_once_in_gunicorn_multiprocess_mode(redis_server, redis_client, tmp_path,
                                                                          monkeypatch):
-    from receiver.app import create_app
     from graphhook.core.settings import Settings
+    from receiver.app import create_app
 
     metrics.flush(redis_client)
     metrics.triggers_fired(["quarantine-phishing"], notified_at=None)

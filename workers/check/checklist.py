@@ -23,7 +23,6 @@ import requests
 
 from graphhook.core.errors import AuthError, ConfigError
 from graphhook.core.settings import Settings
-
 from workers.graph.auth import TokenProvider
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"

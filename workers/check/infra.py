@@ -18,7 +18,6 @@ import requests
 from graphhook.core.errors import ConfigError, GraphhookError
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
-
 from workers.check.checklist import FAIL, OK, WARN, Result
 
 HANDSHAKE_SECONDS = 10.0  # Graph gives the endpoint 10 s to echo the token (graph-protocol.md §1)

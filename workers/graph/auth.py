@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from graphhook.core import keys
 from graphhook.core.errors import AuthError, ConfigError
 from graphhook.core.settings import Settings
-
 from workers import metrics
 
 log = logging.getLogger("graphhook.auth")

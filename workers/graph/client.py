@@ -25,11 +25,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from graphhook.core.errors import AccessDeniedError, GoneError, GraphError, NotFoundError, ThrottledError
-
-from workers.records import attachments
-
 from workers import metrics
 from workers.graph.limits import MailboxLimiter
+from workers.records import attachments
 
 log = logging.getLogger("graphhook.graph")
 

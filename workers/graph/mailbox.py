@@ -10,7 +10,6 @@ from typing import Any, Iterable
 from urllib.parse import quote
 
 from graphhook.core.errors import GraphError, NotFoundError
-
 from workers.graph.client import GraphClient
 
 # Well-known folder names usable directly as ids

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from graphhook.core.errors import ConfigError, GraphError
-
 from workers.graph.client import GraphClient
 from workers.graph.mailbox import message_path, recipients, user_path
 

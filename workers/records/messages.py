@@ -21,9 +21,8 @@ from typing import Any, Iterator
 
 from graphhook.core.errors import GraphError
 from graphhook.core.settings import Settings
-
-from workers.records import attachments, authresults, urls
 from workers.graph.client import GraphClient, error_for
+from workers.records import attachments, authresults, urls
 
 log = logging.getLogger("graphhook.messages")
 

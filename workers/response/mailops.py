@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from graphhook.core.errors import NotFoundError
-
 from workers.graph.client import GraphClient
 from workers.graph.mailbox import WELL_KNOWN, forget_folders, message_path, recipients, resolve_folder, user_path
 from workers.response.search import MessageQuery, iter_messages

@@ -46,11 +46,17 @@ from typing import Callable, Iterable
 import redis
 
 from graphhook.core.errors import ConfigError, GraphError, NotFoundError
-
-from workers.response import mailops
 from workers.graph.client import GraphClient
+from workers.response import mailops
 from workers.response.purge_model import (  # noqa: F401  (re-exported: the engine's public vocabulary)
-    MAX_MAILBOXES, MODES, ROUND_SIZE, SETTLED, MailboxReport, PurgeResult, PurgeSpec, check_mailbox_count,
+    MAX_MAILBOXES,
+    MODES,
+    ROUND_SIZE,
+    SETTLED,
+    MailboxReport,
+    PurgeResult,
+    PurgeSpec,
+    check_mailbox_count,
     normalise_mailboxes,
 )
 from workers.response.search import folder_id, iter_messages

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from graphhook.core.errors import ConfigError
-
 from workers.response.search import MessageQuery
 
 MAX_MAILBOXES = 50_000  # Microsoft: a search-and-purge covers at most 50,000 mailboxes

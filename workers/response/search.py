@@ -33,7 +33,6 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 from graphhook.core.errors import ConfigError
-
 from workers.graph.client import GraphClient
 from workers.graph.mailbox import message_path, resolve_folder, user_path
 

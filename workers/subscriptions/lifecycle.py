@@ -12,11 +12,10 @@ from typing import Any
 
 from graphhook.core.errors import GraphError, NotFoundError
 from graphhook.core.notifications import Notification
-
+from workers.runtime import Context
 from workers.subscriptions import operations, registry
 from workers.subscriptions.registry import Record
 from workers.subscriptions.resync import resync_folder
-from workers.runtime import Context
 
 log = logging.getLogger("graphhook.lifecycle")
 

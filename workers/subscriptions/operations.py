@@ -18,9 +18,8 @@ import redis
 from graphhook.core import keys
 from graphhook.core.errors import NotFoundError
 from graphhook.core.settings import Settings
-
-from workers.subscriptions import registry
 from workers.graph.client import GraphClient
+from workers.subscriptions import registry
 from workers.subscriptions.registry import Record, format_time
 
 log = logging.getLogger("graphhook.subscriptions")

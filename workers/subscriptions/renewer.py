@@ -29,16 +29,14 @@ from rq import Queue
 
 from graphhook.core import keys
 from graphhook.core.errors import GraphError
-
 from workers import metrics
-
+from workers.graph.ratelimit import WriteLimiter
+from workers.runtime import Context
 from workers.subscriptions import operations, registry
 from workers.subscriptions.leader import LeaderLock
 from workers.subscriptions.lifecycle import replace_subscription
-from workers.graph.ratelimit import WriteLimiter
 from workers.subscriptions.registry import Record
 from workers.subscriptions.resync import resync_folder
-from workers.runtime import Context
 
 log = logging.getLogger("graphhook.renewer")
 

@@ -22,9 +22,8 @@ from rq import Queue, Retry
 
 from graphhook.core import keys
 from graphhook.core.errors import GraphError
-
-from workers.subscriptions.registry import format_time, parse_time
 from workers.runtime import Context, context
+from workers.subscriptions.registry import format_time, parse_time
 
 log = logging.getLogger("graphhook.resync")
 

@@ -33,7 +33,6 @@ import string
 from typing import Any, Mapping
 
 from graphhook.core.errors import GraphError, NotFoundError
-
 from workers.response import mailops
 from workers.triggers import webhooks
 from workers.triggers.handlers import HandlerAPI, resolve

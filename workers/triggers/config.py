@@ -21,12 +21,19 @@ import yaml
 
 from graphhook.core.errors import ConfigError
 from graphhook.core.logs import register_secret
-
 from workers.triggers.config_fields import _action, _addresses, _bool, _mapping, _refuse_inline_secrets, _Where
 from workers.triggers.handlers import resolve
 from workers.triggers.model import (
-    DEFAULT_FOLDERS, DEFAULT_MAX_CONTENT_BYTES, DEFAULT_WEBHOOK_BACKOFF, DEFAULT_WEBHOOK_TIMEOUT, EMPTY, Config,
-    HandlerConfig, MailboxWatch, Rule, WebhookConfig,
+    DEFAULT_FOLDERS,
+    DEFAULT_MAX_CONTENT_BYTES,
+    DEFAULT_WEBHOOK_BACKOFF,
+    DEFAULT_WEBHOOK_TIMEOUT,
+    EMPTY,
+    Config,
+    HandlerConfig,
+    MailboxWatch,
+    Rule,
+    WebhookConfig,
 )
 from workers.triggers.rules import Organisation, Person, compile_condition
 

@@ -12,7 +12,6 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from graphhook.core.errors import ConfigError
-
 from workers.triggers.model import Action
 
 SECRET_KEYS = {"secret", "password", "token", "api_key", "apikey", "client_secret", "authorization"}

@@ -16,10 +16,9 @@ import time
 from typing import Any
 
 from workers import metrics
-
+from workers.runtime import Context
 from workers.triggers import engine
 from workers.triggers.config import config_for
-from workers.runtime import Context
 
 log = logging.getLogger("graphhook.dispatch")
 

@@ -21,7 +21,6 @@ import redis
 
 from graphhook.core import keys
 from graphhook.core.errors import ActionError
-
 from workers.triggers.model import Action, Config, Rule
 
 log = logging.getLogger("graphhook.triggers")
@@ -124,8 +123,8 @@ def schedule_resume(ctx: Any, email: Mapping[str, Any], rule_names: list[str], *
 
 def resume(email: dict[str, Any], rule_names: list[str], subscription_id: str = "") -> dict[str, list[str]]:
     """Re-run rules (and all-mail triggers) for an email after a failure (the ``workers.jobs.resume_rules`` job)."""
-    from workers.triggers.config import config_for
     from workers.runtime import context
+    from workers.triggers.config import config_for
 
     ctx = context()
     config = config_for(ctx.settings.config_path)

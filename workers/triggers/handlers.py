@@ -18,7 +18,6 @@ import logging
 from typing import Any, Callable, Protocol, Sequence
 
 from graphhook.core.errors import ConfigError
-
 from workers.triggers.model import Action, HandlerConfig
 
 log = logging.getLogger("graphhook.handlers")

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from workers.triggers.rules import Condition, Organisation
 
+
 @dataclass(frozen=True)
 class Action:
     """One step of a rule: ``kind`` (move, forward, …) and its validated options."""

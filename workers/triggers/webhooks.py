@@ -22,11 +22,10 @@ from typing import Any, Mapping
 import requests
 
 from graphhook.core.errors import GraphError, SignatureError, WebhookError
-
 from workers import metrics
-from workers.triggers.model import Config, WebhookConfig
-from workers.triggers.insightconnect import insightconnect_event
 from workers.graph.mailbox import message_path
+from workers.triggers.insightconnect import insightconnect_event
+from workers.triggers.model import Config, WebhookConfig
 from workers.triggers.rules import iter_attachments
 
 log = logging.getLogger("graphhook.webhooks")
@@ -206,8 +205,8 @@ def deliver(webhook: str, event: dict[str, Any]) -> int:
     """Render, sign and POST one event (the ``workers.jobs.deliver_webhook`` job). Raises to let RQ retry; the last failure is kept for replay."""
     from rq import get_current_job
 
-    from workers.triggers.config import config_for
     from workers.runtime import context
+    from workers.triggers.config import config_for
 
     ctx = context()
     hook = config_for(ctx.settings.config_path).webhooks.get(webhook)

@@ -8,8 +8,8 @@ from rq import Queue
 
 from graphhook.core import keys
 from tests.conftest import wait_for
-from workers.subscriptions import registry
 from workers import runtime
+from workers.subscriptions import registry
 from workers.subscriptions.renewer import Renewer
 from workers.subscriptions.resync import resync_folder
 

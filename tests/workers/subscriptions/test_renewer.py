@@ -13,11 +13,11 @@ import pytest
 from rq import Queue
 
 from graphhook.core import keys
-from workers.subscriptions import registry
 from workers import runtime
+from workers.subscriptions import registry
 from workers.subscriptions.leader import LeaderLock
-from workers.subscriptions.renewer import Renewer
 from workers.subscriptions.operations import MAX_LIFETIME
+from workers.subscriptions.renewer import Renewer
 
 DAY = 24 * 3600
 

@@ -9,9 +9,8 @@ from rq import Queue
 
 from graphhook.core import keys
 from graphhook.core.errors import AuthError
-from workers.graph.auth import TokenProvider
-
 from tests.conftest import wait_for
+from workers.graph.auth import TokenProvider
 
 
 def test_cache_in_redis_is_encrypted_and_shared_between_providers(emulator, settings, redis_client):

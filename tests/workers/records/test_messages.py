@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from emulator.seed import PHISHING
+from tests.conftest import ROOT
 from workers.records import attachments
 from workers.records.messages import SCHEMA, Fetcher, FetchOptions, email_record
 
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "email-record.schema.json"
+SCHEMA_FILE = ROOT / "docs" / "email-record.schema.json"
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 
 import jwt
 import pytest
@@ -14,13 +13,20 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emulator.richcrypto import encrypt_resource
 from graphhook.core.errors import ConfigError, DecryptionError, RejectedNotification
-from graphhook.core.richnotify import (GRAPH_NOTIFICATION_APPID, KeyRing, OpenIdJwks, SigningKeysUnavailable,
-                                 TokenValidator, decrypt_content, load_key_file)
-
-from .conftest import make_key_pair
+from graphhook.core.richnotify import (
+    GRAPH_NOTIFICATION_APPID,
+    KeyRing,
+    OpenIdJwks,
+    SigningKeysUnavailable,
+    TokenValidator,
+    decrypt_content,
+    load_key_file,
+)
+from tests.conftest import ROOT
+from tests.receiver.conftest import make_key_pair
 
 # Microsoft's own vector (msgraph-sdk-dotnet-core IDecryptableContentExtensionsTests), copied from shared testdata.
-VECTOR = Path(__file__).resolve().parent / "samples" / "ms-sdk-encrypted-content.json"
+VECTOR = ROOT / "tests" / "samples" / "ms-sdk-encrypted-content.json"
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +90,15 @@ def test_key_ring_holds_old_and_new_keys_for_rotation(tmp_path):
 
 # --- validation tokens ------------------------------------------------------------------------
 
+def openid_config_url(emulator) -> str:
+    """The emulator's OpenID configuration, where validation-token signing keys are published."""
+    return f"{emulator.url}/common/.well-known/openid-configuration"
+
+
 @pytest.fixture
-def validator(emulator, settings):
+def validator(emulator):
     return TokenValidator(client_id=emulator.client_id,
-                          key_source=OpenIdJwks(settings.openid_config_url, ca_bundle=str(emulator.ca_path)).key_for)
+                          key_source=OpenIdJwks(openid_config_url(emulator), ca_bundle=str(emulator.ca_path)).key_for)
 
 
 def _claims(emulator, **changes):
@@ -155,8 +166,8 @@ def test_signing_keys_are_fetched_once_for_many_tokens(emulator, validator):
     assert fetched == ["/common/.well-known/openid-configuration", "/common/discovery/keys"]
 
 
-def test_without_a_client_id_no_token_passes(emulator, settings):
-    validator = TokenValidator(client_id="", key_source=OpenIdJwks(settings.openid_config_url,
+def test_without_a_client_id_no_token_passes(emulator):
+    validator = TokenValidator(client_id="", key_source=OpenIdJwks(openid_config_url(emulator),
                                                                   ca_bundle=str(emulator.ca_path)).key_for)
     with pytest.raises(RejectedNotification, match="AZURE_CLIENT_ID"):
         validator.validate(emulator.directory.issue_validation_token(""), tenants=[emulator.tenant_id])

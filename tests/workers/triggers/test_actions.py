@@ -14,16 +14,15 @@ from rq import Queue, SimpleWorker
 from emulator.faults import FaultRule
 from emulator.seed import PHISHING
 from graphhook.core import keys
-from workers.response import mailops
+from tests.workers.sink import Sink
+from tests.workers.triggers import handler_sample
 from workers import runtime
+from workers.records.messages import Fetcher
+from workers.response import mailops
 from workers.triggers import webhooks
 from workers.triggers.actions import marker_key
 from workers.triggers.config import config_for
 from workers.triggers.dispatch import dispatch
-from workers.records.messages import Fetcher
-
-from . import handler_sample
-from .sink import Sink
 
 QUEUE = "graphhook-action-tests"
 SECRET = "whsec-actions-0123456789abcdef"
@@ -239,7 +238,7 @@ def test_handler_gets_record_and_its_api_actions_are_idempotent(world, emulator)
     handler_sample.CALLS.clear()
     world.configure("""
         handlers:
-          triage: {path: "tests.workers.handler_sample:on_email"}
+          triage: {path: "tests.workers.triggers.handler_sample:on_email"}
         rules:
           - {name: triage, when: always, actions: [{handler: triage}]}
     """)
@@ -255,7 +254,7 @@ def test_failing_handler_is_retried_by_resume_job(world, emulator, redis_client)
     handler_sample.CALLS.clear()
     world.configure("""
         handlers:
-          broken: {path: "tests.workers.handler_sample:failing", all_mail: true}
+          broken: {path: "tests.workers.triggers.handler_sample:failing", all_mail: true}
     """)
     record = phish(emulator, world)
     dispatch(world, record)

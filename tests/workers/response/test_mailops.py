@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from graphhook.core.errors import NotFoundError
-from workers.response import mailops
 from workers import runtime
+from workers.response import mailops
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 
 from emulator.faults import FaultRule
 from graphhook.core.errors import ConfigError
-from workers.response import mailops
 from workers import runtime
+from workers.response import mailops
 from workers.response.purge import MAX_MAILBOXES, Purge, PurgeSpec, check_mailbox_count
 from workers.response.search import MessageQuery
 

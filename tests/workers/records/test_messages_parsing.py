@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from workers.records import attachments, authresults, urls
 

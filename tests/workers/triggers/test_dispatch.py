@@ -9,15 +9,13 @@ import textwrap
 
 from emulator.seed import PHISHING
 from graphhook.core import keys
+from tests.conftest import ROOT, wait_for
+from tests.workers.sink import Sink
 from workers import runtime
 from workers.subscriptions import operations
 from workers.triggers import webhooks
 from workers.triggers.config import parse_config
 from workers.triggers.engine import evaluate
-
-from tests.conftest import wait_for
-
-from .sink import Sink
 
 SECRET = "whsec-e2e-0123456789abcdef012345"
 
@@ -85,13 +83,12 @@ def test_seeded_phish_is_quarantined_forwarded_and_sent_to_soar(emulator, live_s
 
 def test_example_rules_fire_on_seeded_phish_only():
     """The shipped example's first rule catches the seeded phishing sample and not ordinary mail."""
-    from pathlib import Path
 
     import yaml
 
     from emulator.seed import ORDINARY
 
-    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "graphhook.example.yaml").read_text())
+    data = yaml.safe_load((ROOT / "graphhook.example.yaml").read_text())
     config = parse_config(data, "graphhook.example.yaml", env={"SOAR_WEBHOOK_SECRET": SECRET})
 
     def record(spec):

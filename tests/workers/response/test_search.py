@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from graphhook.core.errors import ConfigError
-from workers.response import mailops
 from workers import runtime
+from workers.response import mailops
 from workers.response.search import MessageQuery, iter_mailboxes, iter_messages, parse_when
 
 BOX = "alice@contoso.com"

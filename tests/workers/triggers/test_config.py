@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from graphhook.core.errors import ConfigError
+from tests.conftest import ROOT
 from workers.triggers.config import load_config, validate_config
 from workers.triggers.model import MailboxWatch
 
@@ -20,10 +21,9 @@ def write(tmp_path, text: str):
 
 
 def test_example_config_in_repo_loads_and_validates(monkeypatch):
-    from pathlib import Path
 
     monkeypatch.setenv("SOAR_WEBHOOK_SECRET", SECRET_ENV["SOAR_WEBHOOK_SECRET"])
-    config = validate_config(Path(__file__).resolve().parents[2] / "graphhook.example.yaml")
+    config = validate_config(ROOT / "graphhook.example.yaml")
     assert config.rules and config.mailboxes
 
 

@@ -10,10 +10,10 @@ import requests
 
 from emulator.faults import FaultRule
 from graphhook.core.errors import GraphError
-from workers.response import mailops
 from workers import runtime
 from workers.graph import mailbox, uploads
 from workers.graph.uploads import LocalFile
+from workers.response import mailops
 
 SECOPS, BOB, OUTSIDE = "secops@contoso.com", "bob@contoso.com", "analyst@partner.example"
 

@@ -15,12 +15,11 @@ from rq import Queue, SimpleWorker
 
 from graphhook.cli import main
 from graphhook.core.errors import SignatureError
+from tests.workers.sink import Sink
 from workers import runtime
 from workers.triggers import webhooks
 from workers.triggers.config import config_for
 from workers.triggers.insightconnect import insightconnect_event
-
-from .sink import Sink
 
 SECRET = "whsec-test-0123456789abcdef"
 QUEUE = "graphhook-webhook-tests"

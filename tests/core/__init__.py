@@ -1,0 +1,1 @@
+"""Tests of graphhook.core: settings, logs, rich-notification crypto."""

@@ -1,0 +1,1 @@
+"""Tests of workers.graph: the Graph client, tokens, politeness, uploads."""

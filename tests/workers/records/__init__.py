@@ -1,0 +1,1 @@
+"""Tests of workers.records: a Graph message turned into the email record."""

@@ -1,0 +1,1 @@
+"""Tests of workers.response: search, mailbox operations, purge."""

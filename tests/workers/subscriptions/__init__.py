@@ -1,0 +1,1 @@
+"""Tests of workers.subscriptions: the renewer, lifecycle events, resync."""

@@ -1,0 +1,1 @@
+"""Tests of workers.triggers: configuration, rules, actions, webhooks, handlers."""
