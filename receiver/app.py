@@ -10,8 +10,10 @@ cannot take them the answer is 503 so that Graph retries
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
+from typing import Callable
 
 import redis
 from flask import Flask, Response, current_app, request
@@ -29,6 +31,7 @@ from receiver.handshake import validation_response, validation_token
 from receiver.intake import check
 from receiver.metrics import Metrics
 from receiver.status import init_app as init_observability
+from receiver.status import utc_now
 from receiver.store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter, SubscriptionLookup
 
 log = logging.getLogger("graphhook.receiver")
@@ -41,8 +44,12 @@ __all__ = ["create_app", "ConfigError", "PROCESS_JOB", "LIFECYCLE_JOB"]
 
 
 def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None,
-               token_validator: TokenValidator | None = None) -> Flask:
-    """Build the receiver; settings are read from the environment when not given."""
+               token_validator: TokenValidator | None = None,
+               clock: Callable[[], dt.datetime] | None = None) -> Flask:
+    """Build the receiver; settings are read from the environment when not given.
+
+    ``clock`` says what time it is (an aware datetime) to the status page; tests pass a fixed one.
+    """
     settings = settings or Settings.from_env()
     # One immediate retry (a pooled connection may be stale after a Redis restart), no back-off:
     # redis-py's default of 10 retries with exponential back-off would outlast Graph's 3 s.
@@ -56,6 +63,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         LOOKUP=SubscriptionLookup(r, ttl=settings.registry_cache_seconds),
         JOBS=JobWriter(r, settings.queue_name),
         METRICS=Metrics(),
+        CLOCK=clock or utc_now,
         TOKENS=token_validator or TokenValidator(
             client_id=settings.client_id,
             key_source=OpenIdJwks(settings.openid_config_url, ca_bundle=settings.ca_bundle).key_for),

@@ -63,6 +63,16 @@ def _settings() -> Settings:
     return current_app.config["SETTINGS"]
 
 
+def utc_now() -> dt.datetime:
+    """The receiver's default clock: the current time in UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _now() -> dt.datetime:
+    """What time it is, from the app's clock (``create_app(clock=...)``)."""
+    return current_app.config["CLOCK"]()
+
+
 def configured(settings: Settings) -> bool:
     """Whether any status credential is set (otherwise the page is 404)."""
     return bool(settings.status_token or (settings.status_user and settings.status_password))
@@ -147,13 +157,14 @@ def page() -> Response:
     """The status page."""
     settings = _settings()
     r: redis.Redis = current_app.config["REDIS"]
+    now = _now()
     try:
-        status = gather(r, margin=dt.timedelta(minutes=settings.renew_margin_minutes))
+        status = gather(r, margin=dt.timedelta(minutes=settings.renew_margin_minutes), now=now)
     except redis.RedisError as exc:
         log.error("status page: redis unavailable: %s", type(exc).__name__)
         return Response("status unavailable: Redis does not answer\n", 503, {"Content-Type": "text/plain"})
-    body = render_template("status.html", status=status, csrf=csrf_token(settings), refresh=REFRESH_SECONDS,
-                           notice=request.args.get("notice", "")[:200],
+    body = render_template("status.html", status=status, csrf=csrf_token(settings, now.timestamp()),
+                           refresh=REFRESH_SECONDS, notice=request.args.get("notice", "")[:200],
                            dashboard="rq_dashboard" in current_app.blueprints)
     return Response(body, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
                                 "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
@@ -165,7 +176,7 @@ def page() -> Response:
 def retry(job_id: str) -> Any:
     """Put a failed job back on its queue (RQ's FailedJobRegistry.requeue), then back to the page."""
     settings = _settings()
-    if not csrf_valid(settings, request.form.get("csrf")):
+    if not csrf_valid(settings, request.form.get("csrf"), _now().timestamp()):
         return Response("invalid or expired form token: reload the status page and try again\n", 400,
                         {"Content-Type": "text/plain"})
     r: redis.Redis = current_app.config["REDIS"]

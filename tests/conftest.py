@@ -4,6 +4,7 @@ and real RQ worker processes. Nothing here mocks Graph: the emulator stands in f
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,6 +98,28 @@ def start_worker(live_settings, emulator, tmp_path):
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+EXIT_GRACE = 120.0  # s a process has to exit after SIGTERM: a guard against hangs, far beyond a busy machine's delays
+
+
+def stop_process(proc: subprocess.Popen, *, grace: float = EXIT_GRACE) -> int:
+    """SIGTERM ``proc`` and wait until it has exited; its return code.
+
+    One still alive after ``grace`` is killed, with its process group when it leads one (a worker pool and
+    its children), and the test fails saying so.
+    """
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait()
+        raise AssertionError(f"{proc.args!r} (pid {proc.pid}) did not exit within {grace:.0f} s of SIGTERM") from None
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):

@@ -32,6 +32,7 @@ from rq import SimpleWorker, Worker, get_current_job
 
 from graphhook.core import observe
 from graphhook.core.subhealth import RED, SubscriptionView
+from workers.shutdown import PromptShutdown
 
 log = logging.getLogger("graphhook.metrics")
 events = logging.getLogger("graphhook.notifications")
@@ -204,12 +205,12 @@ class _Metered:
         return ok
 
 
-class MeteredWorker(_Metered, Worker):
-    """RQ's forking worker with job metrics (the work horse flushes before it exits)."""
+class MeteredWorker(_Metered, PromptShutdown, Worker):
+    """RQ's forking worker with job metrics (the work horse flushes before it exits) and a prompt teardown."""
 
 
-class MeteredSimpleWorker(_Metered, SimpleWorker):
-    """RQ's non-forking worker with job metrics."""
+class MeteredSimpleWorker(_Metered, PromptShutdown, SimpleWorker):
+    """RQ's non-forking worker with job metrics and a prompt teardown."""
 
 
 def metered(worker_class: type) -> type:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.delivery import Delivery, DeliveryOptions
+from emulator.delivery import SLOW_THRESHOLD, Delivery, DeliveryOptions
 from tests.emulator.conftest import subscribe
 
 ALICE = "alice@contoso.com"
@@ -45,7 +45,8 @@ def test_an_answer_slower_than_three_seconds_is_a_timeout_and_slow(emulator, gra
     sink.wait(lambda s: any(e["event"] == "delivery.attempt" for e in emulator.events), timeout=10)
     sink.delay = 0
     attempt = next(e for e in emulator.events if e["event"] == "delivery.attempt")
-    assert attempt["status"] == "ReadTimeout" and 2.9 < attempt["elapsed"] < 4
+    # Timed out (not answered) and slow; how long past 3 s the attempt ended depends on the machine's load.
+    assert attempt["status"] == "ReadTimeout" and attempt["elapsed"] > SLOW_THRESHOLD
     stats = emulator.delivery.stats[f"{sink.url}/notifications"]
     assert stats.slow == 1 and stats.failed == 1
 

@@ -20,10 +20,10 @@ QUEUE = "graphhook-status-tests"
 CLIENT_STATE = "client-state-that-must-not-show"
 
 
-def seed(r) -> str:
-    """Three subscriptions (ok, at risk, renewal failed), a synced folder, fired rules,
+def seed(r, now: dt.datetime | None = None) -> str:
+    """Three subscriptions (ok, at risk, renewal failed) expiring relative to ``now``, a synced folder, fired rules,
     handled notifications and one really failed job; returns the failed job's id."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.timezone.utc)
     for sid, folder, hours, state, error in (
             ("sub-ok-0001", "inbox", 120, "active", ""),
             ("sub-risk-0002", "junkemail", 3, "active", ""),
@@ -56,10 +56,16 @@ def status_settings(redis_url: str, **credentials: str) -> Settings:
 
 
 @pytest.fixture
-def served(redis_server, redis_client):
+def now() -> dt.datetime:
+    """The served receiver's clock stands still here (whole seconds, as expiry times are stored)."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+@pytest.fixture
+def served(redis_server, redis_client, now):
     """The receiver with basic auth and a bearer token for /status, over plain HTTP on loopback."""
     app = create_app(status_settings(redis_server.url, status_user=USER, status_password=PASSWORD,
-                                     status_token=TOKEN), redis_client=redis_client)
+                                     status_token=TOKEN), redis_client=redis_client, clock=lambda: now)
     server = BackgroundServer(app).start()
     yield server.url
     server.stop()
@@ -79,15 +85,17 @@ def test_authentication_is_required(served):
     assert requests.get(f"{served}/status", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).status_code == 200
 
 
-def test_page_shows_health_resyncs_queues_notifications_and_failed_jobs(served, redis_client):
-    job_id = seed(redis_client)
+def test_page_shows_health_resyncs_queues_notifications_and_failed_jobs(served, redis_client, now):
+    job_id = seed(redis_client, now)
     page = requests.get(f"{served}/status", auth=(USER, PASSWORD), timeout=10)
     html = page.text
     assert page.headers["Content-Type"].startswith("text/html") and "no-store" in page.headers["Cache-Control"]
     assert "<title>(2) graphhook status</title>" in html  # two alarms: at risk and renewal failed
     assert 'data-health="at_risk"' in html and 'data-health="renew_failed"' in html and 'data-health="ok"' in html
     assert html.count('<tr class="red"') == 2
-    assert "2h 59m" in html or "3h 00m" in html  # the countdown of the one at risk
+    assert f'as of <span class="mono">{now:%Y-%m-%d %H:%M:%S}Z</span>' in html
+    assert ">3h 00m 00s</td>" in html  # the countdown of the one at risk, from the app's clock
+    assert ">5d 00h 00m</td>" in html and ">1d 06h 00m</td>" in html  # ok, and renewal failed
     assert "Graph 503 ServiceUnavailable" in html
     assert "2026-11-27T09:30:00Z" in html  # last resync of secops@contoso.com/inbox
     assert "quarantine-phishing" in html and "Urgent: verify your account" in html
@@ -96,8 +104,8 @@ def test_page_shows_health_resyncs_queues_notifications_and_failed_jobs(served, 
     assert CLIENT_STATE not in html and PASSWORD not in html and TOKEN not in html
 
 
-def test_retry_needs_the_form_token_and_the_same_origin(served, redis_client):
-    job_id = seed(redis_client)
+def test_retry_needs_the_form_token_and_the_same_origin(served, redis_client, now):
+    job_id = seed(redis_client, now)
     page = requests.get(f"{served}/status", auth=(USER, PASSWORD), timeout=10).text
     csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     url = f"{served}/status/jobs/{job_id}/retry"
@@ -135,10 +143,10 @@ def test_rq_dashboard_is_mounted_behind_the_same_authentication(served):
     assert same.status_code == 200 and same.json()["status"] == "OK"
 
 
-def test_long_lists_keep_alarms_on_top_and_count_the_rest(served, redis_client, monkeypatch):
+def test_long_lists_keep_alarms_on_top_and_count_the_rest(served, redis_client, now, monkeypatch):
     from receiver import statusdata
 
-    seed(redis_client)
+    seed(redis_client, now)
     monkeypatch.setattr(statusdata, "SUBSCRIPTION_ROWS", 1)
     html = requests.get(f"{served}/status", auth=(USER, PASSWORD), timeout=10).text
     assert "<title>(2) graphhook status</title>" in html and ">3 subscriptions<" in html

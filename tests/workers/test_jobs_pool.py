@@ -10,7 +10,7 @@ import sys
 from rq import Queue
 
 from graphhook.core import keys
-from tests.conftest import ROOT, wait_for, worker_env
+from tests.conftest import ROOT, stop_process, wait_for, worker_env
 
 
 def crash() -> None:
@@ -30,7 +30,7 @@ def test_pool_runs_jobs_without_forking_and_replaces_a_crashed_worker(emulator, 
     log = open(tmp_path / "pool.log", "ab")
     env = {**worker_env(live_settings, emulator), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "workers.pool", "--processes", "2"], env=env,
-                            stdout=log, stderr=log, cwd=str(ROOT))
+                            stdout=log, stderr=log, cwd=str(ROOT), start_new_session=True)
     try:
         workers_key = f"rq:workers:{live_settings.queue_name}"
         wait_for(lambda: redis_client.scard(workers_key) == 2, timeout=30)
@@ -54,8 +54,7 @@ def test_pool_runs_jobs_without_forking_and_replaces_a_crashed_worker(emulator, 
         events = wait_for(lambda: redis_client.lrange(keys.EVENTS, 0, -1), timeout=60)
         assert json.loads(events[0])["email"]["subject"] == "after the crash"
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_process(proc)  # the pool stops its workers and waits for them to exit
 
 
 def _replaced(parent: int, before: set[int]) -> set[int] | None:

@@ -13,7 +13,7 @@ from rq import Queue
 from emulator.faults import FaultRule
 from graphhook.core import keys
 from graphhook.core.observe import RedisCollector
-from tests.conftest import wait_for
+from tests.conftest import stop_process, wait_for
 from workers import metrics, runtime
 from workers.subscriptions import operations
 from workers.subscriptions.renewer import Renewer
@@ -54,8 +54,7 @@ def test_counts_from_two_worker_processes_add_up_on_the_receiver(emulator, live_
     for i in range(3):
         emulator.deliver(MAILBOX, {"subject": f"first {i}", "from": "a@fabrikam.com", "body": "x"})
     wait_for(lambda: fired() == 3, timeout=60)
-    first.terminate()
-    first.wait(timeout=15)
+    stop_process(first)
     start_worker()
     for i in range(2):
         emulator.deliver(MAILBOX, {"subject": f"second {i}", "from": "a@fabrikam.com", "body": "x"})

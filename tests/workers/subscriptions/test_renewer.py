@@ -13,6 +13,7 @@ import pytest
 from rq import Queue
 
 from graphhook.core import keys
+from tests.conftest import wait_for
 from workers import runtime
 from workers.subscriptions import registry
 from workers.subscriptions.leader import LeaderLock
@@ -147,14 +148,14 @@ def test_two_renewers_at_once_renew_each_subscription_once(emulator, live_settin
 
 
 def test_a_dead_renewer_is_taken_over(redis_client):
-    import time
-
-    first = LeaderLock(redis_client, keys.RENEWER_LOCK, ttl=0.3)
-    second = LeaderLock(redis_client, keys.RENEWER_LOCK, ttl=0.3)
+    first = LeaderLock(redis_client, keys.RENEWER_LOCK, ttl=60)
+    second = LeaderLock(redis_client, keys.RENEWER_LOCK, ttl=60)
     assert first.acquire()
     assert not second.acquire()
     assert first.acquire()  # the holder extends
-    time.sleep(0.4)  # the holder died and stopped extending
+    # Its last extension was for 0.3 s; then the holder died and stopped extending, and the lock lapses.
+    assert LeaderLock(redis_client, keys.RENEWER_LOCK, ttl=0.3, owner=first.owner).acquire()
+    wait_for(lambda: first.holder() is None)
     assert second.acquire()
     assert not first.acquire()
 
