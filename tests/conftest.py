@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from emulator import Emulator
 from graphhook.core.settings import Settings
@@ -120,6 +121,17 @@ def stop_process(proc: subprocess.Popen, *, grace: float = EXIT_GRACE) -> int:
             proc.kill()
         proc.wait()
         raise AssertionError(f"{proc.args!r} (pid {proc.pid}) did not exit within {grace:.0f} s of SIGTERM") from None
+
+
+STARTUP_GRACE = 120.0  # s a server we started has to answer: a guard against hangs, far beyond a busy machine's delays
+
+
+def answers(url: str, **kwargs) -> bool:
+    """Whether ``url`` answers 200 now; a refused, reset or slow connection is "not yet" (a server still booting)."""
+    try:
+        return requests.get(url, timeout=kwargs.pop("timeout", 5), **kwargs).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):

@@ -16,7 +16,7 @@ import requests
 
 from graphhook.cli import build_parser
 from graphhook.redis_server import free_port
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, STARTUP_GRACE, answers, wait_for
 
 PROCESS_TYPES = {"web", "worker", "renewer", "release"}
 APP_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(.*\))?")  # gunicorn's module:variable or module:factory()
@@ -111,14 +111,11 @@ def test_web_line_runs_gunicorn_answering_probes_and_handshake(redis_server, tmp
     base = f"http://127.0.0.1:{port}"
 
     def healthy():
-        try:
-            return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            assert proc.poll() is None, (tmp_path / "web.log").read_text()
-            return False
+        assert proc.poll() is None, (tmp_path / "web.log").read_text()
+        return answers(f"{base}/healthz")
 
     try:
-        wait_for(healthy, timeout=30)
+        wait_for(healthy, timeout=STARTUP_GRACE)
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
         token = "Validation: Testing client application reachability"
         reply = requests.post(f"{base}/notifications", params={"validationToken": token}, timeout=5)

@@ -18,12 +18,17 @@ import pytest
 
 from benchmarks.soak import run_soak
 
-pytestmark = pytest.mark.timeout(180)
+# A guard, not a budget: unloaded, every message has fired after ~25 s, but a job that failed twice in the
+# faults waits out its retry back-off (receiver/store.py: 10 s, then 60 s, then 300 s), and a busy machine
+# makes such failures likelier (Graph answers that are slow on purpose pass the client's timeout).
+SOAK_GRACE = 400.0  # s
+
+pytestmark = pytest.mark.timeout(600)  # a guard: the soak itself gives up after its own timeout below
 
 
 def test_every_message_fires_its_trigger_exactly_once_through_crashes_and_faults(tmp_path):
     result = run_soak(messages=300, mailboxes=5, workers=3, faults=True, rate=60, fast_forward=True,
-                      timeout=90, workdir=tmp_path / "soak", env={"GRAPHHOOK_MAILBOX_SLOT_SECONDS": "10"})
+                      timeout=SOAK_GRACE, workdir=tmp_path / "soak", env={"GRAPHHOOK_MAILBOX_SLOT_SECONDS": "10"})
     story = "\n".join(f"t={at:.1f}s {what}" for at, what in result.timeline)
     # The faults really happened.
     assert result.graph_faults >= 10, story
