@@ -228,7 +228,8 @@ def run(quick: bool = False) -> Report:
 
     def reset() -> None:
         r.flushdb()
-        r.hset(keys.subscription("bench-sub"), mapping={"clientState": STATE, "tenantId": TENANT})
+        r.hset(keys.subscription("bench-sub"), mapping={"clientState": STATE, "tenantId": TENANT,  # as the renewer writes
+                                                        "userId": "8c1a4c9e-0000-4000-8000-00000000beef", "rich": ""})
 
     bare = receiver = rpush = None
     report = Report("intake: POST /notifications under gunicorn -w 2 -k sync, loopback")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections import Counter
 from typing import Callable
 
 import redis
@@ -21,14 +22,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
-from graphhook.core.errors import ConfigError, MalformedNotification, RejectedNotification
-from graphhook.core.logs import notification_id
+from graphhook.core.errors import ConfigError, MalformedNotification, RejectedNotification, TooManyNotifications
 from graphhook.core.notifications import Collection, Notification
 from graphhook.core.redisconn import connect
 from graphhook.core.richnotify import OpenIdJwks, SigningKeysUnavailable, TokenValidator
 from graphhook.core.settings import Settings
 from receiver.handshake import validation_response, validation_token
-from receiver.intake import check
+from receiver.intake import KnownSubscription, check
 from receiver.metrics import Metrics
 from receiver.status import init_app as init_observability
 from receiver.status import utc_now
@@ -128,19 +128,21 @@ def _intake(config: dict, settings: Settings, metrics: Metrics) -> Response:
         metrics.rejected("content_type")
         return _text("Content-Type must be application/json\n", 415)
     try:
-        collection = Collection.parse(request.get_data(cache=False))
+        collection = Collection.parse(request.get_data(cache=False), max_items=settings.max_notifications)
+    except TooManyNotifications as exc:  # before any item is checked, looked up or logged
+        metrics.rejected("too_many_notifications")
+        log.warning("rejected a POST: %s", exc)
+        return _text(f"{exc}\n", 413)
     except MalformedNotification as exc:
         metrics.rejected("malformed")
         log.warning("rejected malformed collection: %s", exc)
         return _text(f"{exc}\n", 400)
     metrics.received(len(collection.notifications) + len(collection.malformed))
-    for problem in collection.malformed:
-        metrics.rejected("malformed")
-        log.warning("rejected malformed notification: %s", problem)
+    rejected = _Rejections(Counter({"malformed": len(collection.malformed)} if collection.malformed else {}))
 
     try:
-        accepted = _checked(config, settings, metrics, collection)
-        accepted = _verified(config, metrics, collection, accepted)
+        accepted, known = _checked(config, settings, collection, rejected)
+        accepted = _verified(config, collection, accepted, known, rejected)
         changes, events = [], []
         for n in accepted:
             (events if n.is_lifecycle else changes).append(n.to_job())
@@ -153,48 +155,81 @@ def _intake(config: dict, settings: Settings, metrics: Metrics) -> Response:
         metrics.unavailable("signing_keys")
         log.error("cannot verify validation tokens, asking Graph to retry: %s", exc)
         return _text("cannot verify validation tokens now, retry later\n", 503)
+    finally:
+        _summarize(metrics, collection, rejected)
     metrics.accepted("change", len(changes))
     metrics.accepted("lifecycle", len(events))
     return _text("", 202)
 
 
-def _checked(config: dict, settings: Settings, metrics: Metrics, collection: Collection) -> list[Notification]:
-    """Notifications whose subscription, clientState and tenant are ours; the rest counted and logged."""
+class _Rejections:
+    """What one POST had rejected: counts by reason, and the first detail worth an operator's eye."""
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+        self.detail = ""
+
+    def add(self, exc: RejectedNotification, count: int = 1) -> None:
+        self.counts[exc.reason] += count
+        self.detail = self.detail or str(exc)[:200]
+
+
+def _summarize(metrics: Metrics, collection: Collection, rejected: _Rejections) -> None:
+    """One log line per POST with rejections, counted by reason: never a line per item (a POST is attacker-sized)."""
+    if not rejected.counts:
+        return
+    for reason, count in rejected.counts.items():
+        metrics.rejected(reason, count)
+    total = len(collection.notifications) + len(collection.malformed)
+    reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(rejected.counts.items()))
+    first = rejected.detail or (collection.malformed[0][:200] if collection.malformed else "")
+    log.warning("rejected %d of %d notification(s) of a POST (%s); first: %s",
+                sum(rejected.counts.values()), total, reasons, first)
+
+
+def _checked(config: dict, settings: Settings, collection: Collection, rejected: _Rejections,
+             ) -> tuple[list[Notification], dict[str, KnownSubscription | None]]:
+    """Notifications whose subscription, clientState, tenant and mailbox are ours; the rest counted by reason.
+
+    Each distinct subscription id is looked up once (``SubscriptionLookup.find``), and the
+    collection is at most GRAPHHOOK_MAX_NOTIFICATIONS long, so one POST costs a bounded pipeline.
+    """
     if not collection.notifications:
-        return []
+        return [], {}
     known = config["LOOKUP"].find(n.subscription_id for n in collection.notifications)
     accepted = []
     for notification in collection.notifications:
         try:
             check(notification, known[notification.subscription_id], tenant_id=settings.tenant_id)
         except RejectedNotification as exc:
-            metrics.rejected(exc.reason)
-            log.warning("rejected notification: %s", exc, extra={"subscription_id": notification.subscription_id,
-                        "notification_id": notification_id(notification.to_job())})
+            rejected.add(exc)
             continue
         accepted.append(notification)
-    return accepted
+    return accepted, known
 
 
-def _verified(config: dict, metrics: Metrics, collection: Collection,
-              accepted: list[Notification]) -> list[Notification]:
+def _verified(config: dict, collection: Collection, accepted: list[Notification],
+              known: dict[str, KnownSubscription | None], rejected: _Rejections) -> list[Notification]:
     """All of ``accepted``, or none if the POST's validation tokens do not all verify.
 
     Rich notifications must carry tokens, and one bad token makes the whole POST
     suspect (https://learn.microsoft.com/graph/change-notifications-with-resource-data#validation-tokens-in-the-change-notification).
+    A change of a rich subscription (the registry's ``rich``) needs them even when its
+    ``encryptedContent`` was left out: otherwise dropping that field would skip the check.
+    Lifecycle notifications carry none (change-notifications-lifecycle-events).
     The dataSignature check and decryption follow in the worker, before anything is acted on.
     """
-    rich = any(n.encrypted_content is not None for n in accepted)
+    rich = any(n.encrypted_content is not None
+               or (not n.is_lifecycle and getattr(known.get(n.subscription_id), "rich", True)) for n in accepted)
     if not accepted or not (rich or collection.validation_tokens):
         return accepted
     try:
         if rich and not collection.validation_tokens:
-            raise RejectedNotification("validation_token_missing", "encrypted content without validationTokens")
+            raise RejectedNotification("validation_token_missing", "rich notification without validationTokens")
         validator: TokenValidator = config["TOKENS"]
         validator.validate_all(collection.validation_tokens, tenants={n.tenant_id for n in accepted})
     except RejectedNotification as exc:
-        metrics.rejected(exc.reason, len(accepted))
-        log.warning("rejected %d notification(s) of a POST: %s", len(accepted), exc)
+        rejected.add(exc, len(accepted))
         return []
     return accepted
 

@@ -1,8 +1,10 @@
 """Checks applied to each notification before anything is enqueued (pure: no I/O).
 
 A notification is accepted only if its subscription is one we created, its
-clientState equals that subscription's (compared in constant time) and its
-tenant is ours (graph-protocol.md §2).
+clientState equals that subscription's (compared in constant time), its
+tenant is ours (graph-protocol.md §2) and, for a change, its ``resource`` names
+the mailbox the subscription watches: a leaked clientState must not let anyone
+point graphhook at another mailbox.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
-from graphhook.core.errors import RejectedNotification
+from graphhook.core.errors import MalformedNotification, RejectedNotification
 from graphhook.core.notifications import Notification
+
+# The registry hash fields the receiver reads (workers/subscriptions/registry.py writes them).
+REGISTRY_FIELDS = ("clientState", "tenantId", "userId", "rich")
 
 
 @dataclass(frozen=True)
@@ -21,18 +26,29 @@ class KnownSubscription:
     id: str
     client_state: str = field(repr=False)
     tenant_id: str
+    user_id: str = ""  # the watched mailbox's Graph object id; empty: changes are refused (fail closed)
+    rich: bool = True  # includeResourceData: its changes need validation tokens
 
     @classmethod
     def from_redis(cls, subscription_id: str, values: dict) -> "KnownSubscription | None":
-        """Build from the registry hash (bytes or str values); None if absent or incomplete."""
+        """Build from the registry hash (bytes or str values); None if absent or incomplete.
+
+        A hash without the ``rich`` field is taken as rich, so that validation tokens are
+        required whenever the registry cannot say they are not.
+        """
+        def raw(key: str) -> object:
+            value = values.get(key)
+            return values.get(key.encode()) if value is None else value
+
         def text(key: str) -> str:
-            value = values.get(key) or values.get(key.encode())
+            value = raw(key)
             return value.decode() if isinstance(value, bytes) else (value or "")
 
         state, tenant = text("clientState"), text("tenantId")
         if not state:
             return None
-        return cls(subscription_id, state, tenant)
+        rich = raw("rich") is None or text("rich") == "1"
+        return cls(subscription_id, state, tenant, text("userId"), rich)
 
 
 def check(notification: Notification, known: KnownSubscription | None, *, tenant_id: str) -> None:
@@ -45,3 +61,20 @@ def check(notification: Notification, known: KnownSubscription | None, *, tenant
     expected = tenant_id or known.tenant_id
     if expected and notification.tenant_id.lower() != expected.lower():
         raise RejectedNotification("tenant_mismatch", f"tenant {notification.tenant_id[:64]!r} is not ours")
+    if notification.change_type is not None:
+        _check_resource(notification, known)
+
+
+def _check_resource(notification: Notification, known: KnownSubscription) -> None:
+    """The change's message must be in the subscription's mailbox, compared by Graph user id.
+
+    Graph names the mailbox by its object id (``Users/{guid}/Messages/{id}``, in varying case)
+    even when the subscription was created with an address; the registry records that id.
+    """
+    try:
+        ref = notification.message_ref()
+    except MalformedNotification as exc:
+        raise RejectedNotification("resource_mismatch", f"subscription {known.id!r}: {exc}") from exc
+    if not ref.is_user(known.user_id):
+        raise RejectedNotification("resource_mismatch",
+                                   f"resource is not in the mailbox of subscription {known.id!r}")

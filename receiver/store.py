@@ -25,7 +25,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import DefaultSerializer
 
 from graphhook.core import keys
-from receiver.intake import KnownSubscription
+from receiver.intake import REGISTRY_FIELDS, KnownSubscription
 
 PROCESS_JOB = "workers.jobs.process_notifications"
 LIFECYCLE_JOB = "workers.jobs.handle_lifecycle"
@@ -36,7 +36,6 @@ JOB_TIMEOUT = 180  # s a worker may spend on one job (RQ's default, made explici
 COMPRESS_ABOVE = 2048  # bytes of job data; a 100-notification POST is ~40 kB and shrinks ~10x
 _JOB_PREFIX = Job.redis_job_namespace_prefix
 _PER_JOB_FIELDS = frozenset({"data", "description", "created_at", "enqueued_at", "status"})
-_REGISTRY_FIELDS = ("clientState", "tenantId")
 
 
 class SubscriptionLookup:
@@ -70,13 +69,13 @@ class SubscriptionLookup:
             return found
         pipe = self._redis.pipeline(transaction=False)
         for sid in missing:
-            pipe.hmget(keys.subscription(sid), _REGISTRY_FIELDS)
+            pipe.hmget(keys.subscription(sid), REGISTRY_FIELDS)
         replies = pipe.execute()
         with self._lock:
             if len(self._cache) > 10_000:  # bounded: ids are attacker-chosen only until they are known
                 self._cache.clear()
             for sid, values in zip(missing, replies):
-                known = KnownSubscription.from_redis(sid, dict(zip(_REGISTRY_FIELDS, values)))
+                known = KnownSubscription.from_redis(sid, dict(zip(REGISTRY_FIELDS, values)))
                 found[sid] = known
                 if known is not None and self._ttl > 0:
                     self._cache[sid] = (now + self._ttl, known)

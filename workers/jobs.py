@@ -28,8 +28,8 @@ from typing import Any
 from rq import get_current_job
 
 from graphhook.core import keys, logs
-from graphhook.core.errors import GraphError, NotFoundError
-from graphhook.core.notifications import Notification
+from graphhook.core.errors import GraphError, MalformedNotification, NotFoundError
+from graphhook.core.notifications import MessageRef, Notification
 from workers import metrics
 from workers.records.messages import Fetcher, FetchOptions
 from workers.runtime import Context, context
@@ -77,15 +77,33 @@ def _job_owner() -> str:
     return f"claimed:{job.id}"
 
 
-def _mailboxes(ctx: Context, subscription_ids: set[str]) -> dict[str, tuple[str, str]]:
+def _mailboxes(ctx: Context, subscription_ids: set[str]) -> dict[str, tuple[str, str, str]]:
+    """(mailbox, folder, Graph user id) of each registered subscription; empty strings when not registered."""
     pipe = ctx.redis.pipeline(transaction=False)
     ordered = sorted(subscription_ids)
     for sid in ordered:
-        pipe.hmget(keys.subscription(sid), "mailbox", "folder")
+        pipe.hmget(keys.subscription(sid), "mailbox", "folder", "userId")
     out = {}
-    for sid, (mailbox, folder) in zip(ordered, pipe.execute()):
-        out[sid] = ((mailbox or b"").decode(), (folder or b"").decode())
+    for sid, values in zip(ordered, pipe.execute()):
+        mailbox, folder, user_id = ((value or b"").decode() for value in values)
+        out[sid] = (mailbox, folder, user_id)
     return out
+
+
+def _own_message(notification: Notification, places: dict[str, tuple[str, str, str]]) -> MessageRef | None:
+    """The notification's message, or None when it is not in its subscription's mailbox (or not a message).
+
+    Defence in depth behind the receiver's check (receiver/intake.py): a job planted or altered in
+    Redis must not make the worker fetch or act on another mailbox. Items of a subscription that is
+    no longer registered (removed since the receiver accepted them, or the resync's ``delta``
+    pseudo-subscription, built by the worker itself from the registry) carry no user id to compare.
+    """
+    try:
+        ref = notification.message_ref()
+    except MalformedNotification:
+        return None
+    owner = places.get(notification.subscription_id, ("", "", ""))[2]
+    return ref if not owner or ref.is_user(owner) else None
 
 
 def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
@@ -94,12 +112,12 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
     from workers.records.rich import open_encrypted  # rich notifications: dataSignature check + decrypt before acting
 
     items = open_encrypted(items, ctx.settings)
-    counts = {"processed": 0, "duplicates": 0, "gone": 0, "updated": 0, "deleted": 0}
+    counts = {"processed": 0, "duplicates": 0, "gone": 0, "updated": 0, "deleted": 0, "refused": 0}
     notifications = [Notification.from_graph(item) for item in items]
     owner = _job_owner()
     claim = ctx.redis.register_script(_CLAIM)
     window = ctx.settings.dedupe_seconds
-    places = _mailboxes(ctx, {n.subscription_id for n in notifications if n.change_type == "created"})
+    places = _mailboxes(ctx, {n.subscription_id for n in notifications if n.change_type is not None})
     options = FetchOptions.from_settings(ctx.settings)
     failures: list[Exception] = []
     claimed = []
@@ -107,7 +125,12 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
     for notification in notifications:
         if notification.change_type is None:
             continue
-        ref = notification.message_ref()
+        ref = _own_message(notification, places)
+        if ref is None:
+            counts["refused"] += 1
+            metrics.notification_handled("refused", subscription_id=notification.subscription_id,
+                                         change_type=notification.change_type)
+            continue
         etag = (notification.resource_data or {}).get("@odata.etag")
         key = marker(ref.user_id, ref.message_id, notification.change_type, etag)
         ids = {"notification_id": logs.notification_id(notification.to_job()), "message_id": ref.message_id,
@@ -141,6 +164,9 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
     finally:
         for fetcher in fetchers.values():
             fetcher.close()  # temporary spool files; kept copies (GRAPHHOOK_ATTACHMENT_DIR) stay
+    if counts["refused"]:
+        log.warning("refused %d notification(s) whose resource is not a message of their subscription's mailbox",
+                    counts["refused"])
     if failures:
         # RQ retries this same job; what succeeded is marked and will be skipped.
         raise failures[0]
@@ -176,14 +202,14 @@ def _prefetch(ctx: Context, claimed: list[tuple[Notification, Any]], fetchers: d
 
 
 def _handle(ctx: Context, notification: Notification, user_id: str, message_id: str,
-            places: dict[str, tuple[str, str]], fetcher: Fetcher, prefetched: Any = None) -> str:
+            places: dict[str, tuple[str, str, str]], fetcher: Fetcher, prefetched: Any = None) -> str:
     """Do one notification's work; return the outcome stored in its marker."""
     if notification.change_type == "deleted":
         log.info("message %s deleted from mailbox %s", message_id[-12:], user_id)
         return "deleted"
     if notification.change_type == "updated":
         return "updated"  # created triggers fired already (or will, once); updates fire none of them
-    mailbox, folder = places.get(notification.subscription_id, ("", ""))
+    mailbox, folder, _ = places.get(notification.subscription_id, ("", "", ""))
     if ctx.graph.limiter is not None:
         if mailbox:
             ctx.graph.limiter.learn(mailbox, user_id)  # actions may address the mailbox by its address

@@ -5,7 +5,8 @@
     GraphhookError
     ├── ConfigError                 a setting or the configuration file is missing or wrong
     ├── NotificationError           a notification (or collection) cannot be accepted
-    │   ├── MalformedNotification   not JSON, wrong shape, missing fields → 400
+    │   ├── MalformedNotification   not JSON, wrong shape, missing fields, nested too deep → 400
+    │   │   └── TooManyNotifications more items in one POST than GRAPHHOOK_MAX_NOTIFICATIONS → 413
     │   └── RejectedNotification    well-formed but fails a check (reason: str) → dropped, counted
     ├── DecryptionError             rich-notification content cannot be verified or decrypted
     ├── AuthError                   no token from the identity platform (``error`` code kept)
@@ -38,6 +39,10 @@ class NotificationError(GraphhookError):
 
 class MalformedNotification(NotificationError):
     """The request body is not a notification collection Graph would send."""
+
+
+class TooManyNotifications(MalformedNotification):
+    """A collection with more items than one POST may carry (GRAPHHOOK_MAX_NOTIFICATIONS)."""
 
 
 class RejectedNotification(NotificationError):

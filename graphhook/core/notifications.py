@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphhook.core.errors import MalformedNotification
+from graphhook.core.errors import MalformedNotification, TooManyNotifications
 
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+# Nesting of a POST body: Graph's is 4 deep (body, "value", item, resourceData/encryptedContent). A bound far
+# above that keeps a 500-deep resourceData from reaching the job serializer (RecursionError → 500).
+MAX_DEPTH = 32
 
 # Users/{id}/Messages/{id}, users('{id}')/messages('{id}'), users/{id}@{tenant}/messages/{id}
 _RESOURCE_RE = re.compile(
@@ -41,6 +45,23 @@ class MessageRef:
         user = match.group("u1") or match.group("u2")
         user = user.split("@")[0] if re.match(r"^[0-9a-f-]{36}@", user, re.I) else user
         return cls(user, match.group("m1") or match.group("m2"))
+
+    def is_user(self, user_id: str) -> bool:
+        """Whether this message's mailbox is ``user_id``: ids compared as ids (GUID case and braces ignored)."""
+        return bool(user_id) and same_user(self.user_id, user_id)
+
+
+def same_user(a: str, b: str) -> bool:
+    """Two Graph user ids name the same user: GUIDs compared as UUIDs, anything else case-insensitively."""
+    return _user_key(a) == _user_key(b)
+
+
+def _user_key(user_id: str) -> str:
+    text = user_id.strip()
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text.casefold()
 
 
 @dataclass(frozen=True)
@@ -127,11 +148,13 @@ class Collection:
     validation_tokens: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, body: bytes) -> "Collection":
+    def parse(cls, body: bytes, *, max_items: int | None = None, max_depth: int = MAX_DEPTH) -> "Collection":
         """Parse a POST body; raise MalformedNotification when the body as a whole is not a collection.
 
         A bad item does not spoil its neighbours: it is listed in ``malformed``
-        and the valid items are kept.
+        and the valid items are kept. A body with more than ``max_items`` items raises
+        TooManyNotifications before any item is looked at, and one nested deeper than
+        ``max_depth`` raises MalformedNotification, so what a hostile POST costs is bounded.
         """
         try:
             data = json.loads(body)
@@ -143,6 +166,10 @@ class Collection:
             raise MalformedNotification('body must be an object with a "value" array')
         if not data["value"]:
             raise MalformedNotification('"value" is empty')
+        if max_items is not None and len(data["value"]) > max_items:
+            raise TooManyNotifications(f"{len(data['value'])} notifications in one POST; at most {max_items} are accepted")
+        if _depth_exceeds(data, max_depth):
+            raise MalformedNotification(f"body is nested more than {max_depth} levels deep")
         tokens = dict.fromkeys(_tokens(data))  # ordered set: a POST may repeat a token on every item
         good: list[Notification] = []
         bad: list[str] = []
@@ -156,6 +183,20 @@ class Collection:
             except MalformedNotification as exc:
                 bad.append(str(exc))
         return cls(tuple(good), tuple(bad), tuple(tokens))
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether JSON ``data`` nests containers more than ``limit`` deep (iterative: no recursion to exhaust)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _tokens(container: dict[str, Any]) -> list[str]:

@@ -16,6 +16,10 @@ DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 DEFAULT_QUEUE = "graphhook"
 DEFAULT_MAX_BODY = 4 * 1024 * 1024  # bytes; a 100-item rich batch is well under 1 MiB
+# Notifications in one POST. Microsoft documents no maximum (docs/intake.md#limits): Graph "may send
+# multiple items in a single request"; the emulator batches 50. 1,000 is 20x that and more rich items than
+# fit in DEFAULT_MAX_BODY, yet bounds what one hostile POST costs (lookups, checks, metrics).
+DEFAULT_MAX_NOTIFICATIONS = 1000  # items per POST; more get 413 before any item is looked at
 DEFAULT_MAX_VALIDATION_TOKEN = 1024  # characters; real tokens are ~100 (graph-protocol.md §1)
 # Where validation-token signing keys are found (the Graph SDKs' default wellKnownUri, graph-protocol.md §4).
 DEFAULT_OPENID_CONFIG_URL = "https://login.microsoftonline.com/common/.well-known/openid-configuration"
@@ -76,6 +80,7 @@ class Settings:
     events_file: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_validation_token: int = DEFAULT_MAX_VALIDATION_TOKEN
+    max_notifications: int = DEFAULT_MAX_NOTIFICATIONS
     log_level: str = "INFO"
     openid_config_url: str = DEFAULT_OPENID_CONFIG_URL
     encryption_keys: str = ""  # comma-separated [encryptionCertificateId=]path of PEM/PKCS#12 files
@@ -123,6 +128,7 @@ class Settings:
             events_file=env.get("GRAPHHOOK_EVENTS_FILE", ""),
             max_body_bytes=_int(env, "GRAPHHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY),
             max_validation_token=_int(env, "GRAPHHOOK_MAX_VALIDATION_TOKEN", DEFAULT_MAX_VALIDATION_TOKEN),
+            max_notifications=_int(env, "GRAPHHOOK_MAX_NOTIFICATIONS", DEFAULT_MAX_NOTIFICATIONS),
             renew_margin_minutes=_int(env, "GRAPHHOOK_RENEW_MARGIN_MINUTES", 1440),
             renew_interval_seconds=_int(env, "GRAPHHOOK_RENEW_INTERVAL_SECONDS", 60),
             resync_every_minutes=_int(env, "GRAPHHOOK_RESYNC_EVERY_MINUTES", 30),
@@ -178,6 +184,8 @@ class Settings:
             raise ConfigError("GRAPHHOOK_STATUS_USER and GRAPHHOOK_STATUS_PASSWORD must be set together")
         if self.max_body_bytes < 1024:
             raise ConfigError(f"GRAPHHOOK_MAX_BODY_BYTES must be at least 1024, got {self.max_body_bytes!r}")
+        if self.max_notifications < 1:
+            raise ConfigError(f"GRAPHHOOK_MAX_NOTIFICATIONS must be at least 1, got {self.max_notifications!r}")
 
     def require(self, *names: str) -> None:
         """Raise ConfigError naming every listed environment variable that is unset."""

@@ -44,10 +44,12 @@ def make_key_pair(directory: Path, name: str = "rich") -> tuple[Path, x509.Certi
     return path, cert
 
 
-def register(redis_client, tenant: str, sid: str = "sub-1", state: str = STATE) -> None:
-    """Put a subscription in the registry the way the renewer does."""
+def register(redis_client, tenant: str, sid: str = "sub-1", state: str = STATE, *, user_id: str = "u1",
+             rich: bool = False) -> None:
+    """Put a subscription in the registry the way the renewer does (``change()`` names user ``u1``)."""
     redis_client.hset(keys.subscription(sid), mapping={"clientState": state, "tenantId": tenant,
-                                                       "mailbox": "a@contoso.com"})
+                                                       "mailbox": "a@contoso.com", "userId": user_id,
+                                                       "rich": "1" if rich else ""})
 
 
 def change(tenant: str, sid: str = "sub-1", state: str | None = STATE, message: str = "m1", **extra) -> dict:
@@ -89,5 +91,5 @@ def rich_subscription(receiver, emulator, redis_client, tmp_path):
         "encryptionCertificate": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
         "encryptionCertificateId": "graphhook-2025"})
     assert reply.status_code == 201, reply.text
-    register(redis_client, emulator.tenant_id, sid=reply.json()["id"])
+    register(redis_client, emulator.tenant_id, sid=reply.json()["id"], user_id=user.id, rich=True)
     return SimpleNamespace(id=reply.json()["id"], keys=f"graphhook-2025={key_path}")

@@ -13,7 +13,8 @@ from graphhook.core import keys
 
 def _register(redis_client, sid="sub-1", state="s" * 40, tenant=None, emulator=None):
     redis_client.hset(keys.subscription(sid), mapping={
-        "clientState": state, "tenantId": tenant or emulator.tenant_id, "mailbox": "a@contoso.com"})
+        "clientState": state, "tenantId": tenant or emulator.tenant_id, "mailbox": "a@contoso.com",
+        "userId": "u1", "rich": ""})
 
 
 def _notification(emulator, sid="sub-1", state="s" * 40, tenant=None):

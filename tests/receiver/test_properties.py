@@ -16,7 +16,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from rq import Queue
 
-from graphhook.core.notifications import Collection
+from graphhook.core.errors import MalformedNotification
+from graphhook.core.notifications import Collection, MessageRef
 from graphhook.redis_server import free_port
 from receiver.app import create_app
 
@@ -39,7 +40,9 @@ item = st.fixed_dictionaries({}, optional={
     "tenantId": st.sampled_from([TENANT, TENANT.upper(), "00000000-0000-0000-0000-000000000000"]) | json_value,
     "changeType": st.sampled_from(["created", "updated", "deleted", "Created", "created,updated"]) | json_value,
     "lifecycleEvent": st.sampled_from(["missed", "reauthorizationRequired", "subscriptionRemoved", "other"]) | json_value,
-    "resource": st.sampled_from(["Users/u1/Messages/m1", "Users('u')/messages('m')"]) | json_value,
+    # The subscription watches user u1 (conftest.register): its mailbox in any casing, others' never.
+    "resource": st.sampled_from(["Users/u1/Messages/m1", "users('U1')/messages('m')", "Users('u')/messages('m')",
+                                 "Users/u2/Messages/m1", "Users/u1/Events/e1"]) | json_value,
     "resourceData": st.just({"id": "m1"}) | json_value,
     "subscriptionExpirationDateTime": text,
     "id": st.uuids().map(str),
@@ -47,7 +50,7 @@ item = st.fixed_dictionaries({}, optional={
 # A valid notification of ours, sometimes with one field spoiled: exercises the accepting path too.
 valid_item = st.builds(lambda i, spoil, value: {
     **{"id": f"v{i}", "subscriptionId": "sub-ok", "clientState": STATE, "tenantId": TENANT, "changeType": "created",
-       "resource": f"Users/u/Messages/m{i}", "subscriptionExpirationDateTime": "2030-01-01T00:00:00Z"},
+       "resource": f"Users/u1/Messages/m{i}", "subscriptionExpirationDateTime": "2030-01-01T00:00:00Z"},
     **({spoil: value} if spoil else {})},
     st.integers(0, 10**6), st.sampled_from([None, None, "clientState", "tenantId", "subscriptionId", "lifecycleEvent",
                                             "changeType", "resource"]), json_value)
@@ -68,9 +71,16 @@ query = st.dictionaries(st.sampled_from(["validationToken", "x", "validationtoke
 
 
 def _ours(raw: object) -> bool:
-    """What the receiver may enqueue: our subscription, its clientState, our tenant."""
-    return (isinstance(raw, dict) and raw.get("subscriptionId") == "sub-ok" and raw.get("clientState") == STATE
-            and isinstance(raw.get("tenantId"), str) and raw["tenantId"].lower() == TENANT)
+    """What the receiver may enqueue: our subscription, its clientState, our tenant, a change in its mailbox."""
+    if not (isinstance(raw, dict) and raw.get("subscriptionId") == "sub-ok" and raw.get("clientState") == STATE
+            and isinstance(raw.get("tenantId"), str) and raw["tenantId"].lower() == TENANT):
+        return False
+    if "changeType" not in raw:
+        return True
+    try:
+        return MessageRef.from_resource(raw.get("resource") if isinstance(raw.get("resource"), str) else "").is_user("u1")
+    except MalformedNotification:
+        return False
 
 
 @pytest.fixture
@@ -110,7 +120,7 @@ def test_no_5xx_and_nothing_rejected_is_enqueued(redis_client, make_app, data, c
 @given(items=st.lists(st.builds(lambda i, kind: {
     "id": f"n{i}", "subscriptionId": "sub-ok", "clientState": STATE, "tenantId": TENANT,
     "subscriptionExpirationDateTime": "2030-01-01T00:00:00Z",
-    **({"changeType": "created", "resource": f"Users/u/Messages/m{i}"} if kind else {"lifecycleEvent": "missed"})},
+    **({"changeType": "created", "resource": f"Users/u1/Messages/m{i}"} if kind else {"lifecycleEvent": "missed"})},
     st.integers(0, 10**6), st.booleans()), min_size=1, max_size=20))
 def test_valid_collections_are_enqueued_whole(redis_client, make_app, items):
     redis_client.flushdb()
@@ -154,3 +164,22 @@ def test_handshake_echoes_any_token_exactly(make_app, token):
     assert response.status_code == 200
     assert response.get_data(as_text=True) == token
     assert response.headers["Content-Type"].startswith("text/plain")
+
+
+@SETTINGS
+@given(depth=st.integers(1, 3000), rich=st.booleans())
+def test_any_nesting_of_resource_data_is_202_or_400_never_500(redis_client, make_app, depth, rich):
+    redis_client.flushdb()
+    register(redis_client, TENANT, sid="sub-ok")
+    nested: object = {"id": "m1"}
+    for _ in range(depth):
+        nested = {"a": [nested]} if rich else {"a": nested}
+    item = {"subscriptionId": "sub-ok", "clientState": STATE, "tenantId": TENANT, "changeType": "created",
+            "resource": "Users/u1/Messages/m1", "resourceData": nested}
+    try:
+        data = json.dumps({"value": [item]})
+    except RecursionError:  # deeper than this test process can even write: nothing to send
+        return
+    response = make_app().test_client().post("/notifications", data=data, content_type="application/json")
+    assert response.status_code in (202, 400), response.data[:200]
+    assert (response.status_code == 202) == bool(make_app.queue.jobs)

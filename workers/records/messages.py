@@ -18,10 +18,12 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Any, Iterator
+from urllib.parse import quote
 
 from graphhook.core.errors import GraphError
 from graphhook.core.settings import Settings
 from workers.graph.client import GraphClient, error_for
+from workers.graph.mailbox import message_path
 from workers.records import attachments, authresults, urls
 
 log = logging.getLogger("graphhook.messages")
@@ -95,7 +97,9 @@ class Fetcher:
         self._sinks: list[attachments.Sink] = []
 
     def _path(self, message_id: str, tail: str = "") -> str:
-        return f"users/{self.user_id}/messages/{message_id}{tail}"
+        # Ids come from notifications: escaped, so "x/../../{other user}/messages/{id}" stays one segment
+        # (HTTP clients resolve dot segments, which would otherwise leave this mailbox).
+        return message_path(self.user_id, message_id) + tail
 
     def _graph(self) -> GraphClient:
         if self.client is None:
@@ -142,7 +146,7 @@ class Fetcher:
     def items(self, message_id: str, attachment_ids: list[str]) -> dict[str, dict[str, Any] | GraphError]:
         """Expanded item attachments by id: one request each, or one ``$batch`` for several."""
         query = f"?$expand={ITEM_EXPAND}"
-        paths = {aid: self._path(message_id, f"/attachments/{aid}{query}") for aid in attachment_ids}
+        paths = {aid: self._path(message_id, f"/attachments/{quote(aid, safe='')}{query}") for aid in attachment_ids}
         out: dict[str, dict[str, Any] | GraphError] = {}
         client = self._graph()
         if len(paths) > 1 and client.batch_supported:
@@ -213,7 +217,7 @@ class Fetcher:
                     sink = None
             elif message_id and entry["id"] and self.client and (entry["size"] or 0) <= self.options.max_bytes:
                 # Graph left the bytes out (large attachment): stream them through /$value.
-                sink = self.value(self._path(message_id, f"/attachments/{entry['id']}/$value"))
+                sink = self.value(self._path(message_id, f"/attachments/{quote(str(entry['id']), safe='')}/$value"))
             elif (entry["size"] or 0) > self.options.max_bytes:
                 entry["truncated"] = True
             if sink is not None:
@@ -288,4 +292,4 @@ def email_record(message: dict[str, Any], *, mailbox: str | None, folder: str | 
 
 def fetch_message(client: GraphClient, user_id: str, message_id: str) -> dict[str, Any]:
     """GET the message with its attachments in one request (plain JSON; kept for callers outside the worker)."""
-    return client.get(f"users/{user_id}/messages/{message_id}", params={"$select": SELECT, "$expand": "attachments"})
+    return client.get(message_path(user_id, message_id), params={"$select": SELECT, "$expand": "attachments"})
