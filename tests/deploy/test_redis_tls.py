@@ -13,9 +13,9 @@ import time
 
 import pytest
 import redis
-from rq import Queue
 
 from graphhook.commands.check import run_checks
+from graphhook.core import jobformat
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
 from graphhook.redis_server import find_redis_server, free_port
@@ -71,7 +71,7 @@ def ca_of(url: str) -> str:
 def test_cert_reqs_none_connects_and_queues_jobs(tls_redis):
     r = connect(settings_for(tls_redis, "none"))
     assert r.ping() is True
-    queue = Queue("graphhook", connection=r)
+    queue = jobformat.queue("graphhook", r)
     queue.enqueue("tests.deploy.jobs.slow_job", tls_redis, "tls", 0)
     assert r.llen("rq:queue:graphhook") == 1
     r.flushdb()
@@ -124,7 +124,7 @@ def test_worker_process_runs_jobs_over_tls(tls_redis, emulator, tmp_path):
 
     r = connect(settings_for(tls_redis, "none"))
     r.flushdb()
-    job = Queue("graphhook", connection=r).enqueue("tests.deploy.jobs.echo", "over tls")
+    job = jobformat.queue("graphhook", r).enqueue("tests.deploy.jobs.echo", "over tls")
     env = {**os.environ, **emulator.environment(), "REDIS_URL": tls_redis, "REDIS_SSL_CERT_REQS": "none",
            "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "graphhook", "worker", "--burst"], env=env,

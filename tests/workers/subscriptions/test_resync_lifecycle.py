@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rq import Queue
-
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from tests.conftest import wait_for
 from workers import runtime
 from workers.subscriptions import registry
@@ -76,7 +74,7 @@ def test_push_and_delta_together_fire_each_message_once(emulator, live_settings,
     result = resync_folder(ctx, "alice@contoso.com", "inbox", record.user_id, subscription_id=record.id,
                            now=emulator.clock.now())
     assert result.mode == "incremental" and result.enqueued == 5
-    wait_for(lambda: Queue(live_settings.queue_name, connection=redis_client).count == 0, timeout=60)
+    wait_for(lambda: jobformat.queue(live_settings.queue_name, redis_client).count == 0, timeout=60)
     emulator.deliver("alice@contoso.com", {"subject": "last", "from": "x@example.com"})
     wait_for(lambda: "last" in _subjects(redis_client), timeout=60)
     assert sorted(_subjects(redis_client)) == ["last", "m0", "m1", "m2", "m3", "m4"]
@@ -91,7 +89,7 @@ def test_first_sync_is_a_baseline_unless_a_backfill_window_is_asked(emulator, li
                                                         "receivedDateTime": (old.replace(year=old.year - 1)).strftime("%Y-%m-%dT%H:%M:%SZ")})
     emulator.mail.add_message("alice@contoso.com", {"subject": "recent", "from": "x@example.com"})
     ctx = runtime.build(live_settings, redis_client)
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
 
     import datetime as dt
 
@@ -151,3 +149,4 @@ def test_resync_follows_every_page_to_the_delta_link(emulator, live_settings, re
     result = resync_folder(ctx, "alice@contoso.com", "inbox", user.id, now=emulator.clock.now())
 
     assert result.pages >= 4 and result.enqueued == 7
+
