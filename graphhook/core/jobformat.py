@@ -5,7 +5,7 @@ RQ pickles job data by default, and unpickling runs whatever the pickle names
 an untrusted or tampered source"). Every Queue, Worker, registry and Job graphhook opens — the
 receiver's job-writing script (receiver/store.py), the workers, the renewer, the ``/status``
 page and rq-dashboard — uses :class:`JobSerializer`, RQ's own JSON serializer
-(https://python-rq.org/docs/jobs/#job-serialization) and :class:`SafeJob`.
+(custom serializers, https://python-rq.org/docs/jobs/) and :class:`SafeJob`.
 
 Data that is not JSON — a job queued in pickle form by a version before this one, or one planted
 in Redis — is refused and never unpickled: the job fails for good (retrying cannot make it
