@@ -94,7 +94,9 @@ class JobWriter:
     job (origin, timeout, retries, …) come from ``Job.to_dict()`` of a template job built here by
     RQ, and are baked into the script; only id, data, description and timestamps vary. The script
     writes nothing when the first job already exists, so redis-py's retry after a lost reply cannot
-    enqueue a POST twice. tests/receiver/test_store.py checks the result against RQ's own enqueue.
+    enqueue a POST twice. Job data is JSON (graphhook/core/jobformat.py), never pickle: whoever can
+    write Redis must not make a worker run code. tests/receiver/test_store.py checks the result
+    against RQ's own enqueue with the same serializer, field by field.
     """
 
     def __init__(self, r: redis.Redis, queue_name: str) -> None:
