@@ -174,10 +174,10 @@ def run_soak(*, messages: int, mailboxes: int, workers: int = 3, faults: bool = 
 
 
 def _queue_state(pipe) -> str:
-    from rq import Queue
+    from graphhook.core import jobformat
 
     try:
-        q = Queue(pipe.queue_name, connection=pipe.redis)
+        q = jobformat.queue(pipe.queue_name, pipe.redis)
         return (f"queued {q.count}, started {q.started_job_registry.count}, scheduled "
                 f"{q.scheduled_job_registry.count}, failed {q.failed_job_registry.count}, "
                 f"emulator pending {pipe.emulator.delivery.pending()}")
@@ -187,10 +187,10 @@ def _queue_state(pipe) -> str:
 
 def _busy(pipe) -> bool:
     """Whether any job of the pipeline's queue is still queued, running, scheduled or waiting to retry."""
-    from rq import Queue
+    from graphhook.core import jobformat
 
     try:
-        queue = Queue(pipe.queue_name, connection=pipe.redis)
+        queue = jobformat.queue(pipe.queue_name, pipe.redis)
         return bool(queue.count or queue.started_job_registry.count or queue.scheduled_job_registry.count)
     except Exception:  # noqa: BLE001 — Redis restarting: assume busy
         return True

@@ -45,11 +45,11 @@ def noop() -> None:
 
 def _per_job_overhead(r, worker_class, n: int) -> float:
     """Seconds per job cycle, from the first job's start to the last job's end (worker start-up excluded)."""
-    from rq import Queue
+    from graphhook.core import jobformat
 
-    queue = Queue(f"bench-{worker_class.__name__}", connection=r)
+    queue = jobformat.queue(f"bench-{worker_class.__name__}", r)  # JSON jobs, as graphhook's workers run them
     enqueued = [queue.enqueue(noop) for _ in range(n)]
-    worker_class([queue], connection=r).work(burst=True, logging_level="WARNING")
+    worker_class([queue], connection=r, **jobformat.WORKER_OPTIONS).work(burst=True, logging_level="WARNING")
     for job in enqueued:
         job.refresh()
     first, last = enqueued[0].started_at, enqueued[-1].ended_at

@@ -51,9 +51,9 @@ def _queued_notifications(queue: Queue) -> int:
 def _round(emulator, r: redis.Redis, env: dict[str, str], processes: int, messages: int, tag: str,
            log_dir: Path) -> float:
     """Seconds for ``processes`` workers to fire the triggers of ``messages`` queued messages."""
-    from graphhook.core import keys
+    from graphhook.core import jobformat, keys
 
-    queue = Queue("graphhook", connection=r)
+    queue = jobformat.queue("graphhook", r)
     r.delete(keys.EVENTS)
     suspend(r)
     for i in range(messages):

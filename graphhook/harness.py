@@ -304,14 +304,16 @@ class Pipeline:
         would do, only to what processes that are gone still hold. Everything after it (retry,
         rescheduling) is RQ's own code in the live workers.
         """
-        from rq import Queue, Worker
+        from rq import Worker
         from rq.executions import Execution
         from rq.scheduler import SCHEDULER_KEY_TEMPLATE, SCHEDULER_LOCKING_KEY_TEMPLATE
+
+        from graphhook.core import jobformat
 
         assert self.workers is not None
         dead = {w.name for w in Worker.all(connection=self.redis)
                 if w.pid in self.workers.all_pids() and not process_alive(w.pid)}
-        registry = Queue(self.queue_name, connection=self.redis).started_job_registry
+        registry = jobformat.queue(self.queue_name, self.redis).started_job_registry
         moved = 0
         for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
             try:

@@ -6,6 +6,7 @@ import logging
 
 from rq import SimpleWorker, Worker
 
+from graphhook.core import jobformat
 from graphhook.core.settings import Settings
 from workers import metrics, runtime
 from workers.records import rich
@@ -26,7 +27,7 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
     metrics.use_redis(ctx.redis)
     worker_class = metrics.metered(SimpleWorker if simple else Worker)  # job durations and failures
     # Maintenance is when RQ retries the jobs of workers that died (SIGKILL, OOM) once their heartbeat lapsed.
-    worker = worker_class([settings.queue_name], connection=ctx.redis,
+    worker = worker_class([settings.queue_name], connection=ctx.redis, **jobformat.WORKER_OPTIONS,  # JSON jobs only
                           maintenance_interval=max(1, settings.worker_maintenance_seconds))
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
     return 0

@@ -13,8 +13,9 @@ a timestamp keyed by the configured credentials, so every web process
 accepts it without shared sessions — and unsafe requests from another origin
 are refused (browsers resend basic-auth credentials to cross-site forms).
 
-With the ``dashboard`` extra installed (rq-dashboard), RQ's dashboard is
-mounted at ``/status/rq`` behind the same authentication.
+rq-dashboard is not mounted (it was at ``/status/rq``): whatever serializer it is given, it
+fetches a job's page, deletes and requeues with RQ's default, pickle, so a job planted in Redis
+would run in this process (graphhook/core/jobformat.py, docs/observability.md).
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from urllib.parse import urlsplit
 import redis
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, url_for
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job
 
-from graphhook.core import logs
+from graphhook.core import jobformat, logs
 from graphhook.core.observe import RedisCollector
 from graphhook.core.settings import Settings
 from receiver.statusdata import gather
@@ -54,7 +54,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     margin = dt.timedelta(minutes=settings.renew_margin_minutes)
     app.config["METRICS"].add_collector(RedisCollector(app.config["REDIS"], margin=margin))
     app.register_blueprint(bp)
-    _mount_rq_dashboard(app, settings)
 
 
 # --- authentication --------------------------------------------------------------------------
@@ -164,8 +163,7 @@ def page() -> Response:
         log.error("status page: redis unavailable: %s", type(exc).__name__)
         return Response("status unavailable: Redis does not answer\n", 503, {"Content-Type": "text/plain"})
     body = render_template("status.html", status=status, csrf=csrf_token(settings, now.timestamp()),
-                           refresh=REFRESH_SECONDS, notice=request.args.get("notice", "")[:200],
-                           dashboard="rq_dashboard" in current_app.blueprints)
+                           refresh=REFRESH_SECONDS, notice=request.args.get("notice", "")[:200])
     return Response(body, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
                                 "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -181,38 +179,13 @@ def retry(job_id: str) -> Any:
                         {"Content-Type": "text/plain"})
     r: redis.Redis = current_app.config["REDIS"]
     try:
-        job = Job.fetch(job_id, connection=r)
+        job = jobformat.fetch(job_id, r)  # JSON only: a planted pickle is never unpickled
         job.requeue()
     except NoSuchJobError:
         return redirect(url_for("status.page", notice=f"job {job_id} no longer exists"), 303)
     except InvalidJobOperation:
         return redirect(url_for("status.page", notice=f"job {job_id} is not failed any more"), 303)
-    log.info("failed job %s (%s) requeued from the status page", job_id, job.func_name, extra={"job_id": job_id})
+    # The description, not func_name: reading func_name decodes the data, which may be refused (not JSON).
+    log.info("failed job %s (%.200s) requeued from the status page", job_id, job.description or "",
+             extra={"job_id": job_id})
     return redirect(url_for("status.page", notice=f"job {job_id} requeued"), 303)
-
-
-# --- rq-dashboard (optional extra) ---------------------------------------------------------------
-
-def _mount_rq_dashboard(app: Flask, settings: Settings) -> None:
-    """Mount rq-dashboard at /status/rq behind the same authentication, when installed and credentials are set."""
-    if not configured(settings) or not settings.redis_url:
-        return
-    try:
-        import rq_dashboard
-        from rq_dashboard.web import setup_rq_connection
-    except ImportError:
-        return
-    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", settings.redis_url)
-    setup_rq_connection(app)
-    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/status/rq")
-
-    @app.before_request
-    def _guard_dashboard() -> Response | None:
-        if request.blueprint != "rq_dashboard":
-            return None
-        refused = _guard()
-        # rq-dashboard has no CSRF tokens, and requeues on GET too: only pages may be opened from elsewhere.
-        navigation = request.method == "GET" and request.endpoint != "rq_dashboard.requeue_all"
-        if refused is None and not navigation and not _same_origin():
-            return Response("cross-origin request refused\n", 403, {"Content-Type": "text/plain"})
-        return refused

@@ -16,9 +16,9 @@ from typing import Any
 
 import redis
 from rq import Queue
-from rq.job import Job
+from rq.exceptions import DeserializationError
 
-from graphhook.core import keys, observe
+from graphhook.core import jobformat, keys, observe
 from graphhook.core.logs import redact
 from graphhook.core.subhealth import RED, countdown, parse_time
 
@@ -159,7 +159,7 @@ def _fired(r: redis.Redis) -> list[dict[str, Any]]:
 def _failed(r: redis.Redis, queue: Queue) -> list[FailedJob]:
     ids = queue.failed_job_registry.get_job_ids(0, FAILED_ROWS - 1)
     out = []
-    for job_id, job in zip(ids, Job.fetch_many(ids, connection=r) if ids else []):
+    for job_id, job in zip(ids, jobformat.fetch_many(ids, r) if ids else []):
         if job is None:
             continue
         error = ""
@@ -169,7 +169,11 @@ def _failed(r: redis.Redis, queue: Queue) -> list[FailedJob]:
         except Exception:  # noqa: BLE001 — an unreadable result still lists the job
             error = ""
         last_line = next((line for line in reversed(error.strip().splitlines()) if line.strip()), "")
-        out.append(FailedJob(id=job_id, queue=queue.name, function=job.func_name or "", description=job.description or "",
+        try:
+            function = job.func_name or ""
+        except DeserializationError:  # not JSON (pickle form): listed, never unpickled (graphhook/core/jobformat.py)
+            function = "(refused: data is not JSON)"
+        out.append(FailedJob(id=job_id, queue=queue.name, function=function, description=job.description or "",
                              ended_at=_iso(job.ended_at.replace(tzinfo=job.ended_at.tzinfo or dt.timezone.utc))
                              if job.ended_at else "", error=redact(last_line)[:300]))
     return out

@@ -22,9 +22,9 @@ import redis
 from redis.exceptions import NoScriptError
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
-from rq.serializers import DefaultSerializer
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
+from graphhook.core.jobformat import JobSerializer, SafeJob
 from receiver.intake import REGISTRY_FIELDS, KnownSubscription
 
 PROCESS_JOB = "workers.jobs.process_notifications"
@@ -93,11 +93,13 @@ class JobWriter:
     job (origin, timeout, retries, …) come from ``Job.to_dict()`` of a template job built here by
     RQ, and are baked into the script; only id, data, description and timestamps vary. The script
     writes nothing when the first job already exists, so redis-py's retry after a lost reply cannot
-    enqueue a POST twice. tests/receiver/test_store.py checks the result against RQ's own enqueue.
+    enqueue a POST twice. Job data is JSON (graphhook/core/jobformat.py), never pickle: whoever can
+    write Redis must not make a worker run code. tests/receiver/test_store.py checks the result
+    against RQ's own enqueue with the same serializer, field by field.
     """
 
     def __init__(self, r: redis.Redis, queue_name: str) -> None:
-        self.queue = Queue(queue_name, connection=r)
+        self.queue = jobformat.queue(queue_name, r)
         self._script = r.register_script(_persist_script(_static_fields(r, queue_name)))  # knows its SHA-1
         self._keys_prefix = (Queue.redis_queues_keys, self.queue.key)
         self._own = _ThreadClients(r)
@@ -160,20 +162,20 @@ def _utcnow() -> str:
 
 
 def _job_data(func: str, arg: Any) -> bytes:
-    """RQ's job data: its serializer over (function name, instance, args, kwargs).
+    """RQ's job data: graphhook's JSON serializer over (function name, instance, args, kwargs).
 
     Compressed like RQ's own ``to_dict`` only when that pays: RQ reads uncompressed data too
     (``Job.restore`` falls back to it), and compressing a one-notification job costs more CPU
     than it saves memory.
     """
-    data = DefaultSerializer.dumps((func, None, (arg,), {}))
+    data = JobSerializer.dumps((func, None, (arg,), {}))  # JSON, never pickle (graphhook/core/jobformat.py)
     return zlib.compress(data) if len(data) > COMPRESS_ABOVE else data
 
 
 def _static_fields(r: redis.Redis, queue_name: str) -> dict[str, str]:
     """The job-hash fields RQ writes alike for every job of ours, read off RQ's own ``to_dict``."""
-    template = Job.create(PROCESS_JOB, args=(None,), connection=r, origin=queue_name, retry=_retry(),
-                          timeout=JOB_TIMEOUT, description="")
+    template = SafeJob.create(PROCESS_JOB, args=(None,), connection=r, origin=queue_name, retry=_retry(),
+                              timeout=JOB_TIMEOUT, description="", serializer=JobSerializer)
     fields = {}
     for name, value in template.to_dict().items():
         if name in _PER_JOB_FIELDS or value in ("", None):  # RQ reads a missing field as an empty one

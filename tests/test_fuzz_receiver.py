@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from rq import Queue
 
+from graphhook.core import jobformat
 from graphhook.core.notifications import Collection
 from graphhook.core.settings import Settings
 from graphhook.redis_server import free_port
@@ -100,7 +100,7 @@ def fuzz_settings(emulator, redis_server):
 
 def test_fuzzed_requests_get_no_5xx_and_only_valid_notifications_are_enqueued(fuzz_settings, redis_client):
     app = create_app(fuzz_settings, redis_client=redis_client)
-    queue = Queue(fuzz_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(fuzz_settings.queue_name, redis_client)
     register(redis_client, TENANT, sid="sub-ok")
     seen = {"requests": 0, "enqueued": 0, "rejected_intake": 0}
 

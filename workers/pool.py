@@ -22,6 +22,7 @@ import os
 from rq.worker_pool import WorkerPool
 
 from graphhook.core import logs
+from graphhook.core import jobformat
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
 from workers.metrics import MeteredSimpleWorker
@@ -42,7 +43,7 @@ def run(settings: Settings, *, processes: int = 1, burst: bool = False) -> int:
     # Each worker process builds its own context on its first job (workers.runtime.context):
     # sockets, TLS sessions and locks are never shared across processes.
     pool = WorkerPool([settings.queue_name], connection=connect(settings), num_workers=processes,
-                      worker_class=MeteredSimpleWorker)  # SimpleWorker with job metrics
+                      worker_class=MeteredSimpleWorker, **jobformat.WORKER_OPTIONS)  # SimpleWorker with job metrics
     pool.start(burst=burst, logging_level=settings.log_level)
     return 0
 

@@ -73,6 +73,7 @@ class Settings:
     graph_url: str = DEFAULT_GRAPH_URL
     redis_url: str = ""
     redis_ssl_cert_reqs: str = "required"
+    redis_ssl_ca_certs: str = ""  # PEM file of the CA(s) that sign the rediss:// server's certificate; empty: system CAs
     public_url: str = ""
     config_path: str = "graphhook.yaml"
     ca_bundle: str = ""
@@ -121,6 +122,7 @@ class Settings:
             graph_url=env.get("GRAPH_URL", DEFAULT_GRAPH_URL).rstrip("/"),
             redis_url=env.get("REDIS_URL", ""),
             redis_ssl_cert_reqs=env.get("REDIS_SSL_CERT_REQS", "required").lower(),
+            redis_ssl_ca_certs=env.get("REDIS_SSL_CA_CERTS", ""),
             public_url=env.get("PUBLIC_URL", "").rstrip("/"),
             config_path=env.get("GRAPHHOOK_CONFIG", "graphhook.yaml"),
             ca_bundle=env.get("REQUESTS_CA_BUNDLE", ""),

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from rq import Queue
 
+from graphhook.core import jobformat
 from receiver.app import create_app
 from tests.conftest import ROOT
 from tests.deploy.test_procfile import assert_graphhook_command, assert_real_factory, gunicorn_app
@@ -142,7 +143,7 @@ def test_keda_scales_the_worker_on_rqs_own_queue_list(redis_client):
     trigger = scaled["spec"]["triggers"][0]
     assert trigger["type"] == "redis"
     queue_name = find("ConfigMap", "graphhook-env")["data"]["GRAPHHOOK_QUEUE"]
-    queue = Queue(queue_name, connection=redis_client)
+    queue = jobformat.queue(queue_name, redis_client)
     assert trigger["metadata"]["listName"] == queue.key == f"rq:queue:{queue_name}"
     # The list KEDA reads really is where enqueued jobs wait.
     queue.enqueue("tests.deploy.jobs.slow_job", "redis://unused", "k", 0)

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from rq import Queue, Worker
+from rq import Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from graphhook.redis_server import free_port
 from tests.conftest import ROOT, wait_for
 
@@ -68,7 +68,7 @@ def test_procfile_processes_carry_mail_end_to_end(procfile_env, emulator, redis_
         wait_for(lambda: redis_client.llen(keys.EVENTS) >= MESSAGES, timeout=90)
 
         # Drained: nothing waiting, nothing running, nothing failed; then count exactly.
-        queue = Queue("graphhook", connection=redis_client)
+        queue = jobformat.queue("graphhook", redis_client)
         wait_for(lambda: queue.count == 0 and StartedJobRegistry(queue=queue).count == 0, timeout=30)
         assert FailedJobRegistry(queue=queue).count == 0, output()
         events = [json.loads(e) for e in redis_client.lrange(keys.EVENTS, 0, -1)]

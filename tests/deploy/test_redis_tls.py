@@ -1,7 +1,9 @@
 """Heroku Redis speaks TLS with a self-signed certificate: ``rediss://`` against a real TLS redis-server.
 
 REDIS_SSL_CERT_REQS=none must connect (that is Heroku's setting); ``required`` must refuse the
-self-signed certificate, and ``graphhook check`` must say how to fix that.
+self-signed certificate, and ``graphhook check`` must say how to fix that. A private CA is verified
+with REDIS_SSL_CA_CERTS, so ``none`` is never the only way: that CA connects with ``required``,
+another CA is refused.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import time
 
 import pytest
 import redis
-from rq import Queue
 
 from graphhook.commands.check import run_checks
+from graphhook.core import jobformat
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
 from graphhook.redis_server import find_redis_server, free_port
 from receiver.app import create_app
 from tests.deploy.certs import self_signed
+
+
+tls_redis_ca: dict[str, str] = {}  # port → the PEM that signs that server's certificate (self-signed: itself)
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +54,24 @@ def tls_redis(tmp_path_factory):
                 proc.kill()
                 raise
             time.sleep(0.05)
+    tls_redis_ca[str(port)] = str(cert)
     yield f"rediss://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
 
 
-def settings_for(url: str, cert_reqs: str) -> Settings:
-    return Settings.from_env({"REDIS_URL": url, "REDIS_SSL_CERT_REQS": cert_reqs})
+def settings_for(url: str, cert_reqs: str, ca_certs: str = "") -> Settings:
+    return Settings.from_env({"REDIS_URL": url, "REDIS_SSL_CERT_REQS": cert_reqs, "REDIS_SSL_CA_CERTS": ca_certs})
+
+
+def ca_of(url: str) -> str:
+    return tls_redis_ca[url.rsplit(":", 1)[1].split("/")[0]]
 
 
 def test_cert_reqs_none_connects_and_queues_jobs(tls_redis):
     r = connect(settings_for(tls_redis, "none"))
     assert r.ping() is True
-    queue = Queue("graphhook", connection=r)
+    queue = jobformat.queue("graphhook", r)
     queue.enqueue("tests.deploy.jobs.slow_job", tls_redis, "tls", 0)
     assert r.llen("rq:queue:graphhook") == 1
     r.flushdb()
@@ -69,6 +79,19 @@ def test_cert_reqs_none_connects_and_queues_jobs(tls_redis):
 
 def test_cert_reqs_required_refuses_a_self_signed_certificate(tls_redis):
     r = connect(settings_for(tls_redis, "required"))
+    with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+        r.ping()
+
+
+def test_private_ca_is_verified_with_redis_ssl_ca_certs(tls_redis):
+    r = connect(settings_for(tls_redis, "required", ca_of(tls_redis)))
+    assert r.ping() is True
+    r.close()
+
+
+def test_another_ca_is_refused_even_with_redis_ssl_ca_certs(tls_redis, tmp_path):
+    other, _ = self_signed(tmp_path, "other")
+    r = connect(settings_for(tls_redis, "required", str(other)))
     with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
         r.ping()
 
@@ -101,7 +124,7 @@ def test_worker_process_runs_jobs_over_tls(tls_redis, emulator, tmp_path):
 
     r = connect(settings_for(tls_redis, "none"))
     r.flushdb()
-    job = Queue("graphhook", connection=r).enqueue("tests.deploy.jobs.echo", "over tls")
+    job = jobformat.queue("graphhook", r).enqueue("tests.deploy.jobs.echo", "over tls")
     env = {**os.environ, **emulator.environment(), "REDIS_URL": tls_redis, "REDIS_SSL_CERT_REQS": "none",
            "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "graphhook", "worker", "--burst"], env=env,

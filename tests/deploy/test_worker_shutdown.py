@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
 from rq.job import JobStatus
 
+from graphhook.core import jobformat
 from tests.conftest import ROOT, wait_for
 from tests.deploy.test_procfile import procfile
 
@@ -50,7 +50,7 @@ def run_job_then_terminate(command: list[str], env: dict[str, str], redis_url: s
     log = open(tmp_path / "worker.log", "wb")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        job = Queue("graphhook", connection=r).enqueue("tests.deploy.jobs.slow_job", redis_url, "shutdown",
+        job = jobformat.queue("graphhook", r).enqueue("tests.deploy.jobs.slow_job", redis_url, "shutdown",
                                                        JOB_SECONDS)
         wait_for(lambda: r.get("shutdown:started"), timeout=30)
         targets = process_tree(proc.pid) if whole_tree else [proc.pid]

@@ -6,9 +6,8 @@ import json
 
 import pytest
 import requests
-from rq import Queue
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 
 
 def _register(redis_client, sid="sub-1", state="s" * 40, tenant=None, emulator=None):
@@ -39,7 +38,7 @@ def test_accepted_notification_is_enqueued_by_dotted_name(receiver, emulator, re
     response = requests.post(f"{receiver.url}/notifications", json={"value": [_notification(emulator)]},
                              verify=str(emulator.ca_path))
     assert response.status_code == 202
-    jobs = Queue(settings.queue_name, connection=redis_client).jobs
+    jobs = jobformat.queue(settings.queue_name, redis_client).jobs
     assert len(jobs) == 1
     assert jobs[0].func_name == "workers.jobs.process_notifications"
     assert jobs[0].args[0][0]["resource"] == "Users/u1/Messages/m1"
@@ -56,7 +55,7 @@ def test_notifications_failing_checks_are_not_enqueued(receiver, emulator, redis
     body = {"value": [{**_notification(emulator), **change}]}
     response = requests.post(f"{receiver.url}/notifications", json=body, verify=str(emulator.ca_path))
     assert response.status_code == 202  # Graph must not retry what we refuse; it is counted instead
-    assert Queue(settings.queue_name, connection=redis_client).count == 0
+    assert jobformat.queue(settings.queue_name, redis_client).count == 0
     metrics = requests.get(f"{receiver.url}/metrics", verify=str(emulator.ca_path)).text
     assert "graphhook_notifications_rejected_total" in metrics
 

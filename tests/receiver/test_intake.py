@@ -7,8 +7,8 @@ import json
 
 import pytest
 import requests
-from rq import Queue
 
+from graphhook.core import jobformat
 from graphhook.redis_server import RedisServer, free_port
 from receiver.app import create_app
 from tests.conftest import wait_for
@@ -23,7 +23,7 @@ def _post(receiver, emulator, body, path="/notifications", **kwargs):
 
 
 def _jobs(settings, redis_client):
-    return Queue(settings.queue_name, connection=redis_client).jobs
+    return jobformat.queue(settings.queue_name, redis_client).jobs
 
 
 def _metrics(receiver, emulator) -> str:

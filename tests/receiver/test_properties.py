@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from rq import Queue
 
+from graphhook.core import jobformat
 from graphhook.core.errors import MalformedNotification
 from graphhook.core.notifications import Collection, MessageRef
 from graphhook.redis_server import free_port
@@ -88,7 +88,7 @@ def make_app(redis_client, settings):
     """An app factory (a fixture whose repr holds no secret: hypothesis prints its arguments)."""
     def make(**changes):
         return create_app(settings.replace(tenant_id=TENANT, **changes), redis_client=redis_client)
-    make.queue = Queue(settings.queue_name, connection=redis_client)
+    make.queue = jobformat.queue(settings.queue_name, redis_client)
     return make
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 
-from rq import Queue
-
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from tests.conftest import wait_for
 
 
@@ -24,7 +22,7 @@ def test_worker_without_the_key_acts_on_nothing(emulator, redis_client, live_set
     monkeypatch.setenv("GRAPHHOOK_ENCRYPTION_KEYS", "")
     start_worker()
     message = emulator.deliver("alice@contoso.com", {"subject": "Invoice 43", "from": "bob@fabrikam.com"})
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
     wait_for(lambda: queue.finished_job_registry.count + queue.failed_job_registry.count >= 1, timeout=60)
     assert redis_client.lrange(keys.EVENTS, 0, -1) == []
     assert not [r for r in emulator.request_log if message["id"] in r["path"]]

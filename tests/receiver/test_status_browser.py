@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from rq import Queue
 
+from graphhook.core import jobformat
 from graphhook.devserver import BackgroundServer
 from receiver.app import create_app
 
@@ -90,7 +90,7 @@ def test_status_page_in_chromium_and_retry_button(browser, served, redis_client,
     notice = WebDriverWait(browser, 15).until(seen.presence_of_element_located((By.ID, "notice")))
     assert notice.text == f"job {job_id} requeued"
     assert "no failed jobs" in browser.find_element(By.ID, "failed").text
-    queue = Queue(QUEUE, connection=redis_client)
+    queue = jobformat.queue(QUEUE, redis_client)
     assert queue.job_ids == [job_id] and queue.failed_job_registry.count == 0
     queued_cell = browser.find_element(By.CSS_SELECTOR, "#queues tr:nth-child(2) td:nth-child(2)")
     assert queued_cell.text == "1"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from tests.conftest import wait_for
 from workers import jobs, runtime
 from workers.subscriptions import operations
@@ -40,7 +40,7 @@ def test_duplicate_deliveries_to_real_workers_fire_one_trigger_each(emulator, li
     wait_for(lambda: len(_events(redis_client)) >= 3, timeout=60)
     # Let every duplicate reach the receiver and the workers before counting.
     wait_for(lambda: sum(s.delivered for s in emulator.delivery.stats.values()) >= 6 and emulator.delivery.pending() == 0)
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
     wait_for(lambda: queue.count == 0 and queue.started_job_registry.count == 0)
     fired = [e["email"]["id"] for e in _events(redis_client)]
     assert sorted(fired) == sorted(sent)
@@ -54,7 +54,7 @@ def test_two_jobs_with_the_same_notification_at_the_same_moment_fire_once(emulat
     start_worker()
     start_worker()
     wait_for(lambda: len(redis_client.smembers(f"rq:workers:{live_settings.queue_name}")) >= 2, timeout=30)
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
     first = queue.enqueue("workers.jobs.process_notifications", [_item(live_settings, user.id, message["id"])])
     second = queue.enqueue("workers.jobs.process_notifications", [_item(live_settings, user.id, message["id"])])
     wait_for(lambda: first.get_status(refresh=True) == "finished" and second.get_status(refresh=True) == "finished")
@@ -69,9 +69,9 @@ def test_a_failed_job_is_retried_and_fires_once(emulator, settings, redis_client
     user = emulator.add_user("gina@contoso.com")
     message = emulator.deliver("gina@contoso.com", {"subject": "flaky"})
     emulator.faults.add(FaultRule(category="graph", status=500, count=1, path=message["id"]))
-    queue = Queue(settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(settings.queue_name, redis_client)
     job = queue.enqueue("workers.jobs.process_notifications", [_item(settings, user.id, message["id"])])
-    worker = SimpleWorker([queue], connection=redis_client)
+    worker = SimpleWorker([queue], connection=redis_client, **jobformat.WORKER_OPTIONS)
     worker.work(burst=True)  # first attempt: Graph answers 500, the job fails and schedules its own retry
     job.refresh()
     assert job.retries_left == len(jobs.RETRY_INTERVALS) - 1 and _events(redis_client) == []
@@ -88,8 +88,8 @@ def test_a_retry_of_the_same_job_takes_over_its_claim_but_another_job_does_not(e
                                                                             installed):
     user = emulator.add_user("hank@contoso.com")
     message = emulator.deliver("hank@contoso.com", {"subject": "crashed before"})
-    queue = Queue(settings.queue_name, connection=redis_client)
-    worker = SimpleWorker([queue], connection=redis_client)
+    queue = jobformat.queue(settings.queue_name, redis_client)
+    worker = SimpleWorker([queue], connection=redis_client, **jobformat.WORKER_OPTIONS)
     other = queue.enqueue("workers.jobs.process_notifications", [_item(settings, user.id, message["id"])])
     same = queue.enqueue("workers.jobs.process_notifications", [_item(settings, user.id, message["id"])])
     queue.remove(other)
@@ -145,7 +145,7 @@ def test_a_worker_killed_mid_fetch_has_its_job_retried_and_the_trigger_fires_onc
     message = emulator.deliver("kai@contoso.com", {"subject": "survives a crash"})
     emulator.faults.add(FaultRule(category="graph", status=None, delay=3.0, count=1, path=message["id"]))
     victim = start_worker("--simple")  # runs jobs in its own process: killing it kills the job
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
     job = queue.enqueue("workers.jobs.process_notifications", [_item(live_settings, user.id, message["id"])])
     wait_for(lambda: redis_client.get(jobs.marker(user.id, message["id"])) == f"claimed:{job.id}".encode())
     victim.kill()

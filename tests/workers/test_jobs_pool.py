@@ -7,9 +7,7 @@ import os
 import subprocess
 import sys
 
-from rq import Queue
-
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from tests.conftest import ROOT, stop_process, wait_for, worker_env
 
 
@@ -26,7 +24,7 @@ def pid() -> int:
 def test_pool_runs_jobs_without_forking_and_replaces_a_crashed_worker(emulator, live_settings, redis_client,
                                                                      tmp_path):
     user = emulator.add_user("jack@contoso.com")
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
     log = open(tmp_path / "pool.log", "ab")
     env = {**worker_env(live_settings, emulator), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "workers.pool", "--processes", "2"], env=env,

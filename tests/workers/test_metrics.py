@@ -8,10 +8,9 @@ import logging
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from rq import Queue
 
 from emulator.faults import FaultRule
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from graphhook.core.observe import RedisCollector
 from tests.conftest import stop_process, wait_for
 from workers import metrics, runtime
@@ -60,7 +59,7 @@ def test_counts_from_two_worker_processes_add_up_on_the_receiver(emulator, live_
         emulator.deliver(MAILBOX, {"subject": f"second {i}", "from": "a@fabrikam.com", "body": "x"})
     wait_for(lambda: fired() == 5, timeout=60)
     # A job that raises: counted as a failure under its function name.
-    Queue(live_settings.queue_name, connection=redis_client).enqueue("graphhook.core.keys.subscription")
+    jobformat.queue(live_settings.queue_name, redis_client).enqueue("graphhook.core.keys.subscription")
     wait_for(lambda: total(scrape(receiver, emulator), "graphhook_job_failures_total") == 1, timeout=30)
 
     samples = scrape(receiver, emulator)

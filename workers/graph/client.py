@@ -8,6 +8,8 @@
   Outlook's 4 concurrent requests and 10,000 requests per 10 minutes.
 - :meth:`GraphClient.batch` sends up to 20 requests in one ``$batch`` round trip
   (https://learn.microsoft.com/graph/json-batching), retrying throttled parts.
+- The bearer token goes only to ``GRAPH_URL``'s origin: a nextLink or a deltaLink (kept in Redis)
+  pointing elsewhere is refused before anything is sent (:mod:`workers.graph.links`).
 - Clock and sleep are injected so tests never wait for real.
 """
 
@@ -26,6 +28,7 @@ from requests.adapters import HTTPAdapter
 
 from graphhook.core.errors import AccessDeniedError, GoneError, GraphError, NotFoundError, ThrottledError
 from workers import metrics
+from workers.graph import links
 from workers.graph.limits import MailboxLimiter
 from workers.records import attachments
 
@@ -39,6 +42,7 @@ BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # s, exponential back-off when Graph give
 DEFAULT_TIMEOUT = (5.0, 60.0)  # s connect, read
 BATCH_LIMIT = 20  # requests per $batch (json-batching#batch-size-limitations)
 
+_ABSOLUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _MAILBOX_RE = re.compile(r"^/?(?:v1\.0/|beta/)?users(?:/([^/?(]+)|\('([^']+)'\))", re.IGNORECASE)
 
 
@@ -114,6 +118,7 @@ class GraphClient:
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
                  on_unauthorized: Callable[[], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self._origin = links.origin(self.base_url)
         self._token = token_provider
         self._on_unauthorized = on_unauthorized  # forget a token Graph refused, then try once more
         self.session = session or new_session()
@@ -124,8 +129,8 @@ class GraphClient:
         self.batch_supported = True  # set False once Graph (or a stand-in) refuses $batch
 
     def url(self, path: str) -> str:
-        """Absolute URL for a path relative to the Graph base (absolute URLs pass through)."""
-        return path if path.startswith("https://") else f"{self.base_url}/{path.lstrip('/')}"
+        """Absolute URL for a path relative to the Graph base (absolute URLs, any scheme, pass through)."""
+        return path if _ABSOLUTE_RE.match(path) else f"{self.base_url}/{path.lstrip('/')}"
 
     def _relative(self, path: str) -> str:
         return path[len(self.base_url):] if path.startswith(self.base_url) else path
@@ -156,6 +161,10 @@ class GraphClient:
         headers = dict(kwargs.pop("headers", None) or {})
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         url = self.url(path)
+        if authorize and (self._origin is None or links.origin(url) != self._origin):
+            # A stored deltaLink or a nextLink on another host would receive our token: refuse, send nothing.
+            raise GraphError(0, "LinkOutsideGraph", f"refusing to send the Graph token to {links.shown(url)}: "
+                             "only links on GRAPH_URL's host are followed", method=method, url=links.shown(url))
         while True:
             if authorize:
                 headers["Authorization"] = f"Bearer {self._token()}"

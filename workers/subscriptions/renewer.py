@@ -25,9 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from rq import Queue
-
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from graphhook.core.errors import GraphError
 from workers import metrics
 from workers.graph.ratelimit import WriteLimiter
@@ -180,7 +178,7 @@ class Renewer:
         stamps = [registry.parse_time(v.decode()) for v in state if v]
         if stamps and self.clock() - max(stamps) < self.resync_every:
             return 0
-        Queue(self.ctx.settings.queue_name, connection=self.ctx.redis).enqueue(
+        jobformat.queue(self.ctx.settings.queue_name, self.ctx.redis).enqueue(
             RESYNC_JOB, record.mailbox, record.folder, record.user_id, record.id)
         # Remember the enqueue (not as lastSync, which bounds what the resync looks at) so that
         # later passes do not enqueue it again while the job waits in the queue.

@@ -18,9 +18,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from rq import Queue, Retry
+from rq import Retry
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from graphhook.core.errors import GraphError
 from workers.runtime import Context, context
 from workers.subscriptions.registry import format_time, parse_time
@@ -75,7 +75,7 @@ def _initial_params(start: dt.datetime) -> dict[str, str]:
 
 def enqueue_created(ctx: Context, user_id: str, message_ids: list[str], subscription_id: str) -> int:
     """Enqueue messages as ``created`` notifications for the normal processing job."""
-    queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
+    queue = jobformat.queue(ctx.settings.queue_name, ctx.redis)
     items = [{
         "subscriptionId": subscription_id or "delta", "tenantId": ctx.settings.tenant_id, "changeType": "created",
         "resource": f"Users/{user_id}/Messages/{mid}", "resourceData": {"id": mid},

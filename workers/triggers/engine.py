@@ -112,9 +112,11 @@ def _why(exc: Exception) -> str:
 
 def schedule_resume(ctx: Any, email: Mapping[str, Any], rule_names: list[str], *, subscription_id: str = "") -> str:
     """Queue :func:`resume` for the given rules, retried with back-off; return the job id."""
-    from rq import Queue, Retry
+    from rq import Retry
 
-    job = Queue(ctx.settings.queue_name, connection=ctx.redis).enqueue(
+    from graphhook.core import jobformat
+
+    job = jobformat.queue(ctx.settings.queue_name, ctx.redis).enqueue(
         "workers.jobs.resume_rules", dict(email), rule_names, subscription_id,
         retry=Retry(max=len(RESUME_BACKOFF), interval=list(RESUME_BACKOFF)),
         description=f"resume rules {', '.join(rule_names)} for {email.get('mailbox')}")

@@ -185,10 +185,12 @@ def enqueue(r: Any, queue: str, hook: WebhookConfig, event: dict[str, Any], *,
     ``done_marker`` (key, TTL in s) is set to ``done`` in the same MULTI/EXEC as the job is
     created: the job exists if and only if the marker says done, whatever crashes in between.
     """
-    from rq import Queue, Retry
+    from rq import Retry
+
+    from graphhook.core import jobformat
 
     retry = Retry(max=len(hook.backoff), interval=list(hook.backoff)) if hook.backoff else None
-    q = Queue(queue, connection=r)
+    q = jobformat.queue(queue, r)
     job = q.create_job("workers.jobs.deliver_webhook", args=(hook.name, event), retry=retry,
                        description=f"webhook {hook.name} {event['id']}")
     q.get_redis_server_version()  # RQ asks before enqueueing; ask outside the transaction

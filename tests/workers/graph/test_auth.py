@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from rq import Queue
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from graphhook.core.errors import AuthError
 from tests.conftest import wait_for
 from workers.graph.auth import TokenProvider
@@ -49,7 +48,7 @@ def test_n_jobs_in_m_worker_processes_cause_one_token_request(emulator, live_set
         start_worker()
     wait_for(lambda: len(redis_client.smembers(f"rq:workers:{live_settings.queue_name}")) >= 3, timeout=30)
     before = emulator.directory.tokens_issued
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
     for m in messages:
         queue.enqueue("workers.jobs.process_notifications", [{
             "subscriptionId": "sub-auth", "tenantId": live_settings.tenant_id, "changeType": "created",

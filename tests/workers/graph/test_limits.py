@@ -9,6 +9,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from emulator.faults import FaultRule
+from graphhook.core import jobformat
 from graphhook.core.errors import ThrottledError
 from workers.graph.client import GraphClient
 from workers.graph.limits import MailboxLimiter
@@ -111,7 +112,6 @@ def test_eight_parallel_jobs_in_real_workers_never_trip_the_emulators_concurrenc
         emulator, live_settings, redis_client, start_worker):
     import json
 
-    from rq import Queue
 
     from graphhook.core import keys
     from tests.conftest import wait_for
@@ -122,7 +122,7 @@ def test_eight_parallel_jobs_in_real_workers_never_trip_the_emulators_concurrenc
     for _ in range(8):  # eight processes: without the shared limiter, eight requests would be in flight
         start_worker()
     wait_for(lambda: redis_client.scard(f"rq:workers:{live_settings.queue_name}") >= 8, timeout=60)
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
     for mid in ids:
         queue.enqueue("workers.jobs.process_notifications", [{
             "subscriptionId": "sub-limits", "tenantId": live_settings.tenant_id, "changeType": "created",

@@ -10,9 +10,8 @@ import datetime as dt
 import threading
 
 import pytest
-from rq import Queue
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from tests.conftest import wait_for
 from workers import runtime
 from workers.subscriptions import registry
@@ -54,7 +53,7 @@ def test_reconcile_creates_what_is_missing_with_lifecycle_url_and_own_client_sta
         assert len(sub.client_state) >= 32
     assert len({s.client_state for s in subs.values()}) == 2
     # The baseline does not fire triggers for mail that was there before.
-    assert Queue(live_settings.queue_name, connection=redis_client).count == 0
+    assert jobformat.queue(live_settings.queue_name, redis_client).count == 0
     # A second pass has nothing to do.
     again = make_renewer(ctx, emulator, [("alice@contoso.com", "inbox"), ("alice@contoso.com", "junkemail")]).reconcile()
     assert (again.created, again.renewed, again.recreated, again.deleted) == (0, 0, 0, 0)
@@ -273,7 +272,7 @@ def test_safety_resync_is_enqueued_when_due_and_not_before(emulator, live_settin
     ctx = fresh_context(live_settings, redis_client)
     desired = [("alice@contoso.com", "inbox")]
     make_renewer(ctx, emulator, desired).reconcile()  # creates and baselines
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
     assert make_renewer(ctx, emulator, desired).reconcile().resyncs == 0
 
     emulator.advance(31 * 60)

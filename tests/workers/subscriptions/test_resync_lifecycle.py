@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import ssl
+import threading
 
-from rq import Queue
+import pytest
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
+from graphhook.core.errors import GraphError
 from tests.conftest import wait_for
 from workers import runtime
 from workers.subscriptions import registry
@@ -76,7 +80,7 @@ def test_push_and_delta_together_fire_each_message_once(emulator, live_settings,
     result = resync_folder(ctx, "alice@contoso.com", "inbox", record.user_id, subscription_id=record.id,
                            now=emulator.clock.now())
     assert result.mode == "incremental" and result.enqueued == 5
-    wait_for(lambda: Queue(live_settings.queue_name, connection=redis_client).count == 0, timeout=60)
+    wait_for(lambda: jobformat.queue(live_settings.queue_name, redis_client).count == 0, timeout=60)
     emulator.deliver("alice@contoso.com", {"subject": "last", "from": "x@example.com"})
     wait_for(lambda: "last" in _subjects(redis_client), timeout=60)
     assert sorted(_subjects(redis_client)) == ["last", "m0", "m1", "m2", "m3", "m4"]
@@ -91,7 +95,7 @@ def test_first_sync_is_a_baseline_unless_a_backfill_window_is_asked(emulator, li
                                                         "receivedDateTime": (old.replace(year=old.year - 1)).strftime("%Y-%m-%dT%H:%M:%SZ")})
     emulator.mail.add_message("alice@contoso.com", {"subject": "recent", "from": "x@example.com"})
     ctx = runtime.build(live_settings, redis_client)
-    queue = Queue(live_settings.queue_name, connection=redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
 
     import datetime as dt
 
@@ -151,3 +155,74 @@ def test_resync_follows_every_page_to_the_delta_link(emulator, live_settings, re
     result = resync_folder(ctx, "alice@contoso.com", "inbox", user.id, now=emulator.clock.now())
 
     assert result.pages >= 4 and result.enqueued == 7
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with an empty delta page and records the Authorization header it was sent."""
+
+    seen: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802 — http.server's name
+        self.seen.append(self.headers.get("Authorization"))
+        body = json.dumps({"value": [], "@odata.deltaLink": f"https://{self.headers['Host']}/delta?$deltatoken=x"})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def foreign_server(emulator):
+    """An HTTPS server on 127.0.0.1 (another port than the emulator's), trusted like it: a certificate of its CA."""
+    pair = emulator.ca.issue("foreign")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Recorder", (_Recorder,), {"seen": []}))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pair.cert_path, pair.key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("link", [
+    "https://127.0.0.1:{port}/v1.0/users/{user}/mailFolders/inbox/messages/delta?$deltatoken=planted",
+    "https://{graph}@127.0.0.1:{port}/v1.0/delta?$deltatoken=planted",  # starts with the Graph host
+    "https://localhost:{port}/v1.0/delta?$deltatoken=planted",
+    "http://127.0.0.1:{port}/v1.0/delta?$deltatoken=planted",
+])
+def test_a_planted_delta_link_to_another_host_is_refused_and_gets_no_token(
+        emulator, live_settings, redis_client, foreign_server, link):
+    emulator.add_user("alice@contoso.com")
+    user = emulator.mail.user("alice@contoso.com")
+    ctx = runtime.build(live_settings, redis_client)
+    graph = live_settings.graph_url.split("/")[2]
+    planted = link.format(port=foreign_server.server_address[1], user=user.id, graph=graph)
+    redis_client.hset(keys.delta(user.id, "inbox"), mapping={"deltaLink": planted, "lastSync": "2026-01-01T00:00:00Z"})
+
+    with pytest.raises(GraphError) as refused:
+        resync_folder(ctx, "alice@contoso.com", "inbox", user.id, now=emulator.clock.now())
+
+    assert refused.value.code == "LinkOutsideGraph"
+    assert "only links on GRAPH_URL's host are followed" in str(refused.value) and "deltatoken" not in str(refused.value)
+    assert foreign_server.RequestHandlerClass.seen == []  # nothing sent there, least of all the token
+    assert redis_client.hget(keys.delta(user.id, "inbox"), "deltaLink").decode() == planted  # nothing recorded
+
+
+def test_links_are_compared_parsed_by_both_parsers():
+    """A link the two URL parsers read differently is refused: requests would connect where urllib3 says."""
+    from workers.graph import links
+
+    graph = links.origin("https://graph.microsoft.com/v1.0")
+    assert graph == ("https", "graph.microsoft.com", 443)
+    assert links.origin("https://GRAPH.microsoft.com:443/v1.0/users?$skiptoken=1") == graph
+    for foreign in ("https://graph.microsoft.com.evil.example/v1.0", "https://graph.microsoft.com@evil.example/",
+                    "https://evil.example\\@graph.microsoft.com/", "https://graph.microsoft.com:8443/",
+                    "http://graph.microsoft.com/", "//graph.microsoft.com/", "https://graph.microsoft.com:x/"):
+        assert links.origin(foreign) != graph, foreign

@@ -9,11 +9,11 @@ import os
 import textwrap
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 
 from emulator.faults import FaultRule
 from emulator.seed import PHISHING
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from tests.workers.sink import Sink
 from tests.workers.triggers import handler_sample
 from workers import runtime
@@ -81,7 +81,7 @@ def only_message(emulator, mailbox: str, folder: str) -> dict:
 
 
 def drain(redis_client) -> None:
-    SimpleWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client).work(burst=True)
+    SimpleWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client, **jobformat.WORKER_OPTIONS).work(burst=True)
 
 
 def phish(emulator, ctx) -> dict:
@@ -134,7 +134,7 @@ def test_graph_error_is_retried_by_resume_job_without_repeating_done_actions(wor
     emulator.faults.add(FaultRule(status=500, count=1, path="/forward$"))
     dispatch(world, record)
     assert "Inbox" not in folders(emulator, "secops@contoso.com")  # the forward failed
-    assert Queue(QUEUE, connection=redis_client).count == 1  # a resume job waits
+    assert jobformat.queue(QUEUE, redis_client).count == 1  # a resume job waits
     drain(redis_client)
     alice = folders(emulator, "alice@contoso.com")
     assert alice["Quarantine"] == [PHISHING["subject"]] and "Inbox" not in alice  # moved once
@@ -259,7 +259,7 @@ def test_failing_handler_is_retried_by_resume_job(world, emulator, redis_client)
     record = phish(emulator, world)
     dispatch(world, record)
     assert handler_sample.CALLS == ["failing"]
-    assert Queue(QUEUE, connection=redis_client).count == 1
+    assert jobformat.queue(QUEUE, redis_client).count == 1
     drain(redis_client)  # the resume job calls it again, fails, and is scheduled for a later retry
     assert handler_sample.CALLS == ["failing", "failing"]
 

@@ -11,9 +11,10 @@ import socket
 import time
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 
 from graphhook.cli import main
+from graphhook.core import jobformat
 from graphhook.core.errors import SignatureError
 from tests.workers.sink import Sink
 from workers import runtime
@@ -77,7 +78,7 @@ def hook_ctx(settings, redis_client, tmp_path, monkeypatch):
 
 
 def drain(redis_client) -> None:
-    SimpleWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client).work(burst=True)
+    SimpleWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client, **jobformat.WORKER_OPTIONS).work(burst=True)
 
 
 def enqueue(ctx, rule="quarantine"):
@@ -212,7 +213,7 @@ def test_a_delivery_queued_under_the_old_job_name_is_still_delivered(sink, hook_
     """Jobs queued before an upgrade name ``workers.webhooks.deliver``; the upgraded worker still runs them."""
     ctx = hook_ctx(sink.url)
     event = webhooks.build_event(RECORD, webhook="soar", rule="quarantine", message_id="AAMk-moved")
-    job = Queue(QUEUE, connection=redis_client).enqueue("workers.webhooks.deliver", "soar", event)
+    job = jobformat.queue(QUEUE, redis_client).enqueue("workers.webhooks.deliver", "soar", event)
     drain(redis_client)
     assert job.get_status(refresh=True) == "finished"
     assert [json.loads(r.body)["id"] for r in sink.requests] == [event["id"]]
@@ -225,5 +226,5 @@ def test_a_delivery_queued_under_the_old_job_name_is_still_delivered(sink, hook_
 def test_old_job_names_resolve_to_the_current_jobs(redis_client, old, new):
     from workers import jobs
 
-    job = Queue(QUEUE, connection=redis_client).create_job(old, args=())
+    job = jobformat.queue(QUEUE, redis_client).create_job(old, args=())
     assert job.func is getattr(jobs, new)
