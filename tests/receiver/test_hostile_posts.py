@@ -8,8 +8,8 @@ import threading
 import uuid
 
 import requests
-from rq import Queue
 
+from graphhook.core import jobformat
 from receiver.app import create_app
 
 from .conftest import STATE, change, register
@@ -27,7 +27,7 @@ def _rejection_lines(caplog) -> list[str]:
 
 
 def _jobs(settings, redis_client):
-    return Queue(settings.queue_name, connection=redis_client).jobs
+    return jobformat.queue(settings.queue_name, redis_client).jobs
 
 
 def test_more_items_than_the_bound_is_413_before_any_lookup_or_per_item_log(emulator, settings, redis_client, caplog):

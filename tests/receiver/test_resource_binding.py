@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import requests
-from rq import Queue
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 
 from .conftest import change, register
 
@@ -21,7 +20,7 @@ def _post(receiver, emulator, body):
 
 
 def _enqueued(settings, redis_client) -> list[str]:
-    return [item["resource"] for job in Queue(settings.queue_name, connection=redis_client).jobs
+    return [item["resource"] for job in jobformat.queue(settings.queue_name, redis_client).jobs
             for item in job.args[0]]
 
 
