@@ -1,0 +1,96 @@
+"""A deadline for the whole request body: a client that trickles it gets 408 and its connection closed.
+
+gunicorn bounds how long it waits for a request's *headers* (on the gevent worker
+the receiver runs, by ``keepalive``: ``receiver/gunicorn_conf.py``) but not for its
+body: a client sending one byte a second would hold its connection for as long as
+it likes. This middleware reads the body (at most ``max_bytes``, the size the app
+accepts anyway) before the app runs, and when ``seconds`` pass first it shuts the
+socket's read side — which wakes the blocked read on any worker class — answers
+408 and tells gunicorn to close the connection. Graph's POSTs are a few KiB sent
+at once, so a deadline of seconds never touches them.
+
+Only under gunicorn (which puts the client socket in ``environ["gunicorn.socket"]``);
+the development server passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import threading
+from typing import Any, Callable, Iterable
+
+log = logging.getLogger("graphhook.receiver")
+
+WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
+CHUNK = 64 * 1024  # bytes per read: a whole Graph POST in one or two reads
+
+
+class BodyDeadline:
+    """WSGI middleware: the request body within ``seconds`` or 408 (``GRAPHHOOK_BODY_TIMEOUT_SECONDS``)."""
+
+    def __init__(self, app: WSGIApp, *, seconds: float, max_bytes: int) -> None:
+        self.app = app
+        self.seconds = seconds
+        self.max_bytes = max_bytes
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        sock = environ.get("gunicorn.socket")
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # the app answers 400 for a malformed length
+        # Nothing to wait for, or too large to read at all (the app answers 413 without reading it).
+        if sock is None or (not chunked and not 0 < length <= self.max_bytes):
+            return self.app(environ, start_response)
+        wanted = self.max_bytes + 1 if chunked else length  # one byte over the limit is enough to answer 413
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            try:
+                sock.shutdown(socket.SHUT_RD)  # the blocked read returns end-of-file at once
+            except OSError:
+                pass
+
+        timer = threading.Timer(self.seconds, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            body = _read(environ["wsgi.input"], wanted)
+        except (OSError, ValueError):  # reset by the client, or a malformed chunk
+            body = None
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            log.warning("request body not received within %s s: 408, connection closed", self.seconds,
+                        extra={"client": environ.get("REMOTE_ADDR", "")})
+            return _close(start_response, "408 Request Timeout", b"request body not received in time\n")
+        if body is None or (not chunked and len(body) < length):
+            return _close(start_response, "400 Bad Request", b"incomplete request body\n")
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["wsgi.input_terminated"] = True
+        return self.app(environ, start_response)
+
+
+def _close(start_response: Callable[..., Any], status: str, text: bytes) -> list[bytes]:
+    """Answer ``status`` and make gunicorn close the connection (the rest of the body is never read)."""
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text))),
+                            ("Connection", "close")])
+    return [text]
+
+
+def _read(stream: Any, wanted: int) -> bytes:
+    """Up to ``wanted`` bytes from ``stream``, fewer only at end of file."""
+    parts, got = [], 0
+    while got < wanted:
+        part = stream.read(min(CHUNK, wanted - got))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
