@@ -60,15 +60,17 @@ class BodyDeadline:
         timer.start()
         try:
             body = _read(environ["wsgi.input"], wanted)
-        except (OSError, ValueError):  # reset by the client, or a malformed chunk
+        except Exception:  # noqa: BLE001 — reset by the client (OSError), or gunicorn's errors for malformed chunks
             body = None
         finally:
             timer.cancel()
-        if expired.is_set():
+        # A chunked body is complete at its terminator, which the shut-down read side never delivers.
+        complete = body is not None and (not expired.is_set() if chunked else len(body) == length)
+        if expired.is_set() and not complete:  # (a body that arrived just as the timer fired is kept)
             log.warning("request body not received within %s s: 408, connection closed", self.seconds,
                         extra={"client": environ.get("REMOTE_ADDR", "")})
             return _close(start_response, "408 Request Timeout", b"request body not received in time\n")
-        if body is None or (not chunked and len(body) < length):
+        if body is None or not complete:
             return _close(start_response, "400 Bad Request", b"incomplete request body\n")
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
