@@ -4,9 +4,10 @@ gunicorn bounds how long it waits for a request's *headers* (on the gevent worke
 the receiver runs, by ``keepalive``: ``receiver/gunicorn_conf.py``) but not for its
 body: a client sending one byte a second would hold its connection for as long as
 it likes. This middleware reads the body (at most ``max_bytes``, the size the app
-accepts anyway) before the app runs, and when ``seconds`` pass first it shuts the
-socket's read side — which wakes the blocked read on any worker class — answers
-408 and tells gunicorn to close the connection. Graph's POSTs are a few KiB sent
+accepts anyway) before the app runs, and when ``seconds`` pass first it interrupts
+the read — a ``gevent.Timeout`` on the gevent worker the receiver runs, else a timer
+thread that shuts the socket's read side (sync, gthread) — answers 408 and tells
+gunicorn to close the connection. Graph's POSTs are a few KiB sent
 at once, so a deadline of seconds never touches them.
 
 Only under gunicorn (which puts the client socket in ``environ["gunicorn.socket"]``);
@@ -47,23 +48,8 @@ class BodyDeadline:
             return self.app(environ, start_response)
         wanted = self.max_bytes + 1 if chunked else length  # one byte over the limit is enough to answer 413
         expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            try:
-                sock.shutdown(socket.SHUT_RD)  # the blocked read returns end-of-file at once
-            except OSError:
-                pass
-
-        timer = threading.Timer(self.seconds, expire)
-        timer.daemon = True
-        timer.start()
-        try:
-            body = _read(environ["wsgi.input"], wanted)
-        except Exception:  # noqa: BLE001 — reset by the client (OSError), or gunicorn's errors for malformed chunks
-            body = None
-        finally:
-            timer.cancel()
+        body = (_read_gevent if _gevent_patched() else _read_threads)(environ["wsgi.input"], wanted, sock,
+                                                                      self.seconds, expired)
         # A chunked body is complete at its terminator, which the shut-down read side never delivers.
         complete = body is not None and (not expired.is_set() if chunked else len(body) == length)
         if expired.is_set() and not complete:  # (a body that arrived just as the timer fired is kept)
@@ -84,6 +70,55 @@ def _close(start_response: Callable[..., Any], status: str, text: bytes) -> list
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text))),
                             ("Connection", "close")])
     return [text]
+
+
+def _gevent_patched() -> bool:
+    """Whether this process runs gunicorn's gevent worker (sockets monkey-patched)."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return monkey.is_module_patched("socket")
+
+
+def _read_gevent(stream: Any, wanted: int, sock: Any, seconds: float, expired: threading.Event) -> bytes | None:
+    """Read under a gevent.Timeout: a timer on the hub, no thread (https://www.gevent.org/api/gevent.timeout.html)."""
+    import gevent
+
+    timeout = gevent.Timeout(seconds)
+    timeout.start()
+    try:
+        return _read(stream, wanted)
+    except gevent.Timeout as exc:
+        if exc is not timeout:
+            raise
+        expired.set()
+        return b""
+    except Exception:  # noqa: BLE001 — reset by the client (OSError), or gunicorn's errors for malformed chunks
+        return None
+    finally:
+        timeout.close()
+
+
+def _read_threads(stream: Any, wanted: int, sock: Any, seconds: float, expired: threading.Event) -> bytes | None:
+    """Read with a timer thread that shuts the socket's read side (sync and gthread workers)."""
+
+    def expire() -> None:
+        expired.set()
+        try:
+            sock.shutdown(socket.SHUT_RD)  # the blocked read returns end-of-file at once
+        except OSError:
+            pass
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        return _read(stream, wanted)
+    except Exception:  # noqa: BLE001 — reset by the client (OSError), or gunicorn's errors for malformed chunks
+        return None
+    finally:
+        timer.cancel()
 
 
 def _read(stream: Any, wanted: int) -> bytes:

@@ -144,9 +144,11 @@ class SlowClient(threading.Thread):
             self.closed.set()
 
 
-def test_slow_clients_neither_starve_graph_nor_stay_forever(start_gunicorn, redis_client):
-    # Two worker processes, as deployed; a short body deadline so that the test sees the server close them.
-    url = start_gunicorn("-w", "2", GRAPHHOOK_BODY_TIMEOUT_SECONDS="15", GRAPHHOOK_METRICS_PORT="0")
+@pytest.mark.parametrize("worker", [(), ("-k", "gthread", "--threads", "32")], ids=["as-deployed", "gthread-fallback"])
+def test_slow_clients_neither_starve_graph_nor_stay_forever(start_gunicorn, redis_client, worker):
+    # Two worker processes, as deployed (gunicorn_conf's gevent worker); also an operator's gthread override
+    # with threads to spare, where the body deadline's timer thread must still close the tricklers.
+    url = start_gunicorn("-w", "2", *worker, GRAPHHOOK_BODY_TIMEOUT_SECONDS="15", GRAPHHOOK_METRICS_PORT="0")
     register(redis_client, "t1")
     slow = ([SlowClient(url, "body") for _ in range(10)] + [SlowClient(url, "chunks") for _ in range(2)]
             + [SlowClient(url, "headers") for _ in range(5)])
