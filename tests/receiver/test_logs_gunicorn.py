@@ -34,7 +34,7 @@ def test_gunicorn_and_the_app_log_json_lines_without_secrets(redis_server, tmp_p
                 try:
                     if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
                         break
-                except requests.ConnectionError:
+                except requests.RequestException:  # refused, or accepted by the master before a worker booted
                     time.sleep(0.1)
             assert requests.get(f"{url}/status", headers={"Authorization": "Bearer web-status-token-b7c2d"},
                                 timeout=10).status_code == 200
