@@ -1,6 +1,8 @@
 # graphhook: one image for every process (web, worker, renewer, check). See deploy/README.md.
 #   docker build -t graphhook:0.1.0 .
 #   docker run --env-file graphhook.env -p 8000:8000 graphhook:0.1.0                 # web
+# Metrics: the gunicorn master serves them on GRAPHHOOK_METRICS_BIND:GRAPHHOOK_METRICS_PORT (9108), loopback
+# unless you set GRAPHHOOK_METRICS_BIND=0.0.0.0 — then never publish 9108 where the internet reaches it.
 #   docker run --env-file graphhook.env graphhook:0.1.0 graphhook worker             # worker
 FROM python:3.11-slim
 
@@ -27,7 +29,7 @@ WORKDIR /tmp
 ENV GRAPHHOOK_CONFIG=/etc/graphhook/graphhook.yaml \
     PROMETHEUS_MULTIPROC_DIR=/tmp/graphhook-metrics \
     PORT=8000
-EXPOSE 8000
+EXPOSE 8000 9108
 
 # exec: gunicorn becomes PID 1 and receives SIGTERM itself (graceful stop).
-CMD ["sh", "-c", "exec gunicorn -c python:receiver.gunicorn_conf 'receiver.app:create_app()' --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-2} --threads ${GUNICORN_THREADS:-4} --timeout ${GUNICORN_TIMEOUT:-30} --graceful-timeout ${GUNICORN_GRACEFUL_TIMEOUT:-20} --access-logfile -"]
+CMD ["sh", "-c", "exec gunicorn -c python:receiver.gunicorn_conf 'receiver.app:create_app()' --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-2} --worker-connections ${GUNICORN_WORKER_CONNECTIONS:-1000} --timeout ${GUNICORN_TIMEOUT:-30} --graceful-timeout ${GUNICORN_GRACEFUL_TIMEOUT:-20} --access-logfile -"]

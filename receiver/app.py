@@ -21,12 +21,14 @@ from flask import Flask, Response, current_app, request
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from graphhook.core.errors import ConfigError, MalformedNotification, RejectedNotification, TooManyNotifications
 from graphhook.core.notifications import Collection, Notification
 from graphhook.core.redisconn import connect
 from graphhook.core.richnotify import OpenIdJwks, SigningKeysUnavailable, TokenValidator
 from graphhook.core.settings import Settings
+from receiver.bodydeadline import BodyDeadline
 from receiver.handshake import validation_response, validation_token
 from receiver.intake import KnownSubscription, check
 from receiver.metrics import Metrics
@@ -55,7 +57,8 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     # redis-py's default of 10 retries with exponential back-off would outlast Graph's 3 s.
     r = redis_client or connect(settings, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT,
                                 retry=Retry(NoBackoff(), 1))
-    app = Flask("graphhook.receiver")
+    # No static route: Flask's default /static/<path> would serve files from the working directory.
+    app = Flask("graphhook.receiver", static_folder=None)
     app.config.update(
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -68,12 +71,18 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
             client_id=settings.client_id,
             key_source=OpenIdJwks(settings.openid_config_url, ca_bundle=settings.ca_bundle).key_for),
     )
+    # Inside ProxyFix: the body deadline runs for every request, whatever the proxies say.
+    app.wsgi_app = BodyDeadline(app.wsgi_app, seconds=settings.body_timeout_seconds,  # type: ignore[method-assign]
+                                max_bytes=settings.max_body_bytes)
+    if settings.proxy_hops:  # the client's address as the proxies in front saw it (the status login limit keys on it)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=0)  # type: ignore[method-assign]
     app.add_url_rule("/notifications", "notifications", _notifications, methods=["POST"])
     app.add_url_rule("/lifecycle", "lifecycle", _notifications, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
     app.add_url_rule("/readyz", "readyz", _readyz, methods=["GET"])
-    app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
-    init_observability(app, settings)  # JSON logs, worker metrics on /metrics, /status (receiver/status.py)
+    # JSON logs, /status and GET /metrics behind the status credentials (receiver/status.py); the
+    # unauthenticated metrics listener is private, in the gunicorn master (receiver/metrics.py).
+    init_observability(app, settings)
 
     # Only intake errors are counted and answered here; other pages keep Flask's own error responses.
     @app.errorhandler(413)
@@ -255,7 +264,3 @@ def _readyz() -> Response:
         return _text("\n".join(problems) + "\n", 503)
     return _text("ready\n", 200)
 
-
-def _metrics() -> Response:
-    body, content_type = current_app.config["METRICS"].render()
-    return Response(body, content_type=content_type)

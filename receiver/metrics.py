@@ -7,6 +7,13 @@ every process's values in memory-mapped files in that directory and
 worker answers. That directory must be empty when the server starts:
 ``receiver/gunicorn_conf.py`` wipes it (``gunicorn -c python:receiver.gunicorn_conf``).
 
+Where it is served: on a private listener (:func:`serve_private`, started in the
+gunicorn master by ``receiver/gunicorn_conf.py`` on ``GRAPHHOOK_METRICS_BIND:GRAPHHOOK_METRICS_PORT``,
+loopback by default), so the internet that reaches the receiver's port cannot
+read it and scrapes take no slot from Graph's POSTs. The public port answers
+``GET /metrics`` only with the status credentials (:mod:`receiver.status`), for
+platforms with one routed port (Heroku).
+
 To add metrics (e.g. worker-side ones), create them with ``registry=`` a private
 :class:`CollectorRegistry` in that process, as here; any process that writes to
 the same ``PROMETHEUS_MULTIPROC_DIR`` shows up in the receiver's ``/metrics``.
@@ -14,12 +21,22 @@ the same ``PROMETHEUS_MULTIPROC_DIR`` shows up in the receiver's ``/metrics``.
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
+import threading
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import redis
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from graphhook.core.observe import RedisCollector
+from graphhook.core.settings import Settings
+
+log = logging.getLogger("graphhook.metrics")
 
 # Graph counts an answer above 2.9 s as slow (graph-protocol.md §2); buckets resolve well below that.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.9, 5.0)
@@ -96,3 +113,36 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """Body and content type for ``/metrics``."""
         return exposition(self.registry, self._extra)
+
+
+def redis_collector(settings: Settings, r: redis.Redis) -> RedisCollector:
+    """The scrape-time collector of worker, queue and subscription metrics, as the settings ask."""
+    return RedisCollector(r, margin=dt.timedelta(minutes=settings.renew_margin_minutes),
+                          detail=settings.metrics_subscription_detail)
+
+
+def private_registry(settings: Settings, r: redis.Redis) -> CollectorRegistry:
+    """What the private listener exposes: every gunicorn worker's intake metrics (multiprocess files) and Redis's."""
+    registry = CollectorRegistry()
+    if multiprocess_dir():
+        MultiProcessCollector(registry)
+    registry.register(redis_collector(settings, r))
+    return registry
+
+
+def serve_private(settings: Settings, registry: CollectorRegistry) -> tuple[WSGIServer, threading.Thread] | None:
+    """Serve ``registry`` on ``GRAPHHOOK_METRICS_BIND:GRAPHHOOK_METRICS_PORT`` in a daemon thread; None when off or taken.
+
+    prometheus_client's own threaded server (https://prometheus.github.io/client_python/exporting/http/);
+    a port already taken is logged, not fatal: the receiver must keep answering Graph.
+    """
+    if not settings.metrics_port:
+        return None
+    try:
+        server = start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=registry)
+    except OSError as exc:
+        log.error("private metrics listener not started on %s:%d: %s", settings.metrics_bind, settings.metrics_port,
+                  exc.strerror or type(exc).__name__)
+        return None
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_bind, settings.metrics_port)
+    return server

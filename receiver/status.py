@@ -8,7 +8,10 @@ script for the countdowns), read straight from Redis by
 - ``GRAPHHOOK_STATUS_USER`` + ``GRAPHHOOK_STATUS_PASSWORD``: HTTP basic auth (browsers).
 
 With neither set the page does not exist (404). Credentials are compared in
-constant time. The retry button is a POST carrying a CSRF token — an HMAC of
+constant time, and an address that fails them ``GRAPHHOOK_STATUS_MAX_FAILURES``
+times in a window gets 429 (:mod:`receiver.loginlimit`). ``GET /metrics`` on
+the public port sits behind the same guard (the private listener needs none:
+:mod:`receiver.metrics`). The retry button is a POST carrying a CSRF token — an HMAC of
 a timestamp keyed by the configured credentials, so every web process
 accepts it without shared sessions — and unsafe requests from another origin
 are refused (browsers resend basic-auth credentials to cross-site forms).
@@ -35,8 +38,9 @@ from flask import Blueprint, Flask, Response, abort, current_app, redirect, rend
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
 from graphhook.core import jobformat, logs
-from graphhook.core.observe import RedisCollector
 from graphhook.core.settings import Settings
+from receiver.loginlimit import LoginLimit
+from receiver.metrics import redis_collector
 from receiver.statusdata import gather
 
 log = logging.getLogger("graphhook.status")
@@ -49,10 +53,13 @@ bp = Blueprint("status", __name__, template_folder="templates")
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Wire observability into the receiver: redacted JSON logs, worker metrics on ``/metrics``, ``/status``."""
+    """Wire observability into the receiver: redacted JSON logs, worker metrics, ``/status`` and ``/metrics``."""
     logs.install(settings, process="web")
-    margin = dt.timedelta(minutes=settings.renew_margin_minutes)
-    app.config["METRICS"].add_collector(RedisCollector(app.config["REDIS"], margin=margin))
+    app.config["METRICS"].add_collector(redis_collector(settings, app.config["REDIS"]))
+    clock = app.config["CLOCK"]
+    app.config["LOGIN_LIMIT"] = LoginLimit(app.config["REDIS"], limit=settings.status_max_failures,
+                                           window=settings.status_failure_window_seconds,
+                                           clock=lambda: clock().timestamp())
     app.register_blueprint(bp)
 
 
@@ -97,11 +104,25 @@ def authorized(settings: Settings, header: str | None) -> str | None:
 
 
 def _guard() -> Response | None:
-    """before_request: 404 when disabled, 401 without credentials, 403 for cross-origin unsafe requests."""
+    """before_request: 404 when disabled, 429 after too many failures, 401 without credentials, 403 cross-origin."""
     settings = _settings()
     if not configured(settings):
         abort(404)
-    how = authorized(settings, request.headers.get("Authorization"))
+    limit: LoginLimit = current_app.config["LOGIN_LIMIT"]
+    address = request.remote_addr or ""
+    header = request.headers.get("Authorization")
+    try:
+        wait = limit.retry_after(address)
+        how = None if wait else authorized(settings, header)
+        if not wait and how is None and header:  # a browser's first, credential-less request is no failure
+            limit.failed(address)
+    except redis.RedisError as exc:  # cannot count failures: refuse rather than allow unlimited guessing
+        log.error("status login limit: redis unavailable: %s", type(exc).__name__)
+        return Response("status unavailable: Redis does not answer\n", 503, {"Content-Type": "text/plain"})
+    if wait:
+        log.warning("status login refused: too many failures from one address", extra={"client": address})
+        return Response("too many failed logins, try again later\n", 429,
+                        {"Retry-After": str(wait), "Content-Type": "text/plain"})
     if how is None:
         challenge = 'Basic realm="graphhook status", charset="UTF-8"' if settings.status_user else 'Bearer realm="graphhook status"'
         return Response("authentication required\n", 401, {"WWW-Authenticate": challenge, "Content-Type": "text/plain"})
@@ -168,6 +189,13 @@ def page() -> Response:
                                 "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                 "script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text on the public port, for the operator's scraper only (the private listener needs no login)."""
+    body, content_type = current_app.config["METRICS"].render()
+    return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
 
 
 @bp.post("/status/jobs/<job_id>/retry")

@@ -21,8 +21,7 @@ import os
 
 from rq.worker_pool import WorkerPool
 
-from graphhook.core import logs
-from graphhook.core import jobformat
+from graphhook.core import jobformat, logs
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
 from workers.metrics import MeteredSimpleWorker

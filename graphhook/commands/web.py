@@ -15,8 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from graphhook.core.settings import Settings
     from receiver.app import create_app
+    from receiver.metrics import serve_private
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
-    create_app(settings).run(host=args.host, port=args.port)
+    app = create_app(settings)
+    # As under gunicorn: metrics on the private listener (one process: the app's own registry, Redis's included).
+    if serve_private(settings, app.config["METRICS"].registry):
+        print(f"metrics on http://{settings.metrics_bind}:{settings.metrics_port}/metrics")
+    app.run(host=args.host, port=args.port)
     return 0

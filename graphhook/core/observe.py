@@ -9,8 +9,15 @@ and written in one pipelined round trip after each job, see
 Prometheus counters and histograms. Values survive worker restarts and
 scaling; any web process (or gunicorn worker) exposes the same totals.
 
-Also read at scrape time, straight from Redis: RQ queue depths and every
-registered subscription's seconds to expiry and health (:mod:`graphhook.core.subhealth`).
+Also read at scrape time, straight from Redis: RQ queue depths and the
+registered subscriptions' health (:mod:`graphhook.core.subhealth`).
+
+Mailbox addresses and subscription ids are not in the default exposition: a
+scrape shows subscriptions counted by health and the soonest expiry, and
+counters labelled by mailbox are summed over it. ``detail=True``
+(``GRAPHHOOK_METRICS_SUBSCRIPTION_DETAIL``) brings back one series per
+subscription for private deployments; at 10,000 subscriptions that is ~1.4 MB
+per scrape (docs/observability.md).
 
 Layout: hash ``graphhook:metrics:<name>``; a counter's field is its label
 values joined by ``\\x1f``; a histogram's fields are ``<labels>\\x1e<le>``
@@ -50,6 +57,7 @@ class Spec:
     help: str
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] = SECONDS_BUCKETS
+    private: tuple[str, ...] = ()  # labels naming mailboxes: summed away unless subscription detail is on
 
 
 SPECS: dict[str, Spec] = {
@@ -72,7 +80,8 @@ SPECS: dict[str, Spec] = {
     "graphhook_notification_to_trigger_seconds": Spec(
         "histogram", "End-to-end latency: notification accepted by the receiver to its triggers fired"),
     "graphhook_subscription_alarms": Spec("counter", "Renewer passes that found a subscription close to expiry "
-                                          "without a successful renewal", ("mailbox", "folder")),
+                                          "without a successful renewal", ("mailbox", "folder"),
+                                          private=("mailbox", "folder")),
 }
 
 
@@ -115,10 +124,12 @@ class RedisCollector(Collector):
     """Scrape-time collector: worker metrics, queue depths and subscription expiry, all from Redis."""
 
     def __init__(self, r: redis.Redis, *, margin: dt.timedelta,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 detail: bool = False) -> None:
         self._redis = r
         self._margin = margin
         self._clock = clock
+        self._detail = detail  # per-subscription series, mailbox labels (private deployments only)
 
     def collect(self) -> Iterator[object]:
         """Families for worker metrics, queue depths and subscriptions; none from Redis if it is down."""
@@ -138,14 +149,23 @@ class RedisCollector(Collector):
             spec = SPECS[name]
             data = {k.decode(): float(v) for k, v in raw.items()}
             if spec.kind == "counter":
-                family = CounterMetricFamily(name, spec.help, labels=spec.labels)
-                for field, value in sorted(data.items()):
-                    values = _labels(spec, field)
-                    if len(values) == len(spec.labels):
-                        family.add_metric(values, value)
-                yield family
+                yield self._counter(name, spec, data)
             else:
                 yield self._histogram(name, spec, data)
+
+    def _counter(self, name: str, spec: Spec, data: Mapping[str, float]) -> CounterMetricFamily:
+        """A counter family; without detail, labels naming mailboxes are summed away."""
+        shown = tuple(n for n in spec.labels if self._detail or n not in spec.private)
+        sums: dict[tuple[str, ...], float] = {}
+        for field, value in data.items():
+            values = _labels(spec, field)
+            if len(values) == len(spec.labels):
+                kept = tuple(v for n, v in zip(spec.labels, values) if n in shown)
+                sums[kept] = sums.get(kept, 0.0) + value
+        family = CounterMetricFamily(name, spec.help, labels=shown)
+        for values, value in sorted(sums.items()):
+            family.add_metric(list(values), value)
+        return family
 
     @staticmethod
     def _histogram(name: str, spec: Spec, data: Mapping[str, float]) -> HistogramMetricFamily:
@@ -176,16 +196,25 @@ class RedisCollector(Collector):
                                    "Seconds until a subscription expires, with its health (at_risk, renew_failed, "
                                    "removed and expired are alarms)", labels=("subscription", "mailbox", "folder", "health"))
         by_health = dict.fromkeys(HEALTHS, 0)
+        soonest: float | None = None
         for view in subscriptions(self._redis):
             health = view.health(now, self._margin)
             by_health[health] += 1
             left = view.seconds_left(now)
-            expiry.add_metric([view.id, view.mailbox, view.folder, health], left if left != float("-inf") else -1.0)
-        yield expiry
+            left = left if left != float("-inf") else -1.0
+            soonest = left if soonest is None else min(soonest, left)
+            if self._detail:
+                expiry.add_metric([view.id, view.mailbox, view.folder, health], left)
+        if self._detail:
+            yield expiry
         count = GaugeMetricFamily("graphhook_subscriptions", "Registered subscriptions by health", labels=("health",))
         for health, n in by_health.items():
             count.add_metric([health], n)
         yield count
+        if soonest is not None:
+            yield GaugeMetricFamily("graphhook_subscription_soonest_expiry_seconds",
+                                    "Seconds until the first registered subscription expires (-1: one has expired)",
+                                    value=soonest)
 
 
 def queue_depths(queue: Any) -> dict[str, int]:

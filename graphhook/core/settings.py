@@ -107,6 +107,13 @@ class Settings:
     status_token: str = field(default="", repr=False)  # bearer token for /status; with no credentials /status is 404
     status_user: str = ""  # basic-auth user for /status (with status_password)
     status_password: str = field(default="", repr=False)
+    status_max_failures: int = 10  # failed /status or /metrics logins per client address and window, then 429
+    status_failure_window_seconds: int = 300  # the window those failures are counted in
+    proxy_hops: int = 0  # reverse proxies in front that append to X-Forwarded-For (Heroku, ingress-nginx: 1)
+    metrics_port: int = 9108  # private Prometheus listener in the gunicorn master; 0: none
+    metrics_bind: str = "127.0.0.1"  # its address: loopback, or the pod address in Kubernetes; never public
+    metrics_subscription_detail: bool = False  # one series per subscription, with mailbox labels (private only)
+    body_timeout_seconds: int = 10  # a request body must arrive within this many seconds, else 408 and closed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -140,6 +147,13 @@ class Settings:
             status_token=env.get("GRAPHHOOK_STATUS_TOKEN", ""),
             status_user=env.get("GRAPHHOOK_STATUS_USER", ""),
             status_password=env.get("GRAPHHOOK_STATUS_PASSWORD", ""),
+            status_max_failures=_int(env, "GRAPHHOOK_STATUS_MAX_FAILURES", 10),
+            status_failure_window_seconds=_int(env, "GRAPHHOOK_STATUS_FAILURE_WINDOW_SECONDS", 300),
+            proxy_hops=_int(env, "GRAPHHOOK_PROXY_HOPS", 0),
+            metrics_port=_int(env, "GRAPHHOOK_METRICS_PORT", 9108),
+            metrics_bind=env.get("GRAPHHOOK_METRICS_BIND", "127.0.0.1"),
+            metrics_subscription_detail=_bool(env, "GRAPHHOOK_METRICS_SUBSCRIPTION_DETAIL", False),
+            body_timeout_seconds=_int(env, "GRAPHHOOK_BODY_TIMEOUT_SECONDS", 10),
             openid_config_url=env.get("GRAPHHOOK_OPENID_CONFIG_URL", DEFAULT_OPENID_CONFIG_URL),
             encryption_keys=env.get("GRAPHHOOK_ENCRYPTION_KEYS", ""),
             encryption_key_password=env.get("GRAPHHOOK_ENCRYPTION_KEY_PASSWORD", ""),
@@ -177,7 +191,12 @@ class Settings:
                                   ("GRAPHHOOK_MAILBOX_SLOT_SECONDS", self.mailbox_slot_seconds, 1),
                                   ("GRAPHHOOK_ITEM_DEPTH", self.item_depth, 0),
                                   ("GRAPHHOOK_DEDUPE_SECONDS", self.dedupe_seconds, 60),
-                                  ("GRAPHHOOK_ATTACHMENT_MAX_BYTES", self.attachment_max_bytes, 0)):
+                                  ("GRAPHHOOK_ATTACHMENT_MAX_BYTES", self.attachment_max_bytes, 0),
+                                  ("GRAPHHOOK_STATUS_MAX_FAILURES", self.status_max_failures, 1),
+                                  ("GRAPHHOOK_STATUS_FAILURE_WINDOW_SECONDS", self.status_failure_window_seconds, 1),
+                                  ("GRAPHHOOK_PROXY_HOPS", self.proxy_hops, 0),
+                                  ("GRAPHHOOK_METRICS_PORT", self.metrics_port, 0),
+                                  ("GRAPHHOOK_BODY_TIMEOUT_SECONDS", self.body_timeout_seconds, 1)):
             if number < low:
                 raise ConfigError(f"{name} must be at least {low}, got {number!r}")
         if self.log_format not in ("json", "text"):

@@ -11,7 +11,7 @@ from tests.deploy.test_procfile import procfile
 from workers.triggers.config import validate_config
 
 # Variables Heroku or gunicorn read, not graphhook's Settings; still documented in env.example.
-PLATFORM_VARIABLES = {"WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
+PLATFORM_VARIABLES = {"WEB_CONCURRENCY", "GUNICORN_WORKER_CONNECTIONS", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
                       "PROMETHEUS_MULTIPROC_DIR", "PORT"}
 
 

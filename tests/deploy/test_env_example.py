@@ -8,7 +8,7 @@ from tests.conftest import ROOT
 from tests.deploy.test_manifests import documented_variables
 
 # Read outside graphhook/core/settings.py: by the Procfile/Dockerfile shell line, gunicorn and prometheus_client.
-PROCESS_VARIABLES = {"PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
+PROCESS_VARIABLES = {"PORT", "WEB_CONCURRENCY", "GUNICORN_WORKER_CONNECTIONS", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT",
                      "PROMETHEUS_MULTIPROC_DIR"}
 
 

@@ -192,7 +192,7 @@ def test_compose_services_run_real_commands_with_enough_grace():
     assert services["check"]["command"][1:] == ["check", "--config-only"]
     grace = int(services["worker"]["stop_grace_period"].rstrip("s"))
     assert grace > Queue.DEFAULT_TIMEOUT
-    assert services["web"]["ports"] == ["8000:8000"]
+    assert services["web"]["ports"][0] == "8000:8000"
     assert "noeviction" in services["redis"]["command"]
     assert (ROOT / "deploy" / services["web"]["build"]["context"] / services["web"]["build"]["dockerfile"]).exists()
 

@@ -22,7 +22,6 @@ from graphhook.redis_server import find_redis_server, free_port
 from receiver.app import create_app
 from tests.deploy.certs import self_signed
 
-
 tls_redis_ca: dict[str, str] = {}  # port → the PEM that signs that server's certificate (self-signed: itself)
 
 

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import logging
 
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from emulator.faults import FaultRule
@@ -22,8 +21,8 @@ DAY = 24 * 3600
 
 
 def scrape(receiver, emulator) -> dict[tuple[str, tuple], float]:
-    """The receiver's /metrics as {(sample name, sorted labels): value}."""
-    text = requests.get(f"{receiver.url}/metrics", verify=str(emulator.ca_path), timeout=10).text
+    """The receiver's metrics (what its private listener serves) as {(sample name, sorted labels): value}."""
+    text = receiver.app.config["METRICS"].render()[0].decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -78,7 +77,8 @@ def test_counts_from_two_worker_processes_add_up_on_the_receiver(emulator, live_
     # Queue depths and subscriptions are read at scrape time.
     assert value(samples, "graphhook_queue_jobs", queue=live_settings.queue_name, state="failed") == 1
     assert value(samples, "graphhook_subscriptions", health="ok") == 1
-    assert total(samples, "graphhook_subscription_expiry_seconds", mailbox=MAILBOX, health="ok") > 2 * DAY
+    assert value(samples, "graphhook_subscription_soonest_expiry_seconds") > 2 * DAY
+    assert not [n for (n, labels) in samples if MAILBOX in dict(labels).values()]  # no mailbox by default
     # The status page's "recent notifications": newest first, each with the job that handled it.
     recent = [json.loads(x) for x in redis_client.lrange(metrics.RECENT, 0, -1)]
     assert [r["outcome"] for r in recent] == ["processed"] * 5 and all(r["job"] for r in recent)
@@ -100,9 +100,9 @@ def test_throttling_is_counted_by_status(emulator, settings, redis_client):
         before.get(("graphhook_graph_requests_total", (("method", "GET"), ("status", "200"))), 0) == 1
 
 
-def _collected(r, now=None) -> dict[tuple[str, tuple], float]:
+def _collected(r, now=None, detail=False) -> dict[tuple[str, tuple], float]:
     margin = dt.timedelta(days=1)
-    collector = RedisCollector(r, margin=margin, **({"clock": now} if now else {}))
+    collector = RedisCollector(r, margin=margin, detail=detail, **({"clock": now} if now else {}))
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in collector.collect() for s in family.samples}
 
 
@@ -126,8 +126,11 @@ def test_failed_renewal_close_to_expiry_logs_an_error_and_turns_red(emulator, li
     seen = _collected(redis_client, emulator.clock.now)
     assert seen[("graphhook_subscriptions", (("health", "renew_failed"),))] == 1
     assert seen[("graphhook_subscriptions", (("health", "ok"),))] == 0
-    assert seen[("graphhook_subscription_alarms_total", (("folder", "inbox"), ("mailbox", MAILBOX)))] == 1
-    (expiry,) = [v for (n, ls), v in seen.items() if n == "graphhook_subscription_expiry_seconds"]
+    assert seen[("graphhook_subscription_alarms_total", ())] == 1
+    assert 0 < seen[("graphhook_subscription_soonest_expiry_seconds", ())] < 12 * 3600
+    detail = _collected(redis_client, emulator.clock.now, detail=True)  # GRAPHHOOK_METRICS_SUBSCRIPTION_DETAIL
+    assert detail[("graphhook_subscription_alarms_total", (("folder", "inbox"), ("mailbox", MAILBOX)))] == 1
+    (expiry,) = [v for (n, ls), v in detail.items() if n == "graphhook_subscription_expiry_seconds"]
     assert 0 < expiry < 12 * 3600
 
 
@@ -141,6 +144,6 @@ def test_worker_metrics_are_exposed_once_in_gunicorn_multiprocess_mode(redis_ser
     assert metrics.flush(redis_client)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     app = create_app(Settings(redis_url=redis_server.url, tenant_id="t", client_id="c"), redis_client=redis_client)
-    text = app.test_client().get("/metrics").get_data(as_text=True)
+    text = app.config["METRICS"].render()[0].decode()
     assert text.count('graphhook_triggers_fired_total{rule="quarantine-phishing"} 1.0') == 1
     assert text.count("# TYPE graphhook_queue_jobs gauge") == 1

@@ -112,7 +112,6 @@ def test_eight_parallel_jobs_in_real_workers_never_trip_the_emulators_concurrenc
         emulator, live_settings, redis_client, start_worker):
     import json
 
-
     from graphhook.core import keys
     from tests.conftest import wait_for
 
