@@ -25,7 +25,7 @@ def _enqueued(settings, redis_client) -> list[str]:
 
 
 def _metrics(receiver, emulator) -> str:
-    return requests.get(f"{receiver.url}/metrics", verify=str(emulator.ca_path)).text
+    return receiver.app.config["METRICS"].render()[0].decode()  # what the private metrics listener serves
 
 
 def test_a_change_in_another_mailbox_is_dropped_even_with_the_right_client_state(receiver, emulator, redis_client,
