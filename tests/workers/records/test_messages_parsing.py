@@ -136,3 +136,13 @@ def test_a_meta_charset_or_a_lone_surrogate_in_the_body_changes_nothing():
 ])
 def test_the_domain_a_long_link_text_shows_is_found_in_one_bounded_pass(shown, domain):
     assert urls.text_domain(shown) == domain
+
+
+def test_a_body_past_the_bound_is_kept_whole_and_the_cut_is_logged(caplog):
+    from workers.records.messages import email_record
+    body = '<a href="http://early.example/">x</a>' + "<p>" + "y" * urls.HTML_CHARS + '</p><a href="http://late.example/">z</a>'
+    with caplog.at_level("INFO", logger="graphhook.messages"):
+        record = email_record({"id": "m1", "body": {"contentType": "html", "content": body}}, mailbox="a")
+    assert record["bodyHtml"] == body
+    assert [u["domain"] for u in record["urls"]] == ["early.example"]
+    assert any("m1" in r.getMessage() and "only the first" in r.getMessage() for r in caplog.records)
