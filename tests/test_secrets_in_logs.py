@@ -25,7 +25,7 @@ from workers.graph.auth import cache_cipher
 
 KNOWN = {
     "AZURE_CLIENT_SECRET": "Demo-Client-Secret-4f8a2c",
-    "GRAPHHOOK_CACHE_KEY": "demo-cache-key-9b1e7d3a5c",
+    "GRAPHHOOK_CACHE_KEY": "9b1e7d3a5c04f8a2c61c0e25b9f77d4a3c8e1f2b6d9a0c5e7f1b3d5a7c9e2f4b",
     "GRAPHHOOK_STATUS_PASSWORD": "demo-status-password-61c0",
     "GRAPHHOOK_STATUS_TOKEN": "demo-status-token-e25b9f",
     "GRAPHHOOK_DEMO_WEBHOOK_SECRET": "demo-webhook-signing-key-77d4",

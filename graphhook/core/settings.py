@@ -6,7 +6,10 @@ with its default, in ``deploy/env.example``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Mapping
 
@@ -29,6 +32,32 @@ DEFAULT_ATTACHMENT_MAX = 150 * 1024 * 1024  # bytes; larger attachments are desc
 DEFAULT_ATTACHMENT_SPOOL = 1024 * 1024  # bytes held in memory before an attachment spills to a temp file
 DEFAULT_ITEM_DEPTH = 3  # nested item attachments turned into records (Graph nests up to 30)
 DEFAULT_DEDUPE = 7 * 24 * 3600  # seconds a (mailbox, message, change type) is remembered as processed
+
+# GRAPHHOOK_CACHE_KEY is stretched with HKDF, which is for keys that are already random (RFC 5869 §4),
+# not for passphrases: a weak key would let whoever reads Redis guess it offline and read the token.
+CACHE_KEY_MIN_BYTES = 32  # random bytes: 64 hex digits (`openssl rand -hex 32`) or base64 of 32 bytes
+_CACHE_KEY_MIN_DISTINCT = 16  # distinct byte values; 32 random bytes have ~30, "00…0" or "abab…" have 1 or 2
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+
+
+def check_cache_key(value: str) -> None:
+    """Raise ConfigError unless ``value`` holds at least 32 random bytes in hex or base64; never quotes it."""
+    value = value.strip()
+    decoded = b""
+    if _HEX.fullmatch(value):  # hex first: 4 bits a character, whatever base64 would make of it
+        decoded = bytes.fromhex(value) if len(value) % 2 == 0 else b""
+    elif _BASE64.fullmatch(value):
+        try:
+            decoded = base64.b64decode(value.replace("-", "+").replace("_", "/") + "=" * (-len(value) % 4),
+                                       validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+    if len(decoded) < CACHE_KEY_MIN_BYTES or len(set(decoded)) < _CACHE_KEY_MIN_DISTINCT:
+        raise ConfigError(f"GRAPHHOOK_CACHE_KEY is too weak (the value is not shown): it must hold at least "
+                          f"{CACHE_KEY_MIN_BYTES} random bytes, as hex (`openssl rand -hex 32`) or base64 "
+                          f"(`openssl rand -base64 32`); or leave it unset to derive the key from the client credential")
+
 
 _HINTS = {
     "AZURE_TENANT_ID": "the Directory (tenant) ID of your app registration",
@@ -184,6 +213,8 @@ class Settings:
             raise ConfigError(f"PUBLIC_URL must be an https:// URL (Graph only posts to https), got {self.public_url!r}")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url.split('@')[-1]!r}")
+        if self.cache_key:
+            check_cache_key(self.cache_key)
         if self.redis_ssl_cert_reqs not in ("required", "optional", "none"):
             raise ConfigError(f"REDIS_SSL_CERT_REQS must be required, optional or none, got {self.redis_ssl_cert_reqs!r}")
         for name, number, low in (("GRAPHHOOK_MAILBOX_CONCURRENCY", self.mailbox_concurrency, 1),

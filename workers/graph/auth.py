@@ -2,7 +2,8 @@
 
 - MSAL's own :class:`msal.SerializableTokenCache` is kept in Redis, encrypted at
   rest with Fernet (AES-128-CBC + HMAC-SHA256). The key comes from
-  ``GRAPHHOOK_CACHE_KEY`` (any string; it is stretched with HKDF-SHA256) or,
+  ``GRAPHHOOK_CACHE_KEY`` (at least 32 random bytes, hex or base64, checked at
+  settings load; HKDF-SHA256 suits such keys, RFC 5869 §4, not passphrases) or,
   when unset, is derived with HKDF from the client credential itself, so every
   process holding the credential can read the cache and nobody else can.
 - A process first looks in its memory, then in the shared cache; only on a
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from graphhook.core import keys
 from graphhook.core.errors import AuthError, ConfigError
-from graphhook.core.settings import Settings
+from graphhook.core.settings import Settings, check_cache_key
 from workers import metrics
 
 log = logging.getLogger("graphhook.auth")
@@ -70,6 +71,7 @@ def load_certificate_credential(path: str, password: str = "") -> dict[str, str]
 def cache_cipher(settings: Settings, credential: Any) -> Fernet:
     """The Fernet key for the cache: HKDF over GRAPHHOOK_CACHE_KEY, else over the client credential."""
     if settings.cache_key:
+        check_cache_key(settings.cache_key)  # also for settings not built by Settings.from_env
         material, salt = settings.cache_key.encode(), b"graphhook cache key"
     else:
         secret = credential["private_key"] if isinstance(credential, dict) else credential

@@ -17,6 +17,7 @@ is still reported, and ``truncated`` says so).
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import itertools
 import json
@@ -26,6 +27,8 @@ import shutil
 import tempfile
 from typing import IO, Any, Iterable
 
+KEEP_DIR_MODE = 0o700  # GRAPHHOOK_ATTACHMENT_DIR, when graphhook creates it
+KEEP_FILE_MODE = 0o600  # each kept attachment: readable by the worker's user only
 CHUNK = 256 * 1024  # bytes read from the socket at a time
 INLINE_JSON = 1024 * 1024  # bytes of JSON parsed the plain way; larger replies are streamed
 DIVERT_AFTER = 64 * 1024  # characters of a contentBytes string before it is diverted into a sink
@@ -76,14 +79,24 @@ class Sink:
         """Store the kept bytes as ``directory/<sha256>`` (content-addressed); None when truncated."""
         if self.truncated:
             return None
-        os.makedirs(directory, exist_ok=True)
+        # Attachments are a stranger's files and often someone's private mail: only the worker's
+        # user may read them. The directory is created 0700 and each file 0600 (mkstemp's mode),
+        # whatever the umask says; a file kept by an older version is tightened when seen again.
+        os.makedirs(directory, mode=KEEP_DIR_MODE, exist_ok=True)
         path = os.path.join(directory, self.sha256)
-        if not os.path.exists(path):
-            partial = f"{path}.{os.getpid()}.part"
-            self._file.seek(0)
-            with open(partial, "wb") as out:
+        if os.path.exists(path):
+            os.chmod(path, KEEP_FILE_MODE)
+            return path
+        fd, partial = tempfile.mkstemp(prefix=f"{self.sha256}.", suffix=".part", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self._file.seek(0)
                 shutil.copyfileobj(self._file, out, CHUNK)
             os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
         return path
 
     def close(self) -> None:

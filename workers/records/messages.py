@@ -241,6 +241,11 @@ class Fetcher:
 def _body(message: dict[str, Any]) -> tuple[str | None, str | None, list[dict[str, Any]]]:
     body = message.get("body") or {}
     content, kind = body.get("content") or "", (body.get("contentType") or "text").lower()
+    bound = urls.HTML_CHARS if kind == "html" else urls.TEXT_CHARS
+    if len(content) > bound:
+        # The record keeps the whole body; links and text past the bound are not scanned (urls.py).
+        log.info("message %s: %s body of %d characters; only the first %d are scanned for links",
+                 message.get("id"), kind, len(content), bound)
     if kind == "html":
         found, text = urls.scan_html(content)
         return text, content, found

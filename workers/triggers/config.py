@@ -21,7 +21,7 @@ import yaml
 
 from graphhook.core.errors import ConfigError
 from graphhook.core.logs import register_secret
-from workers.triggers.config_fields import _action, _addresses, _bool, _mapping, _refuse_inline_secrets, _Where
+from workers.triggers.config_fields import _action, _addresses, _bool, _mapping, _refuse_inline_secrets, _webhook_url, _Where
 from workers.triggers.handlers import resolve
 from workers.triggers.model import (
     DEFAULT_FOLDERS,
@@ -45,11 +45,7 @@ def _webhook(name: str, spec: Any, w: _Where, env: Mapping[str, str]) -> Webhook
     where = f"webhook {name!r}"
     m = _mapping(spec, where, w, ("url", "secret_env", "format", "timeout", "backoff", "include_content",
                                    "max_content_bytes", "all_mail"))
-    url = m.get("url")
-    if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
-        raise w.error(f"{where}: field url", f"expected an http(s) URL, got {url!r}")
-    if url.startswith("http://") and not re.match(r"http://(127\.|localhost[:/]|\[::1\])", url):
-        raise w.error(f"{where}: field url", f"plain http is only allowed to loopback; use https, got {url!r}")
+    url = _webhook_url(m.get("url"), where, w)
     secret_env = m.get("secret_env")
     if not isinstance(secret_env, str) or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", secret_env):
         raise w.error(f"{where}: field secret_env", f"expected an environment variable name such as SOAR_WEBHOOK_SECRET, got {secret_env!r}")

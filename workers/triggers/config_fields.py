@@ -6,10 +6,12 @@ Every error names the file, the rule and the field and quotes the bad value
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import string
 from types import MappingProxyType
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from graphhook.core.errors import ConfigError
 from workers.triggers.model import Action
@@ -28,6 +30,41 @@ class _Where:
 
     def error(self, where: str, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: {where}: {message}")
+
+
+def _webhook_url(url: Any, where: str, w: _Where) -> str:
+    """An https URL, or plain http to a loopback host; the *parsed* host decides, never a prefix.
+
+    ``http://127.evil.example/`` and ``http://localhost:80@evil.example/`` start like loopback
+    URLs but go to evil.example: the host is what urllib parses, and it must be a loopback IP
+    literal (127.0.0.0/8, ::1) or exactly ``localhost``. User info (``user:pass@``) is refused in
+    any URL: it only hides the real host from a reader, and a credential in the file would be
+    quoted in errors (sign webhooks with ``secret_env`` instead).
+    """
+    if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
+        raise w.error(f"{where}: field url", f"expected an http(s) URL, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname or "", parts.port  # .port raises ValueError on a bad port
+    except ValueError as exc:
+        raise w.error(f"{where}: field url", f"expected an http(s) URL, got {url!r}") from exc
+    if "@" in parts.netloc:
+        raise w.error(f"{where}: field url", "user info (user:password@) is not allowed in a webhook URL")
+    if not host:
+        raise w.error(f"{where}: field url", f"expected an http(s) URL with a host, got {url!r}")
+    if parts.scheme.lower() == "http" and not _is_loopback(host):
+        raise w.error(f"{where}: field url", f"plain http is only allowed to loopback; use https, got {url!r}")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    """A loopback IP literal or exactly ``localhost`` (RFC 6761 6.3); no other name is trusted."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _mapping(value: Any, where: str, w: _Where, allowed: tuple[str, ...]) -> Mapping[str, Any]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 
 import pytest
 
 from graphhook.core import jobformat, keys
-from graphhook.core.errors import AuthError
+from graphhook.core.errors import AuthError, ConfigError
+from graphhook.core.settings import Settings
 from tests.conftest import wait_for
 from workers.graph.auth import TokenProvider
 
@@ -24,12 +27,15 @@ def test_cache_in_redis_is_encrypted_and_shared_between_providers(emulator, sett
     assert first.requests_made + second.requests_made == 1
 
 
+OLD_KEY, NEW_KEY = secrets.token_hex(32), base64.b64encode(bytes(range(32))).decode()
+
+
 def test_a_different_cache_key_cannot_read_the_cache_and_replaces_it(emulator, settings, redis_client):
-    TokenProvider(settings.replace(cache_key="old key"), redis_client).token()
-    other = TokenProvider(settings.replace(cache_key="new key"), redis_client)
+    TokenProvider(settings.replace(cache_key=OLD_KEY), redis_client).token()
+    other = TokenProvider(settings.replace(cache_key=NEW_KEY), redis_client)
     other.token()  # unreadable cache: a new token, no crash
     assert emulator.directory.tokens_issued == 2
-    assert TokenProvider(settings.replace(cache_key="new key"), redis_client).token()
+    assert TokenProvider(settings.replace(cache_key=NEW_KEY), redis_client).token()
     assert emulator.directory.tokens_issued == 2
 
 
@@ -103,3 +109,33 @@ def test_a_refresh_lock_left_by_a_crashed_process_delays_a_token_by_seconds_not_
     waited = now[0] - 1_000_000.0
     assert auth.LOCK_WAIT_SECONDS <= waited < auth.LOCK_WAIT_SECONDS + 1 < auth.REFRESH_LOCK_SECONDS
     assert emulator.directory.tokens_issued == 1 and "crashed process" in caplog.text
+
+
+WEAK_KEYS = ["old key", "correct horse battery staple", "demo-cache-key-9b1e7d3a5c",  # passphrases
+             "ab" * 16,  # 16 bytes of hex: too short
+             "0" * 64, "ab" * 32,  # hex of the right length, but hardly random
+             base64.b64encode(b"x" * 40).decode()]
+
+
+@pytest.mark.parametrize("weak", WEAK_KEYS)
+def test_a_weak_cache_key_is_refused_at_settings_load_without_echoing_it(weak):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"GRAPHHOOK_CACHE_KEY": weak})
+    message = str(caught.value)
+    assert "GRAPHHOOK_CACHE_KEY is too weak" in message and "openssl rand -hex 32" in message
+    assert weak not in message
+
+
+@pytest.mark.parametrize("weak", WEAK_KEYS[:2])
+def test_a_weak_cache_key_is_refused_before_it_encrypts_anything(weak, settings, redis_client):
+    with pytest.raises(ConfigError):
+        TokenProvider(settings.replace(cache_key=weak), redis_client)
+
+
+@pytest.mark.parametrize("strong", [
+    secrets.token_hex(32),  # openssl rand -hex 32; Heroku's "secret" generator
+    base64.b64encode(secrets.token_bytes(32)).decode(),  # openssl rand -base64 32
+    base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="),  # Fernet.generate_key() style
+])
+def test_random_keys_of_32_bytes_are_accepted(strong):
+    assert Settings.from_env({"GRAPHHOOK_CACHE_KEY": strong}).cache_key == strong

@@ -160,3 +160,35 @@ def test_a_phish_reported_as_attachment_carries_its_own_attachments(emulator, ct
     assert deeper["email"]["attachments"][0]["name"] == "payload.iso"
     assert [a["name"] for a in iter_attachments(record)] == ["Your mailbox is full", "Login.HTML", "deeper",
                                                             "payload.iso"]
+
+
+@pytest.fixture
+def common_umask():
+    """The usual umask 022, under which a plain open() makes world-readable files."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_kept_attachments_are_readable_by_the_worker_user_only(emulator, ctx, user, tmp_path, common_umask):
+    data = os.urandom(50_000)
+    message = emulator.deliver("alice@contoso.com", {"subject": "private", "attachments": [
+        {"kind": "file", "name": "payslip.pdf", "content": data}]})
+    keep = tmp_path / "keep"
+    record = Fetcher(ctx.graph, user.id, FetchOptions(keep_dir=str(keep))).record(message["id"], mailbox="a")
+    kept = Path(record["attachments"][0]["path"])
+    assert kept.read_bytes() == data
+    assert oct(kept.stat().st_mode & 0o777) == oct(0o600)
+    assert oct(keep.stat().st_mode & 0o777) == oct(0o700)
+    assert [p.name for p in keep.iterdir()] == [kept.name]  # no partial file left behind
+
+
+def test_a_file_kept_world_readable_before_is_tightened_when_kept_again(tmp_path, common_umask):
+    sink = attachments.Sink(max_bytes=1000, spool_bytes=1000)
+    sink.write(b"hello")
+    old = tmp_path / sink.sha256
+    old.write_bytes(b"hello")
+    old.chmod(0o644)
+    assert sink.keep(str(tmp_path)) == str(old)
+    assert oct(old.stat().st_mode & 0o777) == oct(0o600)
+    sink.close()

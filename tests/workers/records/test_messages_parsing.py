@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -76,3 +77,72 @@ def test_streamed_reader_gives_the_same_document_and_bytes_as_json_loads(payload
             assert sinks[content].read() == data
         else:
             assert base64.b64decode(content) == data
+
+
+class _CountingParser:
+    """Wraps the lxml parser ``urls`` builds: counts feeds and the characters fed."""
+
+    def __init__(self, real):
+        self.real, self.fed = real, []
+
+    def feed(self, data):
+        self.fed.append(len(data))
+        return self.real.feed(data)
+
+    def close(self):
+        return self.real.close()
+
+
+# Each took from 3 s to much longer in CPython 3.11's html.parser ('<a ' * 8000 alone: 29 s).
+PATHOLOGICAL = ["<a " * 80_000, '<a href="x' * 80_000, "<!--" * 60_000, "<style>" + "<a " * 80_000,
+                "<p>" + "<b><i><font>" * 100_000 + "x"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("markup", PATHOLOGICAL, ids=["unclosed-tags", "unclosed-attrs", "comments", "style", "nesting"])
+def test_hostile_markup_is_fed_once_to_a_linear_parser_and_only_up_to_the_bound(monkeypatch, markup):
+    parsers = []
+
+    def counting(target):
+        parsers.append(_CountingParser(real_parser(target)))
+        return parsers[-1]
+
+    real_parser = urls._parser
+    monkeypatch.setattr(urls, "_parser", counting)
+    found, text = urls.scan_html(markup)
+    assert len(parsers) == 1 and len(parsers[0].fed) == 1  # one parser, one pass
+    assert parsers[0].fed[0] <= 4 * urls.HTML_CHARS  # UTF-8 bytes of at most HTML_CHARS characters
+    assert found == []
+
+
+def test_links_past_the_html_bound_are_not_scanned_but_earlier_ones_are():
+    early = '<a href="http://early.example/">https://portal.office.com</a>'
+    late = '<a href="http://late.example/">x</a>'
+    found, _text = urls.scan_html(early + "<p>" + "x" * urls.HTML_CHARS + "</p>" + late)
+    assert [u["domain"] for u in found] == ["early.example"] and found[0]["mismatch"] is True
+
+
+def test_a_meta_charset_or_a_lone_surrogate_in_the_body_changes_nothing():
+    found, text = urls.scan_html('<meta charset="iso-8859-1"><p>Grüße \ud800 <a href="https://x.example/">hier</a></p>')
+    assert text.startswith("Grüße") and found[0]["domain"] == "x.example"
+
+
+@pytest.mark.parametrize("shown, domain", [
+    ("https://portal.office.com/" + "a" * 100_000, "portal.office.com"),
+    ("https://" + "a" * 100_000, None),
+    ("user@portal.office.com", "portal.office.com"),
+    ("portal.office.com:443/x", "portal.office.com"),
+    ("Click " * 20_000, None),
+])
+def test_the_domain_a_long_link_text_shows_is_found_in_one_bounded_pass(shown, domain):
+    assert urls.text_domain(shown) == domain
+
+
+def test_a_body_past_the_bound_is_kept_whole_and_the_cut_is_logged(caplog):
+    from workers.records.messages import email_record
+    body = '<a href="http://early.example/">x</a>' + "<p>" + "y" * urls.HTML_CHARS + '</p><a href="http://late.example/">z</a>'
+    with caplog.at_level("INFO", logger="graphhook.messages"):
+        record = email_record({"id": "m1", "body": {"contentType": "html", "content": body}}, mailbox="a")
+    assert record["bodyHtml"] == body
+    assert [u["domain"] for u in record["urls"]] == ["early.example"]
+    assert any("m1" in r.getMessage() and "only the first" in r.getMessage() for r in caplog.records)

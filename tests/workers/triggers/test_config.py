@@ -169,3 +169,39 @@ def test_running_process_keeps_last_good_config_when_an_edit_breaks_it(tmp_path,
     assert [r.name for r in config_for(str(path)).rules] == ["c"]
     with pytest.raises(ConfigError, match="configuration file not found"):
         config_for(str(tmp_path / "elsewhere.yaml"))
+
+
+def _webhook_config(tmp_path, url: str):
+    path = write(tmp_path, f"""
+        webhooks:
+          soar: {{url: "{url}", secret_env: SOAR_WEBHOOK_SECRET}}
+    """)
+    return load_config(path, env=SECRET_ENV)
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.evil.example/hook",          # starts like 127.x, resolves wherever evil.example says
+    "http://localhost:80@evil.example/hook",  # "localhost:80" is user info; the host is evil.example
+    "http://localhost.evil.example/hook",
+    "http://[::1]@evil.example/hook",
+    "http://10.0.0.5/hook",
+])
+def test_plain_http_webhook_is_refused_unless_the_parsed_host_is_loopback(tmp_path, url):
+    with pytest.raises(ConfigError) as info:
+        _webhook_config(tmp_path, url)
+    assert "field url" in str(info.value)
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/hook", "http://127.1.2.3/hook", "http://localhost/hook",
+    "http://LOCALHOST:9000/hook", "http://[::1]:8080/hook", "https://soar.example.com/hooks/graphhook",
+])
+def test_loopback_http_and_any_https_webhook_are_accepted(tmp_path, url):
+    assert _webhook_config(tmp_path, url).webhooks["soar"].url == url
+
+
+def test_webhook_url_with_user_info_is_refused_without_echoing_it(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        _webhook_config(tmp_path, "https://admin:hunter2-pass@soar.example.com/hook")
+    assert "user info" in str(info.value)
+    assert "hunter2" not in str(info.value)

@@ -134,3 +134,108 @@ def test_errors_name_the_field_path():
         compile_condition({"any": [{"not": {"attachment": {"size": 3}}}]})
     with pytest.raises(ConfigError, match="field when.all: expected a non-empty list"):
         compile_condition({"all": []})
+
+
+# --- attacker-controlled text: every test is one bounded, linear pass ----------------------------
+# Sizes from issue 17: each of these took seconds to minutes with backtracking regexes. The
+# assertions count what the engine is given; the timeout is only a safety net.
+SUBJECT_REGEX = "(storage|password|mailbox).*(limit|expire|verify|reached)"  # graphhook.example.yaml
+
+
+class _Spy:
+    """Stands in for an engine or module: records the length of every string it is handed."""
+
+    def __init__(self, real, lengths=None):
+        self._real, self.lengths = real, [] if lengths is None else lengths
+
+    def __getattr__(self, name):
+        attr = getattr(self._real, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            self.lengths += [len(a) for a in args if isinstance(a, (str, bytes))]
+            result = attr(*args, **kwargs)
+            return _Spy(result, self.lengths) if name == "compile" else result
+        return call
+
+
+@pytest.fixture
+def re2_spy(monkeypatch):
+    import re2
+
+    from workers.triggers import patterns
+    spy = _Spy(re2)
+    monkeypatch.setattr(patterns, "re2", spy)
+    return spy
+
+
+@pytest.mark.timeout(60)
+def test_user_regexes_run_on_re2_and_see_a_bounded_prefix_of_a_long_subject(re2_spy):
+    from workers.triggers.patterns import FIELD_CHARS
+    condition = compile_condition({"subject": SUBJECT_REGEX})
+    compiled = len(re2_spy.lengths)
+    long_subject = "storage " + "x" * 40_000 + " limit"
+    assert condition(variant(subject=long_subject)) is False  # "limit" lies past the bound
+    assert condition(variant(subject="storage " + "x" * 100 + " limit")) is True
+    searched = re2_spy.lengths[compiled:]
+    assert searched and max(searched) <= FIELD_CHARS  # the engine never saw the 40 KB subject
+
+
+@pytest.mark.timeout(60)
+def test_body_regexes_see_at_most_the_body_bound(re2_spy):
+    from workers.triggers.patterns import BODY_CHARS
+    condition = compile_condition({"any": [{"body": "(a|b)*c"}, {"body_html": "(a|b)*c"}]})
+    before = len(re2_spy.lengths)
+    assert condition(variant(bodyText="ab" * BODY_CHARS + "c", bodyHtml="<p>" + "ab" * BODY_CHARS + "c")) is False
+    searched = re2_spy.lengths[before:]
+    assert len(searched) == 2 and max(searched) <= BODY_CHARS
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"invoice(?=\s)", r"(?<!re: )invoice", r"(?>a+)b", "a{1001}"])
+def test_patterns_re2_cannot_run_in_linear_time_are_refused_at_load_quoting_them(pattern):
+    with pytest.raises(ConfigError) as info:
+        compile_condition({"all": [{"subject": pattern}]})
+    message = str(info.value)
+    assert "when.all[0].subject" in message and repr(pattern) in message and "RE2" in message
+
+
+def test_regexes_are_case_insensitive_unless_they_say_otherwise():
+    assert match({"subject": "ACTION REQUIRED"}) is True
+    assert match({"subject": "(?-i)ACTION REQUIRED"}) is False  # Python's re refused this documented form
+    assert match({"subject": "(?-i)Action required"}) is True
+
+
+@pytest.mark.timeout(60)
+def test_impersonation_check_on_a_40000_character_display_name_hands_regexes_a_bounded_name(monkeypatch):
+    import re as real_re
+
+    from workers.triggers import rules
+    from workers.triggers.patterns import FIELD_CHARS
+    condition = compile_condition({"impersonates_internal": True}, ORG)
+    spy = _Spy(real_re)
+    monkeypatch.setattr(rules, "re", spy)
+    sender = {"name": "a" * 40_000, "address": "x@evil.example"}
+    assert condition(variant(**{"from": sender, "sender": sender})) is False
+    assert spy.lengths and max(spy.lengths) <= FIELD_CHARS
+    named = {"name": "Alice Smith <alice.smith@contoso.com>", "address": "x@evil.example"}
+    assert condition(variant(**{"from": named, "sender": named})) is True  # still caught
+
+
+@pytest.mark.timeout(60)
+def test_html_bodies_are_parsed_once_by_the_records_parser_on_a_bounded_prefix(monkeypatch):
+    from workers.records import urls
+    from workers.triggers import rules
+    seen = []
+
+    def counting_scan(markup):
+        seen.append(len(markup))
+        return real_scan(markup)
+
+    real_scan = urls.scan_html
+    monkeypatch.setattr(rules, "scan_html", counting_scan, raising=False)
+    monkeypatch.setattr(urls, "scan_html", counting_scan)
+    condition = compile_condition({"body": "nothing here"})
+    assert condition(variant(bodyText=None, bodyHtml="<style>" + "<a " * 80_000)) is False  # 33 s before
+    assert len(seen) == 1
+    assert condition(variant(bodyText=None, bodyHtml="<p>there is <b>nothing</b> here</p>")) is True
