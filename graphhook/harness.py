@@ -159,7 +159,7 @@ class Pipeline:
         log = open(self.workdir / "receiver.log", "ab")
         self.receiver = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "python:receiver.gunicorn_conf", "receiver.app:create_app()",
-             "-b", f"127.0.0.1:{port}", "-w", str(self.gunicorn_workers), "--threads", "4",
+             "-b", f"127.0.0.1:{port}", "-w", str(self.gunicorn_workers),
              "--certfile", str(pair.cert_path), "--keyfile", str(pair.key_path)],
             env=self.env, cwd=ROOT, stdout=log, stderr=log)
         self.wait_until(lambda: self._ready(), 60, "the receiver's /healthz")

@@ -135,9 +135,11 @@ class _ThreadClients:
 
     Checking a connection out of redis-py's pool for every command costs as much CPU as
     the command itself (a readability poll of the socket, locks, argument checks), and
-    the receiver issues one command per POST. Each thread (a gunicorn sync worker has one,
-    gthread workers ``--threads``) keeps its own connection instead: same pool, same
-    settings, same reconnect-on-error; none is shared across threads or forked processes.
+    the receiver issues one command per POST. Each thread keeps its own connection instead:
+    same pool, same settings, same reconnect-on-error; none is shared across threads or forked
+    processes. Under the gevent worker (``receiver/gunicorn_conf.py``) a "thread" is a client
+    connection's greenlet: its POSTs share one Redis connection, returned to the pool when the
+    greenlet ends and the client is collected.
     """
 
     def __init__(self, r: redis.Redis) -> None:

@@ -107,7 +107,7 @@ def test_check_explains_the_self_signed_certificate(tls_redis):
     refused = [r for r in run_checks({**env, "REDIS_SSL_CERT_REQS": "required"},
                                      skip=["config", "token", "public-url"]).results if r.name == "redis"][0]
     assert refused.status == "fail" and "not trusted" in refused.detail
-    assert "REDIS_SSL_CERT_REQS=none" in refused.fix
+    assert "REDIS_SSL_CA_CERTS" in refused.fix and "REDIS_SSL_CERT_REQS=none" in refused.fix
 
     report = run_checks({**env, "REDIS_SSL_CERT_REQS": "none"}, skip=["config", "token", "public-url"])
     assert not report.failed, report.render()

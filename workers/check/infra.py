@@ -68,7 +68,7 @@ def check_handshake(public_url: str, path: str, session: requests.Session | None
     elapsed = time.monotonic() - started
     if elapsed > timeout:  # requests' timeout bounds each read, Graph's bounds the whole answer
         return Result(name, FAIL, f"{url} answered after {elapsed:.1f} s; Graph gives up after {timeout:g} s",
-                      "check that the web process is not starved (WEB_CONCURRENCY, GUNICORN_THREADS)\n"
+                      "check that the web process is not starved (WEB_CONCURRENCY, GUNICORN_WORKER_CONNECTIONS)\n"
                       "and that nothing in front of it buffers or delays requests.")
     ctype = reply.headers.get("Content-Type", "")
     if reply.status_code != 200:
@@ -114,8 +114,8 @@ def _redis_failure(settings: Settings, exc: Exception) -> Result:
                       "copy REDIS_URL again from your Redis provider (Heroku: `heroku config:get REDIS_URL`)")
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         return Result("redis", FAIL, f"{where}: the server's TLS certificate is not trusted",
-                      "Heroku Redis uses a self-signed certificate: set REDIS_SSL_CERT_REQS=none\n"
-                      "(or keep 'required' and add its CA to the system trust store).")
+                      "a certificate from a private CA: set REDIS_SSL_CA_CERTS to that CA's PEM file;\n"
+                      "one nothing can verify (Heroku Redis is self-signed): set REDIS_SSL_CERT_REQS=none.")
     if settings.redis_url.startswith("rediss://") and ("WRONG_VERSION_NUMBER" in text or "wrong version" in text):
         return Result("redis", FAIL, f"{where} does not speak TLS",
                       "use redis:// for this server, or its TLS port with rediss://")
