@@ -12,14 +12,23 @@ from pathlib import Path
 
 import pytest
 import redis
+import rq
 
 from emulator import Emulator
 from graphhook.devserver import BackgroundServer
 from graphhook.redis_server import RedisServer
 from receiver.app import create_app
 from receiver.settings import Settings
+from workers.shutdown import PromptShutdown
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class InProcessWorker(PromptShutdown, rq.SimpleWorker):
+    """RQ's SimpleWorker, running jobs in the test process, with the product's prompt teardown.
+
+    RQ's own class can wait out its 60 s pub/sub poll when ``work(burst=True)`` ends (workers/shutdown.py).
+    """
 
 
 @pytest.fixture(scope="session")

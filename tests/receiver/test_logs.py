@@ -7,10 +7,11 @@ import json
 import logging
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from receiver import logs
 from receiver.settings import Settings
+from tests.conftest import InProcessWorker
 
 log = logging.getLogger("graphhook.test")
 
@@ -67,7 +68,7 @@ def logging_job(text: str) -> str:
 def test_lines_logged_inside_an_rq_job_carry_its_id(captured, redis_client):
     queue = Queue("graphhook-logs-test", connection=redis_client)
     job = queue.enqueue(logging_job, "hello")
-    SimpleWorker([queue], connection=redis_client).work(burst=True)
+    InProcessWorker([queue], connection=redis_client).work(burst=True)
     inside = [line for line in lines(captured) if line["msg"] == "inside the job: hello"]
     assert len(inside) == 1 and inside[0]["job_id"] == job.id
 

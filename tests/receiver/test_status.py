@@ -8,12 +8,13 @@ import time
 
 import pytest
 import requests
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from graphhook.devserver import BackgroundServer
 from receiver import keys
 from receiver.app import create_app
 from receiver.settings import Settings
+from tests.conftest import InProcessWorker
 
 USER, PASSWORD, TOKEN = "ops", "correct horse battery staple", "status-token-0123456789"
 QUEUE = "graphhook-status-tests"
@@ -45,7 +46,7 @@ def seed(r, now: dt.datetime | None = None) -> str:
     metrics.flush(r)
     queue = Queue(QUEUE, connection=r)
     job = queue.enqueue("receiver.keys.subscription")  # raises TypeError: a genuinely failed job
-    SimpleWorker([queue], connection=r).work(burst=True)
+    InProcessWorker([queue], connection=r).work(burst=True)
     assert queue.failed_job_registry.get_job_ids() == [job.id]
     return job.id
 

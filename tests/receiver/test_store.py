@@ -6,11 +6,12 @@ import json
 import uuid
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job, JobStatus
 
 from receiver import store
 from receiver.store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter
+from tests.conftest import InProcessWorker
 
 QUEUE = "graphhook-test"
 CHANGE = {"subscriptionId": "sub-1", "tenantId": "t", "changeType": "created",
@@ -107,7 +108,7 @@ def test_an_rq_worker_runs_a_written_job(redis_client):
     # Point the job at a harmless function, encoded by the writer's own encoder: the hash and data
     # format are under test here, not workers.jobs.
     redis_client.hset(f"rq:job:{job_id}", "data", store._job_data("json.dumps", [CHANGE]))
-    SimpleWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client).work(burst=True)
+    InProcessWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client).work(burst=True)
     done = Job.fetch(job_id, connection=redis_client)
     assert done.get_status() == JobStatus.FINISHED
     assert done.return_value() == json.dumps([CHANGE])

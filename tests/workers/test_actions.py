@@ -9,11 +9,12 @@ import os
 import textwrap
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from emulator.faults import FaultRule
 from emulator.seed import PHISHING
 from receiver import keys
+from tests.conftest import InProcessWorker
 from workers import mailops, runtime, webhooks
 from workers.actions import marker_key
 from workers.config import config_for
@@ -80,7 +81,7 @@ def only_message(emulator, mailbox: str, folder: str) -> dict:
 
 
 def drain(redis_client) -> None:
-    SimpleWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client).work(burst=True)
+    InProcessWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client).work(burst=True)
 
 
 def phish(emulator, ctx) -> dict:

@@ -11,10 +11,11 @@ import socket
 import time
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from graphhook.cli import main
 from receiver.errors import SignatureError
+from tests.conftest import InProcessWorker
 from workers import runtime, webhooks
 from workers.config import config_for
 from workers.insightconnect import insightconnect_event
@@ -77,7 +78,7 @@ def hook_ctx(settings, redis_client, tmp_path, monkeypatch):
 
 
 def drain(redis_client) -> None:
-    SimpleWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client).work(burst=True)
+    InProcessWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client).work(burst=True)
 
 
 def enqueue(ctx, rule="quarantine"):
