@@ -131,6 +131,20 @@ def stop_process(proc: subprocess.Popen, *, grace: float = EXIT_GRACE) -> int:
         raise AssertionError(f"{proc.args!r} (pid {proc.pid}) did not exit within {grace:.0f} s of SIGTERM") from None
 
 
+def answers(url: str, proc: subprocess.Popen | None = None) -> bool:
+    """Whether ``url`` answers 200 now; a server still starting (refused, or too slow to answer) is "not yet".
+
+    For :func:`wait_for`; fails at once if ``proc``, the server, has exited.
+    """
+    import requests
+
+    assert proc is None or proc.poll() is None, f"{proc.args!r} exited with {proc.returncode}"
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:  # ConnectionError while it binds; ReadTimeout while a worker boots
+        return False
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
     """Poll ``predicate`` until it returns a truthy value; fail the test on timeout."""
     deadline = time.monotonic() + timeout

@@ -112,13 +112,13 @@ def test_web_line_runs_gunicorn_answering_probes_and_handshake(redis_server, tmp
 
     def healthy():
         try:
-            return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:  # refused while gunicorn binds, or a read timeout while its worker boots
             assert proc.poll() is None, (tmp_path / "web.log").read_text()
             return False
 
     try:
-        wait_for(healthy, timeout=30)
+        wait_for(healthy, timeout=120)  # a guard against a hang; gunicorn is up in seconds
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
         token = "Validation: Testing client application reachability"
         reply = requests.post(f"{base}/notifications", params={"validationToken": token}, timeout=5)

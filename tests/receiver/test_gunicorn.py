@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import requests
 
 from graphhook.redis_server import free_port
+from tests.conftest import answers, wait_for
 
 from .conftest import change, register
 
@@ -34,13 +34,7 @@ def gunicorn(redis_server, redis_client, tmp_path):
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # its own process group: teardown stops workers too
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
+    wait_for(lambda: answers(f"{url}/healthz", proc), timeout=120)
     yield url, prom
     os.killpg(proc.pid, signal.SIGTERM)
     try:
