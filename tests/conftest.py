@@ -109,7 +109,7 @@ def start_worker(live_settings, emulator, tmp_path):
             p.kill()
 
 
-EXIT_GRACE = 120.0  # s a process has to exit after SIGTERM: a guard against hangs, far beyond a busy machine's delays
+EXIT_GRACE = 60.0  # s a process has to exit after SIGTERM: a guard against hangs (under the 120 s test timeout)
 
 
 def stop_process(proc: subprocess.Popen, *, grace: float = EXIT_GRACE) -> int:

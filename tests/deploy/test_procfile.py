@@ -118,7 +118,7 @@ def test_web_line_runs_gunicorn_answering_probes_and_handshake(redis_server, tmp
             return False
 
     try:
-        wait_for(healthy, timeout=120)  # a guard against a hang; gunicorn is up in seconds
+        wait_for(healthy, timeout=60)  # a guard against a hang; gunicorn is up in seconds
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
         token = "Validation: Testing client application reachability"
         reply = requests.post(f"{base}/notifications", params={"validationToken": token}, timeout=5)

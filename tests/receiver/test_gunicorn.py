@@ -34,7 +34,7 @@ def gunicorn(redis_server, redis_client, tmp_path):
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # its own process group: teardown stops workers too
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: answers(f"{url}/healthz", proc), timeout=120)
+    wait_for(lambda: answers(f"{url}/healthz", proc), timeout=60)
     yield url, prom
     os.killpg(proc.pid, signal.SIGTERM)
     try:

@@ -29,7 +29,7 @@ def test_gunicorn_and_the_app_log_json_lines_without_secrets(redis_server, tmp_p
                                  "receiver.app:create_app()"], env=env, cwd=ROOT, stdout=sink, stderr=sink)
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_for(lambda: answers(f"{url}/healthz", proc), timeout=120)
+            wait_for(lambda: answers(f"{url}/healthz", proc), timeout=60)
             assert requests.get(f"{url}/status", headers={"Authorization": "Bearer web-status-token-b7c2d"},
                                 timeout=10).status_code == 200
             # A malformed notification is logged by the app (a warning) as well as in the access log.
