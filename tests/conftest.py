@@ -145,8 +145,8 @@ def answers(url: str, proc: subprocess.Popen | None = None) -> bool:
         return False
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns a truthy value; fail the test on timeout."""
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value; fail the test on timeout (a hang guard, not a budget)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
