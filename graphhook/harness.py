@@ -37,8 +37,11 @@ import requests
 from emulator import Emulator
 from workers.response.purge import process_alive
 
+from .core import jobformat
 from .redis_server import RedisServer, free_port
 from .sink import WebhookSink
+
+MAINTENANCE_SECONDS = 5  # workers' RQ maintenance interval here (production: 60 s): dead workers' jobs come back soon
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = "GRAPHHOOK_HARNESS_WEBHOOK_SECRET"
@@ -154,7 +157,7 @@ class Pipeline:
                     "PUBLIC_URL": self.receiver_url, "GRAPHHOOK_QUEUE": self.queue_name,
                     "GRAPHHOOK_CONFIG": str(config), SECRET_ENV: self.secret, "PYTHONPATH": str(ROOT),
                     "GRAPHHOOK_LOG_LEVEL": self.log_level, "PROMETHEUS_MULTIPROC_DIR": str(prom),
-                    "GRAPHHOOK_WORKER_MAINTENANCE_SECONDS": "5", **self.extra_env}
+                    "GRAPHHOOK_WORKER_MAINTENANCE_SECONDS": str(MAINTENANCE_SECONDS), **self.extra_env}
         pair = self.emulator.ca.issue("receiver")
         log = open(self.workdir / "receiver.log", "ab")
         self.receiver = subprocess.Popen(
@@ -299,16 +302,16 @@ class Pipeline:
         """Expire now what dead worker processes still hold; return how many jobs and locks.
 
         RQ learns that a worker died only when its job's heartbeat lapses (the job timeout
-        plus 60 s for ``--simple``), and a scheduler that died holds the queue's scheduler lock
-        for 61 s. A test that cannot wait that long calls this: it does what the passage of time
-        would do, only to what processes that are gone still hold. Everything after it (retry,
-        rescheduling) is RQ's own code in the live workers.
+        plus 60 s for ``--simple``), a scheduler that died holds the queue's scheduler lock
+        for 61 s, and a job taken off the queue by a worker that died (or whose next write a
+        Redis crash lost) before starting it waits in RQ's intermediate list until maintenance
+        has seen it there for a minute. A test that cannot wait that long calls this: it does
+        what the passage of time would do, only to what processes that are gone still hold.
+        Everything after it (retry, rescheduling) is RQ's own code in the live workers.
         """
         from rq import Worker
         from rq.executions import Execution
         from rq.scheduler import SCHEDULER_KEY_TEMPLATE, SCHEDULER_LOCKING_KEY_TEMPLATE
-
-        from graphhook.core import jobformat
 
         assert self.workers is not None
         dead = {w.name for w in Worker.all(connection=self.redis)
@@ -322,6 +325,16 @@ class Pipeline:
                 continue
             if execution.worker_name in dead:
                 self.redis.zadd(registry.key, {f"{job_id}:{execution_id}": 0}, xx=True)
+                moved += 1
+        # A live worker starts what it dequeued within milliseconds; one still not started two
+        # maintenance passes after RQ first saw it is stuck, and its minute is fast-forwarded.
+        intermediate = jobformat.queue(self.queue_name, self.redis).intermediate_queue
+        for job_id in intermediate.get_job_ids():
+            seen = intermediate.get_first_seen(job_id)
+            if job_id in registry or seen is None or time.time() - seen.timestamp() < 2 * MAINTENANCE_SECONDS:
+                continue
+            if seen.timestamp() > time.time() - 61:
+                self.redis.set(intermediate.get_first_seen_key(job_id), time.time() - 61, xx=True, keepttl=True)
                 moved += 1
         lock = SCHEDULER_LOCKING_KEY_TEMPLATE % self.queue_name
         holder = self.redis.get(lock)

@@ -13,14 +13,27 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+import rq
 
 from emulator import Emulator
+from graphhook.core import jobformat
 from graphhook.core.settings import Settings
 from graphhook.devserver import BackgroundServer
 from graphhook.redis_server import RedisServer
 from receiver.app import create_app
+from workers.shutdown import PromptShutdown
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class InProcessWorker(PromptShutdown, rq.SimpleWorker):
+    """RQ's SimpleWorker, running jobs in the test process, with the product's JSON job format and prompt teardown.
+
+    RQ's own class can wait out its 60 s pub/sub poll when ``work(burst=True)`` ends (workers/shutdown.py).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{**jobformat.WORKER_OPTIONS, **kwargs})
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +114,7 @@ def start_worker(live_settings, emulator, tmp_path):
             p.kill()
 
 
-EXIT_GRACE = 120.0  # s a process has to exit after SIGTERM: a guard against hangs, far beyond a busy machine's delays
+EXIT_GRACE = 60.0  # s a process has to exit after SIGTERM: a guard against hangs (under the 120 s test timeout)
 
 
 def stop_process(proc: subprocess.Popen, *, grace: float = EXIT_GRACE) -> int:
@@ -126,16 +139,20 @@ def stop_process(proc: subprocess.Popen, *, grace: float = EXIT_GRACE) -> int:
 STARTUP_GRACE = 120.0  # s a server we started has to answer: a guard against hangs, far beyond a busy machine's delays
 
 
-def answers(url: str, **kwargs) -> bool:
-    """Whether ``url`` answers 200 now; a refused, reset or slow connection is "not yet" (a server still booting)."""
+def answers(url: str, proc: subprocess.Popen | None = None) -> bool:
+    """Whether ``url`` answers 200 now; a server still starting (refused, or too slow to answer) is "not yet".
+
+    For :func:`wait_for`; fails at once if ``proc``, the server, has exited.
+    """
+    assert proc is None or proc.poll() is None, f"{proc.args!r} exited with {proc.returncode}"
     try:
-        return requests.get(url, timeout=kwargs.pop("timeout", 5), **kwargs).status_code == 200
-    except requests.RequestException:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:  # ConnectionError while it binds; ReadTimeout while a worker boots
         return False
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns a truthy value; fail the test on timeout."""
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value; fail the test on timeout (a hang guard, not a budget)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

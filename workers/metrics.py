@@ -32,6 +32,7 @@ from rq import SimpleWorker, Worker, get_current_job
 
 from graphhook.core import observe
 from graphhook.core.subhealth import RED, SubscriptionView
+from workers.maintenance import OnScheduleMaintenance
 from workers.shutdown import PromptShutdown
 
 log = logging.getLogger("graphhook.metrics")
@@ -205,12 +206,13 @@ class _Metered:
         return ok
 
 
-class MeteredWorker(_Metered, PromptShutdown, Worker):
-    """RQ's forking worker with job metrics (the work horse flushes before it exits) and a prompt teardown."""
+class MeteredWorker(_Metered, PromptShutdown, OnScheduleMaintenance, Worker):
+    """RQ's forking worker with job metrics (the work horse flushes before it exits), a prompt teardown and
+    maintenance on schedule when idle."""
 
 
-class MeteredSimpleWorker(_Metered, PromptShutdown, SimpleWorker):
-    """RQ's non-forking worker with job metrics and a prompt teardown."""
+class MeteredSimpleWorker(_Metered, PromptShutdown, OnScheduleMaintenance, SimpleWorker):
+    """RQ's non-forking worker with job metrics, a prompt teardown and maintenance on schedule when idle."""
 
 
 def metered(worker_class: type) -> type:

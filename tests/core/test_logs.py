@@ -7,10 +7,10 @@ import json
 import logging
 
 import pytest
-from rq import SimpleWorker
 
 from graphhook.core import jobformat, logs
 from graphhook.core.settings import Settings
+from tests.conftest import InProcessWorker
 
 log = logging.getLogger("graphhook.test")
 
@@ -67,7 +67,7 @@ def logging_job(text: str) -> str:
 def test_lines_logged_inside_an_rq_job_carry_its_id(captured, redis_client):
     queue = jobformat.queue("graphhook-logs-test", redis_client)
     job = queue.enqueue(logging_job, "hello")
-    SimpleWorker([queue], connection=redis_client, **jobformat.WORKER_OPTIONS).work(burst=True)
+    InProcessWorker([queue], connection=redis_client).work(burst=True)
     inside = [line for line in lines(captured) if line["msg"] == "inside the job: hello"]
     assert len(inside) == 1 and inside[0]["job_id"] == job.id
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from graphhook.redis_server import free_port
-from tests.conftest import STARTUP_GRACE, answers, wait_for
+from tests.conftest import STARTUP_GRACE, answers, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,15 +29,14 @@ def test_gunicorn_and_the_app_log_json_lines_without_secrets(redis_server, tmp_p
                                  "receiver.app:create_app()"], env=env, cwd=ROOT, stdout=sink, stderr=sink)
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_for(lambda: answers(f"{url}/healthz"), timeout=STARTUP_GRACE)
+            wait_for(lambda: answers(f"{url}/healthz", proc), timeout=STARTUP_GRACE)
             assert requests.get(f"{url}/status", headers={"Authorization": "Bearer web-status-token-b7c2d"},
                                 timeout=10).status_code == 200
             # A malformed notification is logged by the app (a warning) as well as in the access log.
             assert requests.post(f"{url}/notifications", data=b"{not json", timeout=10,
                                  headers={"Content-Type": "application/json"}).status_code == 400
         finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+            stop_process(proc)
     lines = [line for line in out.read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     loggers = {r["logger"] for r in records}

@@ -8,12 +8,12 @@ import time
 
 import pytest
 import requests
-from rq import SimpleWorker
 
 from graphhook.core import jobformat, keys
 from graphhook.core.settings import Settings
 from graphhook.devserver import BackgroundServer
 from receiver.app import create_app
+from tests.conftest import InProcessWorker
 
 USER, PASSWORD, TOKEN = "ops", "correct horse battery staple", "status-token-0123456789"
 QUEUE = "graphhook-status-tests"
@@ -45,7 +45,7 @@ def seed(r, now: dt.datetime | None = None) -> str:
     metrics.flush(r)
     queue = jobformat.queue(QUEUE, r)
     job = queue.enqueue("graphhook.core.keys.subscription")  # raises TypeError: a genuinely failed job
-    SimpleWorker([queue], connection=r, **jobformat.WORKER_OPTIONS).work(burst=True)
+    InProcessWorker([queue], connection=r).work(burst=True)
     assert queue.failed_job_registry.get_job_ids() == [job.id]
     return job.id
 

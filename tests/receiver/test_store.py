@@ -7,13 +7,14 @@ import uuid
 import zlib
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import JobStatus
 
 from graphhook.core import jobformat
 from graphhook.core.jobformat import JobSerializer, SafeJob
 from receiver import store
 from receiver.store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter
+from tests.conftest import InProcessWorker
 
 QUEUE = "graphhook-test"
 CHANGE = {"subscriptionId": "sub-1", "tenantId": "t", "changeType": "created",
@@ -115,8 +116,7 @@ def test_an_rq_worker_runs_a_written_job(redis_client):
     # Point the job at a harmless function, encoded by the writer's own encoder: the hash and data
     # format are under test here, not workers.jobs.
     redis_client.hset(f"rq:job:{job_id}", "data", store._job_data("json.dumps", [CHANGE]))
-    SimpleWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client,
-                 **jobformat.WORKER_OPTIONS).work(burst=True)
+    InProcessWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client).work(burst=True)
     done = jobformat.fetch(job_id, redis_client)
     assert done.get_status() == JobStatus.FINISHED
     assert done.return_value() == json.dumps([CHANGE])

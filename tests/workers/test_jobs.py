@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from rq import SimpleWorker
 
 from graphhook.core import jobformat, keys
-from tests.conftest import wait_for
+from tests.conftest import InProcessWorker, wait_for
 from workers import jobs, runtime
 from workers.subscriptions import operations
 
@@ -71,7 +70,7 @@ def test_a_failed_job_is_retried_and_fires_once(emulator, settings, redis_client
     emulator.faults.add(FaultRule(category="graph", status=500, count=1, path=message["id"]))
     queue = jobformat.queue(settings.queue_name, redis_client)
     job = queue.enqueue("workers.jobs.process_notifications", [_item(settings, user.id, message["id"])])
-    worker = SimpleWorker([queue], connection=redis_client, **jobformat.WORKER_OPTIONS)
+    worker = InProcessWorker([queue], connection=redis_client)
     worker.work(burst=True)  # first attempt: Graph answers 500, the job fails and schedules its own retry
     job.refresh()
     assert job.retries_left == len(jobs.RETRY_INTERVALS) - 1 and _events(redis_client) == []
@@ -89,7 +88,7 @@ def test_a_retry_of_the_same_job_takes_over_its_claim_but_another_job_does_not(e
     user = emulator.add_user("hank@contoso.com")
     message = emulator.deliver("hank@contoso.com", {"subject": "crashed before"})
     queue = jobformat.queue(settings.queue_name, redis_client)
-    worker = SimpleWorker([queue], connection=redis_client, **jobformat.WORKER_OPTIONS)
+    worker = InProcessWorker([queue], connection=redis_client)
     other = queue.enqueue("workers.jobs.process_notifications", [_item(settings, user.id, message["id"])])
     same = queue.enqueue("workers.jobs.process_notifications", [_item(settings, user.id, message["id"])])
     queue.remove(other)

@@ -21,7 +21,15 @@ import yaml
 
 from graphhook.core.errors import ConfigError
 from graphhook.core.logs import register_secret
-from workers.triggers.config_fields import _action, _addresses, _bool, _mapping, _refuse_inline_secrets, _webhook_url, _Where
+from workers.triggers.config_fields import (
+    _action,
+    _addresses,
+    _bool,
+    _mapping,
+    _refuse_inline_secrets,
+    _webhook_url,
+    _Where,
+)
 from workers.triggers.handlers import resolve
 from workers.triggers.model import (
     DEFAULT_FOLDERS,

@@ -9,11 +9,11 @@ import os
 import textwrap
 
 import pytest
-from rq import SimpleWorker
 
 from emulator.faults import FaultRule
 from emulator.seed import PHISHING
 from graphhook.core import jobformat, keys
+from tests.conftest import InProcessWorker
 from tests.workers.sink import Sink
 from tests.workers.triggers import handler_sample
 from workers import runtime
@@ -81,7 +81,7 @@ def only_message(emulator, mailbox: str, folder: str) -> dict:
 
 
 def drain(redis_client) -> None:
-    SimpleWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client, **jobformat.WORKER_OPTIONS).work(burst=True)
+    InProcessWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client).work(burst=True)
 
 
 def phish(emulator, ctx) -> dict:

@@ -11,11 +11,11 @@ import socket
 import time
 
 import pytest
-from rq import SimpleWorker
 
 from graphhook.cli import main
 from graphhook.core import jobformat
 from graphhook.core.errors import SignatureError
+from tests.conftest import InProcessWorker
 from tests.workers.sink import Sink
 from workers import runtime
 from workers.triggers import webhooks
@@ -78,7 +78,7 @@ def hook_ctx(settings, redis_client, tmp_path, monkeypatch):
 
 
 def drain(redis_client) -> None:
-    SimpleWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client, **jobformat.WORKER_OPTIONS).work(burst=True)
+    InProcessWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client).work(burst=True)
 
 
 def enqueue(ctx, rule="quarantine"):
