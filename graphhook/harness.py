@@ -326,8 +326,7 @@ class Pipeline:
             if execution.worker_name in dead:
                 self.redis.zadd(registry.key, {f"{job_id}:{execution_id}": 0}, xx=True)
                 moved += 1
-        # A live worker starts what it dequeued within milliseconds; one still not started two
-        # maintenance passes after RQ first saw it is stuck, and its minute is fast-forwarded.
+        # Not started two maintenance passes after RQ first saw it (a live worker takes ms): stuck; skip its minute.
         intermediate = jobformat.queue(self.queue_name, self.redis).intermediate_queue
         for job_id in intermediate.get_job_ids():
             seen = intermediate.get_first_seen(job_id)
