@@ -14,6 +14,7 @@ The same operations are exposed over HTTP under ``/_emulator`` (see ``admin.py``
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -209,6 +210,10 @@ class Emulator:
             sock = request.environ.get("werkzeug.socket")
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # close() alone waits for the handler's open rfile, so the 500 below could reach a
+                # quick client first; shutting the socket down drops the connection now.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
             return "", 500
 
