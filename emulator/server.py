@@ -210,9 +210,7 @@ class Emulator:
             sock = request.environ.get("werkzeug.socket")
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                # close() alone waits for the handler's open rfile, so the 500 below could reach a
-                # quick client first; shutting the socket down drops the connection now.
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError):  # close() waits for the open rfile; the 500 could get out first
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
             return "", 500
