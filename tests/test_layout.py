@@ -75,5 +75,5 @@ def test_no_import_cycles():
 
 
 def test_the_check_sees_the_imports():
-    assert "graphhook.core.settings" in GRAPH["receiver.app"] or "graphhook.core.settings" in GRAPH["workers.runtime"]
+    assert "graphhook.core.settings" in GRAPH["receiver.app"] and "graphhook.core.settings" in GRAPH["workers.runtime"]
     assert "workers.triggers.model" in GRAPH["workers.triggers.actions"]
