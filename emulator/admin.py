@@ -148,6 +148,26 @@ def throttle():
     return jsonify(vars(limits))
 
 
+@bp.get("/throttle")
+def throttle_stats():
+    """What the per-mailbox limits refused, requests sent before a Retry-After passed, peak in flight."""
+    return jsonify(_emulator().throttle.stats())
+
+
+@bp.post("/latency")
+def latency():
+    """``{"ms": N}``: every Graph call takes N ms longer (a ``$batch`` once), as real Graph's 100–300 ms."""
+    body = request.get_json(silent=True) or {}
+    try:
+        ms = float(body.get("ms", 0))
+    except (TypeError, ValueError):
+        return _bad("ms must be a number of milliseconds")
+    if not 0 <= ms <= 60_000:
+        return _bad("ms must be between 0 and 60000")
+    _emulator().latency = ms / 1000
+    return jsonify({"ms": ms})
+
+
 @bp.post("/delta/evict")
 def evict():
     body = request.get_json(silent=True) or {}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import re
 import secrets
 import socket
 import ssl
@@ -29,18 +28,17 @@ import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import unquote
 
 import requests
 from flask import Flask, g, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import actions, admin, batch, delta, drafts, folders, identity, messages, subscriptions, uploads
+from . import actions, admin, batch, delta, drafts, folders, identity, messages, pacing, subscriptions, uploads
 from .clock import Clock, as_clock
 from .delivery import Delivery, DeliveryOptions
 from .delta import DeltaStore
 from .faults import ConnectionReset, Faults
-from .graphapi import authenticate, graph_error
+from .graphapi import authenticate
 from .identity import App, Directory
 from .mailstore import MailStore
 from .notify import LIFECYCLE_EVENTS, change_notification, lifecycle_notification, reauthorization_due
@@ -53,7 +51,6 @@ from .uploads import UploadSessions
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL = 1.0  # s of real time between background checks for expiry and due notices
-_MAILBOX_PATH = re.compile(r"^/v1\.0/users/([^/]+)/")
 REAUTHORIZATION_GRACE = 15 * 60.0  # s after a reauthorizationRequired before delivery pauses (not documented)
 
 
@@ -70,7 +67,7 @@ class Emulator:
     Knobs (attributes, change them any time): ``expiry_mode`` ("reject" or "clamp" beyond the
     maximum lifetime), ``revalidate_on_patch``, ``reauthorization_grace`` (s),
     ``authorization_lifetime`` (s, or None to tie authorization to the subscription's expiry),
-    ``delivery.options`` (:class:`DeliveryOptions`), ``faults``, ``throttle`` and ``uploads``
+    ``delivery.options`` (:class:`DeliveryOptions`), ``faults``, ``throttle``, ``latency`` (s per Graph call) and ``uploads``
     (attachment upload sessions: ``lifetime``, ``min_size``, ``max_size``).
     """
 
@@ -86,6 +83,7 @@ class Emulator:
         expiry_mode: str = "reject",
         delivery: DeliveryOptions | None = None,
         clock: Clock | Callable[[], float] | None = None,
+        latency: float = 0.0,
     ) -> None:
         if expiry_mode not in ("reject", "clamp"):
             raise ValueError(f"expiry_mode must be 'reject' or 'clamp', got {expiry_mode!r}")
@@ -103,6 +101,7 @@ class Emulator:
         self.delta = DeltaStore()
         self.uploads = UploadSessions()  # attachment upload sessions (uploads.py)
         self.expiry_mode = expiry_mode
+        self.latency = latency  # s added to every Graph call, as real Graph takes (emulator/pacing.py)
         self.revalidate_on_patch = False
         self.reauthorization_grace = REAUTHORIZATION_GRACE
         self.authorization_lifetime: float | None = None
@@ -182,9 +181,10 @@ class Emulator:
                 error = authenticate()
                 if error is not None:
                     return error
-                throttled = self._admit()
+                throttled = pacing.admit(self)
                 if throttled is not None:
                     return throttled
+                pacing.wait(self)
                 self.faults.maybe_fail("graph", request.method, request.path)
             return None
 
@@ -196,6 +196,7 @@ class Emulator:
 
         @app.after_request
         def _after(response):
+            pacing.answered(self, response)
             if not request.path.startswith("/_emulator"):
                 self.request_log.append({
                     "method": request.method, "path": request.path, "query": request.query_string.decode(),
@@ -216,26 +217,6 @@ class Emulator:
             return "", 500
 
         return app
-
-    def _admit(self):
-        """Count this request against its app-and-mailbox limits; a 429 response if over."""
-        match = _MAILBOX_PATH.match(request.path)
-        if match is None:
-            return None
-        ref = unquote(match.group(1))
-        try:
-            mailbox = self.mail.user(ref).id
-        except KeyError:
-            mailbox = ref.lower()
-        key = (g.app_id, mailbox)
-        upload = request.content_length or 0 if request.method in ("POST", "PATCH", "PUT") else 0
-        rejection = self.throttle.acquire(key, upload)
-        if rejection is not None:
-            response, status = graph_error(429, rejection.code, rejection.message)
-            response.headers["Retry-After"] = f"{rejection.retry_after:g}"
-            return response, status
-        g.throttle_key = key
-        return None
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "Emulator":

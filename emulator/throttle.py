@@ -14,6 +14,12 @@ minutes** and **150 MB of uploads (PATCH, POST, PUT) per 5 minutes**.
 
 On by default; ``emu.throttle.limits`` holds the knobs (``enabled=False``
 switches everything off). Windows run on the emulator's clock.
+
+Every 429 a mailbox is answered (these limits, an injected fault, a ``$batch`` part) sets when it
+may be asked again; a request to that mailbox before then is answered 429 again and counted in
+``early``, so tests and benchmarks see a client that does not honour ``Retry-After``. Requests
+refused for concurrency are counted in ``over_concurrency``; ``peak`` is the most requests one
+app had in flight against one mailbox.
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ class Throttle:
         self._recent: dict[Key, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._uploads: dict[Key, collections.deque[tuple[float, int]]] = collections.defaultdict(collections.deque)
         self.rejected: collections.Counter[str] = collections.Counter()
+        self._not_before: dict[Key, float] = {}  # key -> when its last Retry-After ends (emulator clock)
+        self.early = 0  # requests sent to a mailbox before its Retry-After had passed
+        self.over_concurrency = 0  # requests refused for the 4-concurrent-requests limit
+        self.peak = 0  # most requests in flight for one key
 
     def configure(self, **changes: object) -> ThrottleLimits:
         """Change some limits (``enabled``, ``concurrency``, ``requests``, ``window``, ...)."""
@@ -76,7 +86,13 @@ class Throttle:
             return None
         now = self._monotonic()
         with self._lock:
+            not_before = self._not_before.get(key, 0.0)
+            if now < not_before:
+                self.early += 1
+                return self._reject(Rejection("TooManyRequests", "Please retry again later.",
+                                              max(1.0, math.ceil(not_before - now))))
             if self._inflight[key] >= limits.concurrency:
+                self.over_concurrency += 1
                 return self._reject(Rejection("ApplicationThrottled", "Application is over its MailboxConcurrency limit.",
                                               limits.concurrency_retry_after))
             recent = self._recent[key]
@@ -95,7 +111,20 @@ class Throttle:
             if upload:
                 uploads.append((now, upload))
             self._inflight[key] += 1
+            self.peak = max(self.peak, self._inflight[key])
             return None
+
+    def answered_429(self, key: Key, retry_after: float) -> None:
+        """A 429 went to ``key`` saying to wait ``retry_after`` seconds: earlier requests will be counted."""
+        with self._lock:
+            until = self._monotonic() + max(0.0, retry_after)
+            self._not_before[key] = max(self._not_before.get(key, 0.0), until)
+
+    def stats(self) -> dict[str, object]:
+        """What the limits refused, and the client's manners: ``early`` and ``over_concurrency`` should stay 0."""
+        with self._lock:
+            return {"rejected": dict(self.rejected), "early": self.early, "overConcurrency": self.over_concurrency,
+                    "peakInFlight": self.peak}
 
     def _reject(self, rejection: Rejection) -> Rejection:
         self.rejected[rejection.code] += 1
@@ -113,3 +142,5 @@ class Throttle:
             self._recent.clear()
             self._uploads.clear()
             self.rejected.clear()
+            self._not_before.clear()
+            self.early = self.over_concurrency = self.peak = 0

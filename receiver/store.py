@@ -25,6 +25,7 @@ from rq.job import Job, JobStatus
 
 from graphhook.core import jobformat, keys
 from graphhook.core.jobformat import JobSerializer, SafeJob
+from graphhook.core.notifications import mailbox_key
 from receiver.intake import REGISTRY_FIELDS, KnownSubscription
 
 PROCESS_JOB = "workers.jobs.process_notifications"
@@ -105,13 +106,17 @@ class JobWriter:
         self._own = _ThreadClients(r)
 
     def persist(self, changes: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[str]:
-        """One ``process_notifications`` job for all changes, one ``handle_lifecycle`` job per event; job ids.
+        """One ``process_notifications`` job per mailbox, one ``handle_lifecycle`` job per event; job ids.
 
-        Raises RedisError when Redis cannot take them; then nothing was written.
+        A job per mailbox lets workers run mailboxes side by side and share themselves fairly between
+        them (workers/concurrent.py). Raises RedisError when Redis cannot take them; then nothing was written.
         """
         calls: list[tuple[str, Any, str]] = []
-        if changes:
-            calls.append((PROCESS_JOB, changes, f"{PROCESS_JOB}({len(changes)} notifications)"))
+        by_mailbox: dict[str, list[dict[str, Any]]] = {}
+        for change in changes:
+            by_mailbox.setdefault(mailbox_key(change.get("resource")), []).append(change)
+        for group in by_mailbox.values():
+            calls.append((PROCESS_JOB, group, f"{PROCESS_JOB}({len(group)} notifications)"))
         for event in events:
             calls.append((LIFECYCLE_JOB, event,
                           f"{LIFECYCLE_JOB}({event.get('lifecycleEvent')} {event.get('subscriptionId', '')[:64]})"))

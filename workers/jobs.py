@@ -28,7 +28,7 @@ from typing import Any
 from rq import get_current_job
 
 from graphhook.core import keys, logs
-from graphhook.core.errors import GraphError, MalformedNotification, NotFoundError
+from graphhook.core.errors import GraphError, MailboxBusy, MalformedNotification, NotFoundError
 from graphhook.core.notifications import MessageRef, Notification
 from workers import metrics
 from workers.records.messages import Fetcher, FetchOptions
@@ -155,7 +155,10 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
                                       prefetched.get(ref.message_id))
             except Exception as exc:  # noqa: BLE001 — any failure: give the message back and retry the job
                 ctx.redis.eval(_RELEASE, 1, key, owner)
-                log.warning("notification for message %s failed: %s", ref.message_id[-12:], exc, extra=ids)
+                if isinstance(exc, MailboxBusy):
+                    log.info("message %s deferred: %s", ref.message_id[-12:], exc, extra=ids)
+                else:
+                    log.warning("notification for message %s failed: %s", ref.message_id[-12:], exc, extra=ids)
                 failures.append(exc)
                 continue
             ctx.redis.set(key, outcome, ex=window)
@@ -168,9 +171,18 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
         log.warning("refused %d notification(s) whose resource is not a message of their subscription's mailbox",
                     counts["refused"])
     if failures:
-        # RQ retries this same job; what succeeded is marked and will be skipped.
-        raise failures[0]
+        # RQ retries this same job (or, when Graph only asked us to wait, the worker defers it until the
+        # mailbox's Retry-After has passed); what succeeded is marked and will be skipped.
+        raise _first_failure(failures)
     return counts
+
+
+def _first_failure(failures: list[Exception]) -> Exception:
+    """A real failure if there is one (the job is retried); otherwise the longest Retry-After (it is deferred)."""
+    real = [exc for exc in failures if not isinstance(exc, MailboxBusy)]
+    if real:
+        return real[0]
+    return max(failures, key=lambda exc: exc.seconds)  # type: ignore[attr-defined]
 
 
 def _prefetch(ctx: Context, claimed: list[tuple[Notification, Any]], fetchers: dict[str, Fetcher],

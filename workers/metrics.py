@@ -190,7 +190,7 @@ def alarm_expiring(r: redis.Redis, *, now: dt.datetime, margin: dt.timedelta) ->
 
 # --- job durations and failures ---------------------------------------------------------------
 
-class _Metered:
+class Metered:
     """Mixin for RQ workers: time each job, count its outcome, then flush this process's metrics."""
 
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> bool:
@@ -199,19 +199,23 @@ class _Metered:
         ok = super().perform_job(job, queue, *args, **kwargs)  # type: ignore[misc]
         function = job.func_name or "unknown"
         observe_seconds("graphhook_job_seconds", time.perf_counter() - started, function=function)
-        inc("graphhook_jobs", function=function, outcome="ok" if ok else "failed")
-        if not ok:
-            inc("graphhook_job_failures", function=function)
+        if getattr(job, "_graphhook_deferred", False):  # rescheduled for a mailbox's Retry-After (concurrent.py)
+            job._graphhook_deferred = False
+            inc("graphhook_jobs", function=function, outcome="deferred")
+        else:
+            inc("graphhook_jobs", function=function, outcome="ok" if ok else "failed")
+            if not ok:
+                inc("graphhook_job_failures", function=function)
         flush(self.connection)  # type: ignore[attr-defined]
         return ok
 
 
-class MeteredWorker(_Metered, PromptShutdown, OnScheduleMaintenance, Worker):
+class MeteredWorker(Metered, PromptShutdown, OnScheduleMaintenance, Worker):
     """RQ's forking worker with job metrics (the work horse flushes before it exits), a prompt teardown and
     maintenance on schedule when idle."""
 
 
-class MeteredSimpleWorker(_Metered, PromptShutdown, OnScheduleMaintenance, SimpleWorker):
+class MeteredSimpleWorker(Metered, PromptShutdown, OnScheduleMaintenance, SimpleWorker):
     """RQ's non-forking worker with job metrics, a prompt teardown and maintenance on schedule when idle."""
 
 

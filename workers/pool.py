@@ -1,16 +1,12 @@
-"""The worker process model: no fork per job, and a worker that dies is replaced.
+"""Several supervised worker processes: a worker that dies is replaced.
 
-RQ's default ``Worker`` forks a work horse for every job (about 11 ms per no-op
-job on the reference machine against about 2 ms for ``SimpleWorker``, see
-``benchmarks/worker_cpu.py``), and each fork starts without the parent's warm
-HTTP connections and in-memory token. Here each worker process is a
-``SimpleWorker`` that runs jobs itself, reusing its :mod:`workers.runtime`
-context, and RQ's ``WorkerPool`` supervises them: when one dies (segfault, OOM
-kill, ``os._exit`` in a job) the pool starts a new one. The job that was
-running is *abandoned*; RQ's started-job cleanup puts it back on the queue
-(``process_notifications`` declares a retry policy when enqueued without one)
-and the job's exactly-once claims let the retry carry on where it stopped.
-A Python exception in a job never kills the process: RQ records it and retries.
+Each process is a :class:`workers.concurrent.ConcurrentWorker` (no fork per job, many jobs in
+flight) that reuses its :mod:`workers.runtime` context, and RQ's ``WorkerPool`` supervises
+them: when one dies (segfault, OOM kill, ``os._exit`` in a job) the pool starts a new one. The
+jobs it held are *abandoned*; RQ's started-job cleanup puts them back on the queue
+(``process_notifications`` declares a retry policy when enqueued without one) and the jobs'
+exactly-once claims let the retries carry on where they stopped. A Python exception in a job
+never kills the process: RQ records it and retries.
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ from rq.worker_pool import WorkerPool
 from graphhook.core import jobformat, logs
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
-from workers.metrics import MeteredSimpleWorker
+from workers.concurrent import ConcurrentWorker
 from workers.records import rich
 from workers.triggers.config import config_for
 
@@ -41,10 +37,24 @@ def run(settings: Settings, *, processes: int = 1, burst: bool = False) -> int:
     rich.preload(settings)  # likewise unusable decryption keys (GRAPHHOOK_ENCRYPTION_KEYS)
     # Each worker process builds its own context on its first job (workers.runtime.context):
     # sockets, TLS sessions and locks are never shared across processes.
-    pool = WorkerPool([settings.queue_name], connection=connect(settings), num_workers=processes,
-                      worker_class=MeteredSimpleWorker, **jobformat.WORKER_OPTIONS)  # SimpleWorker with job metrics
+    pool = WorkerPool(settings.queues, connection=connect(settings), num_workers=processes,
+                      worker_class=PoolWorker, **jobformat.WORKER_OPTIONS)
     pool.start(burst=burst, logging_level=settings.log_level)
     return 0
+
+
+class PoolWorker(ConcurrentWorker):
+    """A pool's worker process: throttled mailboxes' jobs are deferred, as in ``graphhook worker``."""
+
+    def execute_job(self, job, queue):  # type: ignore[no-untyped-def]
+        """Build this process's context on its first job, with deferral of throttled mailboxes on."""
+        from workers import metrics, runtime
+
+        ctx = runtime.context()
+        if not ctx.graph.defer_throttled:
+            ctx.graph.defer_throttled = True
+            metrics.use_redis(ctx.redis)
+        super().execute_job(job, queue)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,8 @@ _pid: int | None = None
 def build(settings: Settings, redis_client: redis.Redis | None = None) -> Context:
     """Build the process context from settings (entry points call this once)."""
     r = redis_client or connect(settings)
-    session = new_session()  # one keep-alive pool per process, for the identity platform and Graph
+    # One keep-alive pool per process, for the identity platform and Graph, with a connection per job thread.
+    session = new_session(pool_size=max(16, settings.worker_concurrency))
     tokens = TokenProvider(settings, r, session=session)
     limiter = MailboxLimiter(r, concurrency=settings.mailbox_concurrency, budget=settings.mailbox_budget,
                              slot_seconds=float(settings.mailbox_slot_seconds))

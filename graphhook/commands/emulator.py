@@ -17,20 +17,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client-id", default=None)
     p.add_argument("--client-secret", default=None)
     p.add_argument("--no-seed", action="store_true", help="start with no mailboxes")
+    p.add_argument("--latency-ms", type=float, default=0.0, metavar="N",
+                   help="add N ms to every Graph call, as real Graph takes 100-300 ms (a $batch takes it once)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from emulator import Emulator
     from emulator.seed import seed
+    from graphhook.core.errors import ConfigError
 
-    emu = Emulator(args.workdir, host=args.host, port=args.port,
+    if not 0 <= args.latency_ms <= 60_000:
+        raise ConfigError(f"--latency-ms must be between 0 and 60000, got {args.latency_ms!r}")
+    emu = Emulator(args.workdir, host=args.host, port=args.port, latency=args.latency_ms / 1000,
                    client_id=args.client_id, client_secret=args.client_secret, tenant_id=args.tenant_id)
     emu.start()
     if not args.no_seed:
         seed(emu)
     print(f"Graph emulator listening on {emu.url}")
     print(f"CA certificate: {emu.ca_path}")
+    if emu.latency:
+        print(f"Graph latency: {args.latency_ms:g} ms per call")
     print("Environment for graphhook:")
     for name, value in emu.environment().items():
         print(f"  export {name}={value}")

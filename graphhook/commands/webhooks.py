@@ -44,7 +44,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from workers.triggers.webhooks import replay_failed
 
     settings, r = _redis()
-    count = replay_failed(r, settings.queue_name, load_config(settings.config_path), webhook=args.webhook)
+    count = replay_failed(r, settings.trigger_queue, load_config(settings.config_path), webhook=args.webhook)
     print(f"queued {count} deliver{'y' if count == 1 else 'ies'} again")
     return 0
 

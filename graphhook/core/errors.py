@@ -15,6 +15,7 @@
     │   └── SignatureError          a webhook signature is missing, malformed, stale or wrong
     └── GraphError                  Microsoft Graph answered with an error (status, code, message)
         ├── ThrottledError          429 / 503 / 504 still failing after the retry budget
+        │   └── MailboxBusy         a worker's mailbox is in Graph's Retry-After: the job is deferred, not slept
         ├── AccessDeniedError       401 / 403 (token refused, permission missing)
         ├── NotFoundError           404
         └── GoneError               410 (e.g. delta SyncStateNotFound)
@@ -97,6 +98,20 @@ class GraphError(GraphhookError):
 
 class ThrottledError(GraphError):
     """Graph kept answering 429/503/504 beyond the retry budget."""
+
+
+class MailboxBusy(ThrottledError):
+    """Graph asked us to wait before the next request to this mailbox; a worker defers the job instead of sleeping.
+
+    ``seconds`` is how long until the mailbox's Retry-After has passed (workers/concurrent.py reschedules the
+    job for then through RQ's scheduler, so no thread sleeps through it).
+    """
+
+    def __init__(self, mailbox: str, seconds: float, *, method: str = "", url: str = "") -> None:
+        super().__init__(429, "MailboxBusy", f"mailbox {mailbox!r} is throttled for {seconds:.1f}s more",
+                         method=method, url=url)
+        self.mailbox = mailbox
+        self.seconds = max(0.0, seconds)
 
 
 class NotFoundError(GraphError):

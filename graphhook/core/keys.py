@@ -31,3 +31,6 @@ def delta(user_id: str, folder: str) -> str:
 def resync_lock(user_id: str, folder: str) -> str:
     """Lock so one resync of a folder runs at a time."""
     return f"{PREFIX}:resync-lock:{user_id}:{folder.lower()}"
+
+MAILBOXES_THROTTLED = "graphhook:mailbox:throttled"
+"""Sorted set: mailbox -> end (ms) of the Retry-After Graph gave it; workers/graph/limits.py writes, /metrics counts."""

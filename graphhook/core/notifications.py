@@ -204,3 +204,17 @@ def _tokens(container: dict[str, Any]) -> list[str]:
     if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
         raise MalformedNotification("validationTokens must be an array of strings")
     return tokens
+
+
+def mailbox_key(resource: Any) -> str:
+    """The mailbox a message resource names, normalised (GUID form, or lower case); "" when it names none.
+
+    Groups a POST's changes into one job per mailbox (receiver/store.py) and lets a worker share
+    itself fairly between mailboxes (workers/concurrent.py).
+    """
+    if not isinstance(resource, str):
+        return ""
+    try:
+        return _user_key(MessageRef.from_resource(resource).user_id)
+    except MalformedNotification:
+        return ""

@@ -61,7 +61,8 @@ class Spec:
 
 
 SPECS: dict[str, Spec] = {
-    "graphhook_jobs": Spec("counter", "RQ jobs finished, by function and outcome (ok | failed)", ("function", "outcome")),
+    "graphhook_jobs": Spec("counter", "RQ job runs ended, by function and outcome (ok | failed | deferred: rescheduled "
+                           "for a mailbox's Retry-After)", ("function", "outcome")),
     "graphhook_job_failures": Spec("counter", "RQ job runs that raised (each retry counts), by function", ("function",)),
     "graphhook_job_seconds": Spec("histogram", "Time an RQ job ran, by function", ("function",)),
     "graphhook_notifications_processed": Spec(
@@ -189,6 +190,10 @@ class RedisCollector(Collector):
             for state, count in queue_depths(queue).items():
                 family.add_metric([queue.name, state], count)
         yield family
+        millis = self._redis.time()
+        throttled = self._redis.zcount(keys.MAILBOXES_THROTTLED, f"({millis[0] * 1000 + millis[1] // 1000}", "+inf")
+        yield GaugeMetricFamily("graphhook_mailboxes_throttled", "Mailboxes inside a Retry-After Graph gave them: "
+                                "workers defer their jobs until it has passed (read at scrape time)", value=throttled)
 
     def _subscriptions(self) -> Iterator[object]:
         now = self._clock()

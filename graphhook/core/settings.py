@@ -18,6 +18,7 @@ from graphhook.core.errors import ConfigError
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 DEFAULT_QUEUE = "graphhook"
+MAX_WORKER_CONCURRENCY = 256
 DEFAULT_MAX_BODY = 4 * 1024 * 1024  # bytes; a 100-item rich batch is well under 1 MiB
 # Notifications in one POST. Microsoft documents no maximum (docs/intake.md#limits): Graph "may send
 # multiple items in a single request"; the emulator batches 50. 1,000 is 20x that and more rich items than
@@ -128,6 +129,9 @@ class Settings:
     mailbox_slot_seconds: int = 90  # a slot a crashed process never released is free again after this
     graph_retry_seconds: int = 60
     worker_maintenance_seconds: int = 60  # RQ puts a dead worker's jobs back at its maintenance (RQ's default: 600)
+    worker_concurrency: int = 32  # jobs in flight per worker process (threads: they mostly wait on Graph)
+    worker_backlog: int = 1000  # jobs a process holds for mailboxes already at their share (fairness)
+    worker_shutdown_seconds: int = 25  # on SIGTERM, jobs still running after this are handed back (Heroku: 30 s)
     renew_margin_minutes: int = 1440  # renew a subscription when less than this is left
     renew_interval_seconds: int = 60  # seconds between renewer passes
     resync_every_minutes: int = 30  # safety delta resync of every watched folder
@@ -143,6 +147,16 @@ class Settings:
     metrics_bind: str = "127.0.0.1"  # its address: loopback, or the pod address in Kubernetes; never public
     metrics_subscription_detail: bool = False  # one series per subscription, with mailbox labels (private only)
     body_timeout_seconds: int = 10  # a request body must arrive within this many seconds, else 408 and closed
+
+    @property
+    def trigger_queue(self) -> str:
+        """The queue of fired triggers' work (webhook deliveries, resumed rules): workers take from it first."""
+        return f"{self.queue_name}-triggers"
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue a worker serves, in the order it takes from them."""
+        return [self.trigger_queue, self.queue_name]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -199,6 +213,9 @@ class Settings:
             mailbox_slot_seconds=_int(env, "GRAPHHOOK_MAILBOX_SLOT_SECONDS", 90),
             graph_retry_seconds=_int(env, "GRAPHHOOK_GRAPH_RETRY_SECONDS", 60),
             worker_maintenance_seconds=_int(env, "GRAPHHOOK_WORKER_MAINTENANCE_SECONDS", 60),
+            worker_concurrency=_int(env, "GRAPHHOOK_WORKER_CONCURRENCY", 32),
+            worker_backlog=_int(env, "GRAPHHOOK_WORKER_BACKLOG", 1000),
+            worker_shutdown_seconds=_int(env, "GRAPHHOOK_WORKER_SHUTDOWN_SECONDS", 25),
         )
         settings.validate()
         return settings
@@ -227,9 +244,15 @@ class Settings:
                                   ("GRAPHHOOK_STATUS_FAILURE_WINDOW_SECONDS", self.status_failure_window_seconds, 1),
                                   ("GRAPHHOOK_PROXY_HOPS", self.proxy_hops, 0),
                                   ("GRAPHHOOK_METRICS_PORT", self.metrics_port, 0),
-                                  ("GRAPHHOOK_BODY_TIMEOUT_SECONDS", self.body_timeout_seconds, 1)):
+                                  ("GRAPHHOOK_BODY_TIMEOUT_SECONDS", self.body_timeout_seconds, 1),
+                                  ("GRAPHHOOK_WORKER_CONCURRENCY", self.worker_concurrency, 1),
+                                  ("GRAPHHOOK_WORKER_BACKLOG", self.worker_backlog, 0),
+                                  ("GRAPHHOOK_WORKER_SHUTDOWN_SECONDS", self.worker_shutdown_seconds, 0)):
             if number < low:
                 raise ConfigError(f"{name} must be at least {low}, got {number!r}")
+        if self.worker_concurrency > MAX_WORKER_CONCURRENCY:
+            raise ConfigError(f"GRAPHHOOK_WORKER_CONCURRENCY must be at most {MAX_WORKER_CONCURRENCY} (threads per "
+                              f"process; run more processes instead), got {self.worker_concurrency!r}")
         if self.log_format not in ("json", "text"):
             raise ConfigError(f"GRAPHHOOK_LOG_FORMAT must be json or text, got {self.log_format!r}")
         if bool(self.status_user) != bool(self.status_password):

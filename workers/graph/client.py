@@ -6,6 +6,10 @@
 - Requests under ``users/{id}/…`` take a slot of the per-mailbox limiter
   (:mod:`workers.graph.limits`) so all worker processes together stay within
   Outlook's 4 concurrent requests and 10,000 requests per 10 minutes.
+- A throttled answer to a mailbox's request is remembered for that mailbox (its Retry-After, in
+  Redis, for every process). With ``defer_throttled`` (worker processes) the request raises
+  :class:`MailboxBusy` instead of sleeping, and the worker reschedules the job for when the wait is
+  over (workers/concurrent.py): a Retry-After never holds a worker thread.
 - :meth:`GraphClient.batch` sends up to 20 requests in one ``$batch`` round trip
   (https://learn.microsoft.com/graph/json-batching), retrying throttled parts.
 - The bearer token goes only to ``GRAPH_URL``'s origin: a nextLink or a deltaLink (kept in Redis)
@@ -26,7 +30,7 @@ from typing import Any, Callable, Iterator
 import requests
 from requests.adapters import HTTPAdapter
 
-from graphhook.core.errors import AccessDeniedError, GoneError, GraphError, NotFoundError, ThrottledError
+from graphhook.core.errors import AccessDeniedError, GoneError, GraphError, MailboxBusy, NotFoundError, ThrottledError
 from workers import metrics
 from workers.graph import links
 from workers.graph.limits import MailboxLimiter
@@ -127,6 +131,7 @@ class GraphClient:
         self._sleep, self._clock = sleep, clock
         self.requests_sent = 0  # HTTP requests actually sent (benchmarks, tests)
         self.batch_supported = True  # set False once Graph (or a stand-in) refuses $batch
+        self.defer_throttled = False  # workers: raise MailboxBusy rather than sleep through a mailbox's Retry-After
 
     def url(self, path: str) -> str:
         """Absolute URL for a path relative to the Graph base (absolute URLs, any scheme, pass through)."""
@@ -146,7 +151,7 @@ class GraphClient:
         if self.limiter is None or not mailbox:
             yield None
             return
-        token = self.limiter.acquire(mailbox, weight, cost)
+        token = self.limiter.acquire(mailbox, weight, cost, defer=self.defer_throttled)
         try:
             yield token
         finally:
@@ -196,6 +201,12 @@ class GraphClient:
                 raise GraphError(0, type(failure).__name__, "connection failed", method=method, url=url.split("?")[0]) from failure
             delay = self._backoff(attempt, response)
             attempt += 1
+            if response is not None and mailbox and self.limiter is not None:
+                # Graph throttled this mailbox: no process sends it another request before the wait is over.
+                left = self.limiter.back_off(mailbox, delay)
+                if self.defer_throttled:
+                    response.close()
+                    raise MailboxBusy(mailbox, left, method=method, url=url.split("?")[0])
             if attempt >= self.max_attempts or waited + delay > self.retry_budget:
                 if response is not None:
                     raise error_from_response(response)
@@ -309,6 +320,11 @@ class GraphClient:
                                       "body": part.get("body")}
             if not throttled:
                 break
+            batch_mailbox = mailbox_of(requests_[throttled[0]]["url"])
+            if batch_mailbox and self.limiter is not None:
+                self.limiter.back_off(batch_mailbox, delay)
+                if self.defer_throttled:
+                    break  # the throttled answers stay in the results; fetching them again defers the job
             attempt += 1
             if attempt >= self.max_attempts or waited + delay > self.retry_budget:
                 break  # the throttled answers stay in the results

@@ -7,6 +7,11 @@ process cannot hold a slot for longer than ``slot_seconds``, plus a request
 budget counted in fixed 10-minute windows. Both live in one Lua script, so
 taking a slot is one Redis round trip; times come from Redis's own clock, so
 workers on different hosts agree.
+
+When Graph answers a mailbox's request with 429/503/504, :meth:`MailboxLimiter.back_off`
+records its ``Retry-After`` for that mailbox, and no process sends that mailbox another request
+before it has passed: a worker's request raises :class:`MailboxBusy` at once (the job is deferred,
+see workers/concurrent.py), a command-line request waits.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Callable, Iterator
 
 import redis
 
-from graphhook.core.errors import ThrottledError
+from graphhook.core import keys
+from graphhook.core.errors import MailboxBusy, ThrottledError
 
 log = logging.getLogger("graphhook.limits")
 
@@ -30,13 +36,19 @@ BUDGET_WINDOW = 600  # seconds, Graph's window for the 10,000-request budget
 MAX_WAIT = 120.0  # seconds a request waits for a slot or budget before giving up (ThrottledError)
 ALIASES = f"{PREFIX}:aliases"  # hash: lower-case address -> user id (Graph counts both as one mailbox)
 ADDRESSES = f"{PREFIX}:addresses"  # hash: user id -> address (names the mailbox in records from delta resync)
+THROTTLED = keys.MAILBOXES_THROTTLED  # zset: mailbox -> end of its Retry-After (ms); metrics count the live ones
 
-# KEYS: slots zset, budget counter. ARGV: token, limit, weight, slot ms, budget, window s, cost.
-# Returns {1, 0} when taken, {0, wait_ms} when full (wait_ms: until the earliest slot expires or the window ends).
+# KEYS: slots zset, budget counter, Retry-After end. ARGV: token, limit, weight, slot ms, budget, window s, cost.
+# Returns {1, 0, 0} when taken; {0, wait_ms, why} when not: why 1 = over budget, 2 = in Retry-After, 0 = slots full
+# (wait_ms: until the earliest slot expires, the window ends or the Retry-After has passed).
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit, weight = tonumber(ARGV[2]), tonumber(ARGV[3])
+local until_ms = tonumber(redis.call('GET', KEYS[3]) or '0')
+if until_ms > now then
+  return {0, until_ms - now, 2}
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local used = redis.call('GET', KEYS[2])
 used = used and tonumber(used) or 0
@@ -57,6 +69,19 @@ if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], tonumber(AR
 return {1, 0, 0}
 """
 
+# KEYS: Retry-After end, throttled zset. ARGV: mailbox, wait ms. Keeps the later end; returns it (ms).
+_BACK_OFF = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local until_ms = now + tonumber(ARGV[2])
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if old > until_ms then until_ms = old end
+redis.call('SET', KEYS[1], until_ms, 'PX', until_ms - now + 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], until_ms, ARGV[1])
+return until_ms
+"""
+
 
 class MailboxLimiter:
     """At most ``concurrency`` in-flight requests and ``budget`` requests per window for each mailbox."""
@@ -69,6 +94,7 @@ class MailboxLimiter:
         self.slot_ms, self.window, self.max_wait = int(slot_seconds * 1000), window, max_wait
         self._sleep, self._clock = sleep, clock
         self._script = r.register_script(_ACQUIRE)
+        self._back_off = r.register_script(_BACK_OFF)
         self._aliases: dict[str, str] = {}
         self.waits = 0  # how often a request had to wait (tests, metrics)
 
@@ -102,12 +128,24 @@ class MailboxLimiter:
     def _keys(self, mailbox: str) -> list[str]:
         mailbox = self.canonical(mailbox)
         window = int(time.time()) // self.window  # the budget key names the window; Redis expires it
-        return [f"{PREFIX}:{mailbox}:slots", f"{PREFIX}:{mailbox}:budget:{window}"]
+        return [f"{PREFIX}:{mailbox}:slots", f"{PREFIX}:{mailbox}:budget:{window}", f"{PREFIX}:{mailbox}:until"]
 
-    def acquire(self, mailbox: str, weight: int = 1, cost: int | None = None) -> str:
+    def back_off(self, mailbox: str, seconds: float) -> float:
+        """Graph said to wait ``seconds`` before the next request to ``mailbox``: no process sends one sooner.
+
+        Returns the seconds left of the mailbox's wait (an earlier, longer Retry-After is kept).
+        """
+        mailbox = self.canonical(mailbox)
+        wait_ms = max(1, int(seconds * 1000))
+        until_ms = int(self._back_off(keys=[f"{PREFIX}:{mailbox}:until", THROTTLED], args=[mailbox, wait_ms]))
+        now = self.redis.time()
+        return max(seconds, (until_ms - (now[0] * 1000 + now[1] // 1000)) / 1000)
+
+    def acquire(self, mailbox: str, weight: int = 1, cost: int | None = None, *, defer: bool = False) -> str:
         """Take ``weight`` slots for ``mailbox`` and ``cost`` (default ``weight``) requests of its budget.
 
-        Waits as needed; returns the token for :meth:`release`.
+        Waits as needed; returns the token for :meth:`release`. While the mailbox is inside a
+        Retry-After, waits it out, or with ``defer`` raises :class:`MailboxBusy` at once.
         """
         cost = max(1, weight if cost is None else cost)
         weight = max(1, min(weight, self.concurrency))
@@ -121,6 +159,14 @@ class MailboxLimiter:
             if taken:
                 return token
             self.waits += 1
+            if over_budget == 2:  # Graph's Retry-After for this mailbox has not passed
+                if defer:
+                    raise MailboxBusy(mailbox, wait_ms / 1000)
+                if self._clock() + wait_ms / 1000 > deadline:
+                    raise ThrottledError(429, "MailboxLimit", f"mailbox {mailbox!r} is throttled for "
+                                         f"{wait_ms / 1000:.1f}s more", method="", url="")
+                self._sleep(wait_ms / 1000)
+                continue
             if over_budget:
                 log.warning("mailbox %s used its budget of %d requests per %ds; waiting %.1fs",
                             mailbox, self.budget, self.window, wait_ms / 1000)

@@ -116,7 +116,7 @@ def schedule_resume(ctx: Any, email: Mapping[str, Any], rule_names: list[str], *
 
     from graphhook.core import jobformat
 
-    job = jobformat.queue(ctx.settings.queue_name, ctx.redis).enqueue(
+    job = jobformat.queue(ctx.settings.trigger_queue, ctx.redis).enqueue(
         "workers.jobs.resume_rules", dict(email), rule_names, subscription_id,
         retry=Retry(max=len(RESUME_BACKOFF), interval=list(RESUME_BACKOFF)),
         description=f"resume rules {', '.join(rule_names)} for {email.get('mailbox')}")
