@@ -33,6 +33,7 @@ import collections
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -147,7 +148,11 @@ class ConcurrentWorker(metrics.Metered, PromptShutdown, OnScheduleMaintenance, S
         """Start ``job`` (or line it up behind its mailbox's running jobs); return once there is room for another."""
         self._start_keeper()
         execution = self.prepare_execution(job)
-        self.prepare_job_execution(job, remove_from_intermediate_queue=len(self.queues) == 1)
+        try:
+            self.prepare_job_execution(job, remove_from_intermediate_queue=len(self.queues) == 1)
+        except Exception:  # noqa: BLE001 — e.g. data that is not JSON: RQ's failure path, as in its perform_job
+            self._finalize_failure(job, queue, execution, sys.exc_info())
+            return
         job._graphhook_started = True  # perform_job in the thread must not prepare it again
         held = Held(job, queue, execution, self.mailbox_of(job))
         with self._cond:
