@@ -177,10 +177,10 @@ def _queue_state(pipe) -> str:
     from graphhook.core import jobformat
 
     try:
-        q = jobformat.queue(pipe.queue_name, pipe.redis)
-        return (f"queued {q.count}, started {q.started_job_registry.count}, scheduled "
-                f"{q.scheduled_job_registry.count}, failed {q.failed_job_registry.count}, "
-                f"emulator pending {pipe.emulator.delivery.pending()}")
+        qs = [jobformat.queue(name, pipe.redis) for name in pipe.queue_names]
+        return (f"queued {sum(q.count for q in qs)}, started {sum(q.started_job_registry.count for q in qs)}, "
+                f"scheduled {sum(q.scheduled_job_registry.count for q in qs)}, failed "
+                f"{sum(q.failed_job_registry.count for q in qs)}, emulator pending {pipe.emulator.delivery.pending()}")
     except Exception as exc:  # noqa: BLE001
         return f"({type(exc).__name__})"
 
@@ -190,8 +190,8 @@ def _busy(pipe) -> bool:
     from graphhook.core import jobformat
 
     try:
-        queue = jobformat.queue(pipe.queue_name, pipe.redis)
-        return bool(queue.count or queue.started_job_registry.count or queue.scheduled_job_registry.count)
+        queues = [jobformat.queue(name, pipe.redis) for name in pipe.queue_names]
+        return any(q.count or q.started_job_registry.count or q.scheduled_job_registry.count for q in queues)
     except Exception:  # noqa: BLE001 — Redis restarting: assume busy
         return True
 

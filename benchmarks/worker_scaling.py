@@ -9,6 +9,7 @@ emulator's Graph answers, not the workers, may be what caps the figure; the note
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import redis
 from rq import Queue, Worker
@@ -49,7 +51,7 @@ def _queued_notifications(queue: Queue) -> int:
 
 
 def _round(emulator, r: redis.Redis, env: dict[str, str], processes: int, messages: int, tag: str,
-           log_dir: Path) -> float:
+           log_dir: Path, *, mailboxes: int = MAILBOXES, command: list[str] | None = None) -> float:
     """Seconds for ``processes`` workers to fire the triggers of ``messages`` queued messages."""
     from graphhook.core import jobformat, keys
 
@@ -57,9 +59,9 @@ def _round(emulator, r: redis.Redis, env: dict[str, str], processes: int, messag
     r.delete(keys.EVENTS)
     suspend(r)
     for i in range(messages):
-        emulator.deliver(f"bench{i % MAILBOXES}@contoso.com", {"subject": f"{tag} {i}", "from": "bob@fabrikam.com"})
+        emulator.deliver(f"bench{i % mailboxes}@contoso.com", {"subject": f"{tag} {i}", "from": "bob@fabrikam.com"})
     _wait(lambda: _queued_notifications(queue) >= messages, 120, "notifications to be queued")
-    procs = [subprocess.Popen([*_procfile_worker()], env=env, stdout=open(log_dir / f"{tag}-{n}.log", "wb"),
+    procs = [subprocess.Popen(command or _procfile_worker(), env=env, stdout=open(log_dir / f"{tag}-{n}.log", "wb"),
                               stderr=subprocess.STDOUT) for n in range(processes)]
     try:
         _wait(lambda: len(Worker.all(queue=queue)) >= processes, 60, "workers to register")
@@ -75,8 +77,12 @@ def _round(emulator, r: redis.Redis, env: dict[str, str], processes: int, messag
     return elapsed
 
 
-def run(quick: bool = False) -> Report:
-    """Throughput with 1, 2 and 4 worker processes; ratios against one process."""
+@contextlib.contextmanager
+def system(work: Path, mailboxes: int) -> Iterator[tuple[Any, redis.Redis, dict[str, str]]]:
+    """Redis, the emulator (one notification per POST) and the HTTPS receiver, with ``mailboxes`` watched.
+
+    Yields the emulator, a Redis client and the environment for worker processes.
+    """
     from emulator import Emulator
     from emulator.delivery import DeliveryOptions
     from graphhook.core.settings import Settings
@@ -86,12 +92,8 @@ def run(quick: bool = False) -> Report:
     from workers import runtime
     from workers.subscriptions import operations
 
-    messages = 40 if quick else int(os.environ.get("BENCH_SCALING_MESSAGES", "200"))
-    work = Path(tempfile.mkdtemp(prefix="graphhook-bench-scaling-"))
-    report = Report("worker scaling (Procfile worker processes, one queue)")
     saved_ca = os.environ.get("REQUESTS_CA_BUNDLE")
-    # One notification per POST, so one RQ job per message: Graph batches bursts, and a batch is one
-    # job that a single worker works through; here the unit of parallel work is the message.
+    # One notification per POST, so one RQ job per message: the unit of parallel work is the message.
     delivery = DeliveryOptions(batch_size=1)
     with RedisServer(work / "redis") as server, Emulator(work / "emulator", delivery=delivery) as emulator:
         os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_path)
@@ -104,20 +106,31 @@ def run(quick: bool = False) -> Report:
                                    key=pair.key_path).start()
             settings = settings.replace(public_url=web.url)
             ctx = runtime.build(settings, r)
-            for m in range(MAILBOXES):
+            for m in range(mailboxes):
                 emulator.add_user(f"bench{m}@contoso.com")
                 operations.create(ctx.graph, r, settings, f"bench{m}@contoso.com", "inbox")
             bin_dir = str(Path(sys.executable).parent)
             env = {**os.environ, **emulator.environment(), "REDIS_URL": server.url, "PUBLIC_URL": web.url,
                    "GRAPHHOOK_QUEUE": "graphhook", "GRAPHHOOK_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
                    "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-            times = {k: _round(emulator, r, env, k, messages, f"p{k}", work) for k in PROCESSES}
-            web.stop()
+            try:
+                yield emulator, r, env
+            finally:
+                web.stop()
         finally:
             if saved_ca is None:
                 os.environ.pop("REQUESTS_CA_BUNDLE", None)
             else:
                 os.environ["REQUESTS_CA_BUNDLE"] = saved_ca
+
+
+def run(quick: bool = False) -> Report:
+    """Throughput with 1, 2 and 4 worker processes; ratios against one process."""
+    messages = 40 if quick else int(os.environ.get("BENCH_SCALING_MESSAGES", "200"))
+    work = Path(tempfile.mkdtemp(prefix="graphhook-bench-scaling-"))
+    report = Report("worker scaling (Procfile worker processes, one queue)")
+    with system(work, MAILBOXES) as (emulator, r, env):
+        times = {k: _round(emulator, r, env, k, messages, f"p{k}", work) for k in PROCESSES}
     base = messages / times[1]
     report.add("messages per round", f"{messages} (one notification per POST and per job)")
     report.add("worker command", " ".join(_procfile_worker()))

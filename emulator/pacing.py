@@ -49,6 +49,7 @@ def admit(emu: Any) -> Any:
 def wait(emu: Any) -> None:
     """Take Graph's time to answer (not for the parts of a ``$batch``, which took it once)."""
     if emu.latency > 0 and request.headers.get(BATCH_PART) is None:
+        emu.paced += 1
         time.sleep(emu.latency)
 
 

@@ -102,6 +102,7 @@ class Emulator:
         self.uploads = UploadSessions()  # attachment upload sessions (uploads.py)
         self.expiry_mode = expiry_mode
         self.latency = latency  # s added to every Graph call, as real Graph takes (emulator/pacing.py)
+        self.paced = 0  # calls that took the latency
         self.revalidate_on_patch = False
         self.reauthorization_grace = REAUTHORIZATION_GRACE
         self.authorization_lifetime: float | None = None

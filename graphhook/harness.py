@@ -3,7 +3,7 @@
 :class:`Pipeline` starts, each as production runs it: Redis with its append-only file
 (``appendfsync always``), the Graph emulator over HTTPS, the receiver under gunicorn over
 HTTPS, ``graphhook renewer --once`` to create the subscriptions (with their delta baseline),
-N ``graphhook worker --simple`` processes (the Procfile's command) kept running by a small
+N ``graphhook worker`` processes (the Procfile's command) kept running by a small
 supervisor the way systemd or Kubernetes restarts a process that exits, and a
 :class:`WebhookSink`: a real HTTP server on 127.0.0.1 that an ``all_mail`` webhook posts to,
 which checks each signature and counts deliveries per message id.
@@ -56,7 +56,7 @@ class _Slot:
 
 
 class Workers:
-    """N ``graphhook worker --simple`` processes, each restarted when it exits (as systemd would)."""
+    """N ``graphhook worker`` processes, each restarted when it exits (as systemd would)."""
 
     def __init__(self, count: int, env: dict[str, str], log_path: Path) -> None:
         self.env, self.log_path = env, log_path
@@ -70,7 +70,7 @@ class Workers:
         self._thread.start()
 
     def _spawn(self) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "graphhook", "worker", "--simple"], env=self.env, cwd=ROOT,
+        return subprocess.Popen([sys.executable, "-m", "graphhook", "worker"], env=self.env, cwd=ROOT,
                                 stdout=self._log, stderr=self._log, start_new_session=True)
 
     def _supervise(self) -> None:
@@ -119,6 +119,7 @@ class Pipeline:
         self.log_level = log_level
         self.extra_env = dict(env or {})  # settings for every process (e.g. GRAPHHOOK_MAILBOX_SLOT_SECONDS)
         self.queue_name = f"graphhook-harness-{os.getpid()}"
+        self.queue_names = [f"{self.queue_name}-triggers", self.queue_name]  # Settings.queues: triggers first
         self.secret = secrets.token_urlsafe(24)
         self.redis_server: RedisServer | None = None
         self.emulator: Emulator | None = None
@@ -301,8 +302,8 @@ class Pipeline:
     def expire_dead_workers_jobs(self) -> int:
         """Expire now what dead worker processes still hold; return how many jobs and locks.
 
-        RQ learns that a worker died only when its job's heartbeat lapses (the job timeout
-        plus 60 s for ``--simple``), a scheduler that died holds the queue's scheduler lock
+        RQ learns that a worker died only when its jobs' heartbeats lapse (90 s after the
+        last one, workers/concurrent.py), a scheduler that died holds the queue's scheduler lock
         for 61 s, and a job taken off the queue by a worker that died (or whose next write a
         Redis crash lost) before starting it waits in RQ's intermediate list until maintenance
         has seen it there for a minute. A test that cannot wait that long calls this: it does
@@ -316,31 +317,32 @@ class Pipeline:
         assert self.workers is not None
         dead = {w.name for w in Worker.all(connection=self.redis)
                 if w.pid in self.workers.all_pids() and not process_alive(w.pid)}
-        registry = jobformat.queue(self.queue_name, self.redis).started_job_registry
         moved = 0
-        for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
-            try:
-                execution = Execution.fetch(execution_id, job_id, connection=self.redis)
-            except Exception:  # noqa: BLE001 — gone meanwhile
-                continue
-            if execution.worker_name in dead:
-                self.redis.zadd(registry.key, {f"{job_id}:{execution_id}": 0}, xx=True)
-                moved += 1
-        # Not started two maintenance passes after RQ first saw it (a live worker takes ms): stuck; skip its minute.
-        intermediate = jobformat.queue(self.queue_name, self.redis).intermediate_queue
-        for job_id in intermediate.get_job_ids():
-            seen = intermediate.get_first_seen(job_id)
-            if job_id in registry or seen is None or time.time() - seen.timestamp() < 2 * MAINTENANCE_SECONDS:
-                continue
-            if seen.timestamp() > time.time() - 61:
-                self.redis.set(intermediate.get_first_seen_key(job_id), time.time() - 61, xx=True, keepttl=True)
-                moved += 1
-        lock = SCHEDULER_LOCKING_KEY_TEMPLATE % self.queue_name
-        holder = self.redis.get(lock)
-        if holder:
-            pid = self.redis.hget(SCHEDULER_KEY_TEMPLATE % holder.decode(), "pid")
-            if pid is None or not process_alive(int(pid)):
-                moved += self.redis.delete(lock)
+        for name in self.queue_names:
+            registry = jobformat.queue(name, self.redis).started_job_registry
+            for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+                try:
+                    execution = Execution.fetch(execution_id, job_id, connection=self.redis)
+                except Exception:  # noqa: BLE001 — gone meanwhile
+                    continue
+                if execution.worker_name in dead:
+                    self.redis.zadd(registry.key, {f"{job_id}:{execution_id}": 0}, xx=True)
+                    moved += 1
+            # Not started two maintenance passes after RQ first saw it (a live worker takes ms): stuck; skip its minute.
+            intermediate = jobformat.queue(name, self.redis).intermediate_queue
+            for job_id in intermediate.get_job_ids():
+                seen = intermediate.get_first_seen(job_id)
+                if job_id in registry or seen is None or time.time() - seen.timestamp() < 2 * MAINTENANCE_SECONDS:
+                    continue
+                if seen.timestamp() > time.time() - 61:
+                    self.redis.set(intermediate.get_first_seen_key(job_id), time.time() - 61, xx=True, keepttl=True)
+                    moved += 1
+            lock = SCHEDULER_LOCKING_KEY_TEMPLATE % name
+            holder = self.redis.get(lock)
+            if holder:
+                pid = self.redis.hget(SCHEDULER_KEY_TEMPLATE % holder.decode(), "pid")
+                if pid is None or not process_alive(int(pid)):
+                    moved += self.redis.delete(lock)
         if moved:
             self.note(f"{moved} job(s) and lock(s) of dead workers expired")
         return moved

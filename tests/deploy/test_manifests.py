@@ -137,17 +137,21 @@ def test_renewer_is_a_single_replica_never_overlapping():
     assert main_container(renewer)["command"] == ["graphhook", "renewer"]
 
 
-def test_keda_scales_the_worker_on_rqs_own_queue_list(redis_client):
+def test_keda_scales_the_worker_on_every_one_of_rqs_queue_lists(redis_client):
+    from graphhook.core.settings import Settings
+
     scaled = find("ScaledObject", "graphhook-worker")
     assert scaled["spec"]["scaleTargetRef"]["name"] == "graphhook-worker"
-    trigger = scaled["spec"]["triggers"][0]
-    assert trigger["type"] == "redis"
+    triggers = scaled["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"redis"}
     queue_name = find("ConfigMap", "graphhook-env")["data"]["GRAPHHOOK_QUEUE"]
-    queue = jobformat.queue(queue_name, redis_client)
-    assert trigger["metadata"]["listName"] == queue.key == f"rq:queue:{queue_name}"
-    # The list KEDA reads really is where enqueued jobs wait.
-    queue.enqueue("tests.deploy.jobs.slow_job", "redis://unused", "k", 0)
-    assert redis_client.llen(trigger["metadata"]["listName"]) == 1
+    served = Settings(queue_name=queue_name).queues  # what `graphhook worker` takes jobs from
+    assert sorted(t["metadata"]["listName"] for t in triggers) == sorted(f"rq:queue:{name}" for name in served)
+    for trigger, name in ((t, t["metadata"]["listName"].removeprefix("rq:queue:")) for t in triggers):
+        # The list KEDA reads really is where enqueued jobs wait.
+        jobformat.queue(name, redis_client).enqueue("tests.deploy.jobs.slow_job", "redis://unused", "k", 0)
+        assert redis_client.llen(trigger["metadata"]["listName"]) == 1
+    trigger = triggers[0]
     # KEDA's address is the Redis Service, and the password comes from the same Secret key Redis uses.
     host, port = trigger["metadata"]["address"].rsplit(":", 1)
     assert host.split(".")[0] == "graphhook-redis" and int(port) == 6379

@@ -76,11 +76,21 @@ def test_procfile_worker_finishes_its_job_when_heroku_signals_every_process(work
     assert code == 0, log
 
 
-def test_forking_worker_finishes_its_job_when_only_the_main_process_is_signalled(worker_env, redis_server,
-                                                                                 tmp_path):
+def test_worker_finishes_its_job_when_only_the_main_process_is_signalled(worker_env, redis_server, tmp_path):
     # The command of the Kubernetes worker Deployment, the compose worker and the systemd unit.
     code, r, job, main_pid = run_job_then_terminate(["graphhook", "worker"], worker_env, redis_server.url,
                                                     tmp_path, whole_tree=False)
+    log = (tmp_path / "worker.log").read_text()
+    assert r.get("shutdown:done") is not None, log
+    assert int(r.get("shutdown:started")) == main_pid  # a thread of the worker process, not a forked horse
+    assert job.get_status() == JobStatus.FINISHED, log
+    assert code == 0, log
+
+
+def test_forking_worker_finishes_its_job_when_only_the_main_process_is_signalled(worker_env, redis_server,
+                                                                                 tmp_path):
+    code, r, job, main_pid = run_job_then_terminate(["graphhook", "worker", "--fork"], worker_env,
+                                                    redis_server.url, tmp_path, whole_tree=False)
     log = (tmp_path / "worker.log").read_text()
     assert r.get("shutdown:done") is not None, log
     assert int(r.get("shutdown:started")) != main_pid  # the job really ran in a forked work horse

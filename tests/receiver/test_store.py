@@ -52,6 +52,17 @@ def test_a_written_job_reads_back_as_the_job_rq_itself_would_have_enqueued(redis
     assert QUEUE in [q.name for q in Queue.all(connection=redis_client)]
 
 
+def test_a_post_makes_one_job_per_mailbox_so_workers_run_mailboxes_side_by_side(redis_client):
+    guid = "A1B2C3D4-0000-4000-8000-00000000000A"
+    changes = [{**CHANGE, "resource": f"Users/{guid}/Messages/m{i}"} for i in range(3)]
+    changes += [{**CHANGE, "resource": "Users/u2/Messages/x"}, {**CHANGE, "resource": f"users('{guid.lower()}')/messages('m9')"}]
+    JobWriter(redis_client, QUEUE).persist(changes, [])
+    jobs = jobformat.queue(QUEUE, redis_client).jobs
+    assert sorted(len(job.args[0]) for job in jobs) == [1, 4]  # both spellings of one mailbox in one job
+    by_size = {len(job.args[0]): job.args[0] for job in jobs}
+    assert [c["resource"] for c in by_size[1]] == ["Users/u2/Messages/x"]
+
+
 def test_changes_make_one_job_and_each_lifecycle_event_its_own(redis_client):
     ids = JobWriter(redis_client, QUEUE).persist([CHANGE, {**CHANGE, "resource": "Users/u1/Messages/m2"}],
                                                  [EVENT, {**EVENT, "lifecycleEvent": "subscriptionRemoved"}])

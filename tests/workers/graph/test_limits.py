@@ -140,3 +140,49 @@ def test_a_batch_takes_at_most_four_slots_but_counts_every_part_against_the_budg
     limiter.release("max", limiter.acquire("max", cost=2))
     with pytest.raises(ThrottledError):
         limiter.acquire("max")  # 12 of 12 used in this window
+
+
+def test_a_mailbox_in_retry_after_is_not_asked_again_by_any_process_before_it_passes(redis_client):
+    from graphhook.core.errors import MailboxBusy
+
+    import time
+
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    worker = MailboxLimiter(redis_client)
+    command_line = MailboxLimiter(redis_client, sleep=wait)  # another process, one that waits its turn
+    assert worker.back_off("dora", 30) >= 30
+    worker.back_off("dora", 2)  # a shorter wait later does not cut the first one short
+    with pytest.raises(MailboxBusy) as busy:
+        worker.acquire("dora", defer=True)
+    assert 25 < busy.value.seconds <= 30 and busy.value.mailbox == "dora"
+    with pytest.raises(ThrottledError):
+        MailboxLimiter(redis_client, max_wait=5).acquire("dora")  # would have to wait longer than it may
+    seconds, micros = redis_client.time()
+    redis_client.set("graphhook:mailbox:dora:until", seconds * 1000 + micros // 1000 + 200)  # 0.2 s left
+    command_line.acquire("dora")
+    assert len(waits) == 1 and 0 < waits[0] <= 0.2  # waited exactly what was left, once
+    assert worker.acquire("erin", defer=True)  # other mailboxes were never held up
+
+
+def test_the_client_of_a_worker_defers_instead_of_sleeping(emulator, ctx, redis_client):
+    from graphhook.core.errors import MailboxBusy
+
+    user = emulator.add_user("fay@contoso.com")
+    message = emulator.deliver("fay@contoso.com", {"subject": "throttled"})
+    emulator.faults.add(FaultRule(category="graph", status=429, count=1, retry_after=20, path=message["id"]))
+    sleeps: list[float] = []
+    client = GraphClient(ctx.settings.graph_url, ctx.tokens.token, limiter=MailboxLimiter(redis_client),
+                         sleep=sleeps.append)
+    client.defer_throttled = True
+    with pytest.raises(MailboxBusy) as busy:
+        client.get(f"users/{user.id}/messages/{message['id']}")
+    assert 15 < busy.value.seconds <= 20 and sleeps == []
+    with pytest.raises(MailboxBusy):  # the next request of any job: refused here, never sent
+        client.get(f"users/{user.id}/mailFolders")
+    assert [r["status"] for r in emulator.request_log if "/users/" in r["path"]] == [429]
+    assert emulator.throttle.stats()["early"] == 0
