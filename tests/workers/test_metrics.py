@@ -147,3 +147,23 @@ def test_worker_metrics_are_exposed_once_in_gunicorn_multiprocess_mode(redis_ser
     text = app.config["METRICS"].render()[0].decode()
     assert text.count('graphhook_triggers_fired_total{rule="quarantine-phishing"} 1.0') == 1
     assert text.count("# TYPE graphhook_queue_jobs gauge") == 1
+
+
+def test_deferred_jobs_and_throttled_mailboxes_are_visible(emulator, live_settings, redis_client, receiver,
+                                                            start_worker):
+    user = emulator.add_user(MAILBOX)
+    message = emulator.deliver(MAILBOX, {"subject": "throttled", "from": "a@fabrikam.com"})
+    emulator.faults.add(FaultRule(category="graph", status=429, count=1, retry_after=60, path=message["id"]))
+    start_worker()
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
+    job = queue.enqueue("workers.jobs.process_notifications", [{
+        "subscriptionId": "s", "tenantId": live_settings.tenant_id, "changeType": "created",
+        "resource": f"Users/{user.id}/Messages/{message['id']}", "resourceData": {"id": message["id"]}}])
+    wait_for(lambda: job.get_status(refresh=True) == "scheduled", timeout=60)
+    samples = scrape(receiver, emulator)
+    assert value(samples, "graphhook_mailboxes_throttled") == 1
+    wait_for(lambda: value(scrape(receiver, emulator), "graphhook_jobs_total",
+                           function="workers.jobs.process_notifications", outcome="deferred") == 1, timeout=30)
+    assert value(scrape(receiver, emulator), "graphhook_queue_jobs", queue=live_settings.queue_name,
+                 state="scheduled") == 1
+    assert total(scrape(receiver, emulator), "graphhook_job_failures_total") == 0  # waiting is not failing
