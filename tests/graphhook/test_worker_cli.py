@@ -1,4 +1,5 @@
-"""``graphhook worker`` modes: forking (default), ``--simple`` and ``--processes N`` all process mail."""
+"""``graphhook worker`` modes: concurrent (default), ``--concurrency N``, ``--simple``, ``--fork`` and ``--processes N``
+all process mail."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from workers import runtime
 from workers.subscriptions import operations
 
 
-@pytest.mark.parametrize("mode", [(), ("--simple",), ("--processes", "2")])
+@pytest.mark.parametrize("mode", [(), ("--concurrency", "2"), ("--simple",), ("--fork",), ("--processes", "2")])
 def test_each_worker_mode_fires_the_trigger(emulator, live_settings, redis_client, start_worker, mode):
     emulator.add_user("secops@contoso.com")
     operations.create(runtime.build(live_settings, redis_client).graph, redis_client, live_settings,
                          "secops@contoso.com", "inbox")
     start_worker(*mode)
-    emulator.deliver("secops@contoso.com", {"subject": f"mode {' '.join(mode) or 'fork'}", "from": "a@example.com"})
+    subject = f"mode {' '.join(mode) or 'concurrent'}"
+    emulator.deliver("secops@contoso.com", {"subject": subject, "from": "a@example.com"})
     events = wait_for(lambda: redis_client.lrange(keys.EVENTS, 0, -1), timeout=60)
-    assert json.loads(events[0])["email"]["subject"] == f"mode {' '.join(mode) or 'fork'}"
+    assert json.loads(events[0])["email"]["subject"] == subject
 
 
 def test_processes_must_be_positive(capsys):
