@@ -30,3 +30,11 @@ def linger(seconds: float, key: str) -> str:
     connect(Settings.from_env()).set(key, "started")
     time.sleep(seconds)
     return "done"
+
+
+def busy(seconds: float) -> str:
+    """Python work for ``seconds`` (a timeout can interrupt it between bytecodes, as in any real job)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "done"

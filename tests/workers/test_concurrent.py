@@ -54,6 +54,16 @@ def test_one_process_runs_several_jobs_at_the_same_moment(settings, redis_client
     assert len({job.return_value() for job in jobs}) == 4  # four threads
 
 
+def test_a_job_over_its_timeout_fails_as_with_rq_while_the_others_finish(settings, redis_client):
+    queue = jobformat.queue(settings.queue_name, redis_client)
+    stuck = queue.enqueue("tests.workers.concurrent_jobs.busy", 600, job_timeout=1)
+    fine = queue.enqueue("tests.workers.concurrent_jobs.busy", 0.2)
+    _worker(settings, redis_client, concurrency=2).work(burst=True)
+    assert fine.get_status(refresh=True) == "finished"
+    assert stuck.get_status(refresh=True) == "failed"
+    assert "JobTimeoutException" in stuck.latest_result().exc_string
+
+
 def test_fired_triggers_work_is_taken_before_a_backlog_of_fetches(settings, redis_client):
     concurrent_jobs.ORDER.clear()
     backlog = jobformat.queue(settings.queue_name, redis_client)
