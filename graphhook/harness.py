@@ -302,13 +302,11 @@ class Pipeline:
     def expire_dead_workers_jobs(self) -> int:
         """Expire now what dead worker processes still hold; return how many jobs and locks.
 
-        RQ learns that a worker died only when its jobs' heartbeats lapse (90 s after the
-        last one, workers/concurrent.py), a scheduler that died holds the queue's scheduler lock
-        for 61 s, and a job taken off the queue by a worker that died (or whose next write a
-        Redis crash lost) before starting it waits in RQ's intermediate list until maintenance
-        has seen it there for a minute. A test that cannot wait that long calls this: it does
-        what the passage of time would do, only to what processes that are gone still hold.
-        Everything after it (retry, rescheduling) is RQ's own code in the live workers.
+        RQ learns that a worker died only when its jobs' heartbeats lapse (90 s after the last),
+        a dead scheduler holds its lock for 61 s, and a job a dead worker took off the queue before
+        starting it waits in RQ's intermediate list until maintenance has seen it there for a
+        minute. A test that cannot wait that long calls this: it does what the passage of time
+        would do, only to what dead processes hold. The retry after it is RQ's own code.
         """
         from rq import Worker
         from rq.executions import Execution

@@ -143,9 +143,9 @@ def test_a_batch_takes_at_most_four_slots_but_counts_every_part_against_the_budg
 
 
 def test_a_mailbox_in_retry_after_is_not_asked_again_by_any_process_before_it_passes(redis_client):
-    from graphhook.core.errors import MailboxBusy
-
     import time
+
+    from graphhook.core.errors import MailboxBusy
 
     waits: list[float] = []
 
