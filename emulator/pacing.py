@@ -39,6 +39,7 @@ def admit(emu: Any) -> Any:
     upload = request.content_length or 0 if request.method in ("POST", "PATCH", "PUT") else 0
     rejection = emu.throttle.acquire(key, upload)
     if rejection is not None:
+        g.wait_kept = not rejection.starts_wait  # an early request does not make the mailbox's wait longer
         response, status = graph_error(429, rejection.code, rejection.message)
         response.headers["Retry-After"] = f"{rejection.retry_after:g}"
         return response, status
@@ -56,7 +57,7 @@ def wait(emu: Any) -> None:
 def answered(emu: Any, response: Any) -> None:
     """After a 429 to a mailbox: no request to it before its Retry-After has passed."""
     key = g.get("mailbox_key")
-    if key is None or response.status_code != 429:
+    if key is None or response.status_code != 429 or g.get("wait_kept"):
         return
     try:
         retry_after = float(response.headers.get("Retry-After", "0"))

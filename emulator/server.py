@@ -19,7 +19,6 @@ import datetime as dt
 import logging
 import secrets
 import socket
-import ssl
 import struct
 import tempfile
 import threading
@@ -31,7 +30,6 @@ from typing import Any, Callable
 
 import requests
 from flask import Flask, g, request
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from . import actions, admin, batch, delta, drafts, folders, identity, messages, pacing, subscriptions, uploads
 from .clock import Clock, as_clock
@@ -39,6 +37,7 @@ from .delivery import Delivery, DeliveryOptions
 from .delta import DeltaStore
 from .faults import ConnectionReset, Faults
 from .graphapi import authenticate
+from .https import HTTPSServer
 from .identity import App, Directory
 from .mailstore import MailStore
 from .notify import LIFECYCLE_EVENTS, change_notification, lifecycle_notification, reauthorization_due
@@ -52,13 +51,6 @@ log = logging.getLogger(__name__)
 
 TICK_INTERVAL = 1.0  # s of real time between background checks for expiry and due notices
 REAUTHORIZATION_GRACE = 15 * 60.0  # s after a reauthorizationRequired before delivery pauses (not documented)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """Werkzeug's handler without the access log on stderr (the request log holds it)."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 class Emulator:
@@ -117,7 +109,6 @@ class Emulator:
         self.outbound_mail: list[dict[str, Any]] = []  # mail sent to addresses outside the tenant
         self._host, self._port = host, port
         self._server = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.app = self._build_app()
 
@@ -143,7 +134,7 @@ class Emulator:
         if self._server is None:
             raise RuntimeError("emulator is not started")
         host = self._host if ":" not in self._host else f"[{self._host}]"
-        return f"https://{host}:{self._server.server_port}"
+        return f"https://{host}:{self._server.port}"
 
     @property
     def graph_url(self) -> str:
@@ -209,12 +200,11 @@ class Emulator:
 
         @app.errorhandler(ConnectionReset)
         def _reset(_exc):
-            sock = request.environ.get("werkzeug.socket")
-            if sock is not None:
+            sock = request.environ.get("emulator.socket")
+            if sock is not None:  # linger 0: the close the server makes of it is a reset, not a goodbye
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                with contextlib.suppress(OSError):  # close() waits for the open rfile; the 500 could get out first
+                with contextlib.suppress(OSError):  # nothing more gets out; the server closes its end
                     sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
             return "", 500
 
         return app
@@ -223,14 +213,7 @@ class Emulator:
     def start(self) -> "Emulator":
         """Serve HTTPS on a background thread; return self."""
         pair = self.ca.issue("emulator")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(pair.cert_path, pair.key_path)
-        self._server = make_server(self._host, self._port, self.app, threaded=True, ssl_context=context,
-                                   request_handler=_QuietHandler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator-http", daemon=True)
-        self._thread.start()
+        self._server = HTTPSServer(self.app, self._host, self._port, pair.cert_path, pair.key_path).start()
         self.delivery.start()
         self._stopping.clear()
         threading.Thread(target=self._ticker, name="emulator-clock", daemon=True).start()
@@ -240,8 +223,7 @@ class Emulator:
         self._stopping.set()
         self.delivery.stop()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> "Emulator":

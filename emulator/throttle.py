@@ -53,6 +53,7 @@ class Rejection:
     code: str
     message: str
     retry_after: float
+    starts_wait: bool = True  # False for a request refused because it came before the wait was over
 
 
 class Throttle:
@@ -90,7 +91,7 @@ class Throttle:
             if now < not_before:
                 self.early += 1
                 return self._reject(Rejection("TooManyRequests", "Please retry again later.",
-                                              max(1.0, math.ceil(not_before - now))))
+                                              max(1.0, math.ceil(not_before - now)), starts_wait=False))
             if self._inflight[key] >= limits.concurrency:
                 self.over_concurrency += 1
                 return self._reject(Rejection("ApplicationThrottled", "Application is over its MailboxConcurrency limit.",

@@ -45,6 +45,7 @@ MAX_ATTEMPTS = 8  # tries per request, whatever the budget
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # s, exponential back-off when Graph gives no Retry-After
 DEFAULT_TIMEOUT = (5.0, 60.0)  # s connect, read
 BATCH_LIMIT = 20  # requests per $batch (json-batching#batch-size-limitations)
+DRAIN_LIMIT = 1 << 20  # bytes of an unread body still read to keep the connection (more: closed instead)
 
 _ABSOLUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _MAILBOX_RE = re.compile(r"^/?(?:v1\.0/|beta/)?users(?:/([^/?(]+)|\('([^']+)'\))", re.IGNORECASE)
@@ -238,7 +239,7 @@ class GraphClient:
             try:
                 yield response
             finally:
-                response.close()
+                _release(response)
 
     def upload_range(self, url: str, data: bytes, content_range: str, *, mailbox: str) -> requests.Response:
         """PUT one byte range to a pre-authenticated upload URL (``createUploadSession``).
@@ -332,6 +333,29 @@ class GraphClient:
             waited += delay
             pending = sorted(throttled)
         return [r if r is not None else {"status": 0, "headers": {}, "body": None} for r in results]
+
+
+def _release(response: requests.Response) -> None:
+    """Done with a streamed response: give its connection back to the pool if little of the body is left.
+
+    A JSON parser stops at the document's end, before the stream reports it; closing such a
+    response closes its connection, and the next request pays a new TLS handshake (it did, for
+    every message). What is left, up to ``DRAIN_LIMIT`` bytes, is read and dropped instead.
+    """
+    raw = response.raw
+    left = getattr(raw, "length_remaining", None)
+    if raw is not None and (left is None or left <= DRAIN_LIMIT):
+        try:
+            read = 0
+            while read <= DRAIN_LIMIT:
+                chunk = raw.read(65536, decode_content=False)
+                if not chunk:
+                    raw.release_conn()  # the whole body was read: the connection can serve the next request
+                    return
+                read += len(chunk)
+        except Exception:  # noqa: BLE001 — a broken stream: close it below
+            pass
+    response.close()  # too much left (an abandoned download) or broken: close the connection
 
 
 def _batch_part(request: dict[str, Any]) -> dict[str, Any]:
