@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
+
+import redis
 
 from graphhook.core import jobformat, keys
 from graphhook.core.errors import GraphError
@@ -191,9 +195,11 @@ class Renewer:
             stop: threading.Event | None = None, lock: LeaderLock | None = None) -> None:
         """Reconcile every ``interval`` seconds while holding the leader lock; ``once`` for a single pass."""
         stop = stop or threading.Event()
-        lock = lock or LeaderLock(self.ctx.redis, keys.RENEWER_LOCK, ttl=max(3 * interval, 30))
-        self.heartbeat = lock.acquire  # long sweeps keep extending the lock
+        ttl = max(3 * interval, 30)
+        lock = lock or LeaderLock(self.ctx.redis, keys.RENEWER_LOCK, ttl=ttl)
+        self.heartbeat = lambda: (self._alive(ttl), lock.acquire())  # long sweeps keep extending the lock
         while not stop.is_set():
+            self._alive(ttl)
             if lock.acquire():
                 try:
                     self.reconcile()
@@ -204,6 +210,17 @@ class Renewer:
             if once:
                 break
             stop.wait(interval)
+
+    def _alive(self, ttl: float) -> None:
+        """Record that this process still loops, leader or standby: ``graphhook probe renewer`` reads it."""
+        key = keys.renewer_alive(socket.gethostname())
+        try:
+            with self.ctx.redis.pipeline() as pipe:
+                pipe.hset(key, mapping={"pid": os.getpid(), "at": registry.format_time(self.clock())})
+                pipe.expire(key, int(ttl))
+                pipe.execute()
+        except redis.RedisError as exc:  # the probe then fails, which is the truth; the loop goes on
+            log.warning("could not record the renewer's liveness: %s", exc)
 
 
 def desired_from_config(path: str) -> list[tuple[str, str]]:
