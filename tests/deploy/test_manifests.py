@@ -195,7 +195,7 @@ def test_compose_services_run_real_commands_with_enough_grace():
     assert services["check"]["command"][1:] == ["check", "--config-only"]
     grace = int(services["worker"]["stop_grace_period"].rstrip("s"))
     assert grace > Queue.DEFAULT_TIMEOUT
-    assert services["web"]["ports"][0] == "8000:8000"
+    assert services["web"]["ports"][0] == "${GRAPHHOOK_WEB_PUBLISH:-127.0.0.1:8000}:8000"  # loopback by default
     assert "noeviction" in services["redis"]["command"]
     assert (ROOT / "deploy" / services["web"]["build"]["context"] / services["web"]["build"]["dockerfile"]).exists()
 
