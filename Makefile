@@ -29,7 +29,7 @@ soak: $(STAMP)
 	GRAPHHOOK_FUZZ_REQUESTS=100000 $(BIN)/python -m pytest -q tests/test_fuzz_receiver.py
 
 # Refresh the pins: the newest versions setup.cfg allows, in a scratch virtualenv; then `make test` reinstalls from
-# them and runs the suite, and constraints.txt is committed only if it passes (docs/dependencies.md).
+# them and runs the suite; commit constraints.txt only if it passes (deploy/README.md "Refreshing the pins").
 CONSTRAINTS_VENV = .venv-constraints
 constraints:
 	rm -rf $(CONSTRAINTS_VENV)
