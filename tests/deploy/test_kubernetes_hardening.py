@@ -216,7 +216,8 @@ def test_redis_egress_rule_points_at_the_redis_pods_and_port():
 @pytest.mark.skipif(tool("kubernetes-validate") is None, reason="kubernetes-validate (dev extra) is missing")
 def test_kubernetes_validate_strict_passes_every_builtin_object():
     files = sorted(str(p) for p in K8S.glob("*.yaml"))
-    proc = subprocess.run([tool("kubernetes-validate"), "--strict", *files], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([tool("kubernetes-validate"), "--strict", *files], capture_output=True, text=True,
+                          timeout=300)
     output = proc.stdout + proc.stderr
     # KEDA's kinds have no schema there (a warning); everything else must pass.
     unexpected = [line for line in output.splitlines()

@@ -140,7 +140,7 @@ def deploy_commands() -> dict[str, list[str]]:
              for name, line in procfile().items() if name != "release"}
     for path in sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc["kind"] == "Deployment" and "graphhook" in doc["spec"]["template"]["spec"]["containers"][0]["image"]:
+            if doc and doc["kind"] == "Deployment":
                 container = doc["spec"]["template"]["spec"]["containers"][0]
                 found[f"{path.name} {container['name']}"] = container["command"]
     compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
