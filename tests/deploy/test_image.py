@@ -5,17 +5,22 @@ setup.cfg's ranges, and every install path (Dockerfile, Heroku, Makefile/CI) goe
 from __future__ import annotations
 
 import configparser
+import json
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.conftest import ROOT
+from graphhook.redis_server import free_port
+from tests.conftest import ROOT, STARTUP_GRACE, answers, wait_for
 from tests.deploy.test_kubernetes_hardening import tool
 from tests.deploy.test_procfile import assert_graphhook_command
 
@@ -58,8 +63,6 @@ def test_runtime_user_has_a_home_it_owns_and_the_environment_points_at_it():
 def test_healthcheck_is_a_real_graphhook_command():
     match = re.search(r"^HEALTHCHECK (.*) CMD (\[.*\])$", dockerfile(), flags=re.M)
     assert match, "the image has no exec-form HEALTHCHECK"
-    import json
-
     argv = json.loads(match.group(2))
     assert argv == ["graphhook", "probe", "auto"]
     assert_graphhook_command(argv)
@@ -113,3 +116,28 @@ def test_every_install_path_uses_the_constraints():
     assert re.search(r"^\$\(STAMP\):.*\bconstraints\.txt\b", makefile, flags=re.M)  # new pins reinstall
     assert "make test" in (ROOT / ".ci" / "run").read_text()  # CI installs through the Makefile
     assert re.search(r"^constraints:", makefile, flags=re.M)
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_gunicorn_needs_a_writable_home_for_its_control_socket(writable, redis_server, tmp_path):
+    # Why the image creates /home/graphhook: gunicorn 27 opens $HOME/.gunicorn/gunicorn.ctl at start, and the old
+    # image's user had no home ("Control server error" in every web container's log).
+    port = free_port()
+    home = tmp_path if writable else "/proc/no-home"
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT), "REDIS_URL": redis_server.url,
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "GRAPHHOOK_METRICS_PORT": "0"}
+    env.pop("XDG_RUNTIME_DIR", None)  # gunicorn prefers it; containers have none
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    with open(tmp_path / "web.log", "wb") as log:
+        proc = subprocess.Popen([gunicorn, "-c", "python:receiver.gunicorn_conf", "receiver.app:create_app()",
+                                 "--bind", f"127.0.0.1:{port}", "--workers", "1"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz", proc), timeout=STARTUP_GRACE)
+            wait_for(lambda: "Control s" in (tmp_path / "web.log").read_text(), timeout=STARTUP_GRACE)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    text = (tmp_path / "web.log").read_text()
+    assert ("Control server error" in text) is (not writable), text
+    assert ("Control socket listening" in text) is writable, text
