@@ -178,3 +178,25 @@ def test_process_start_is_this_process_start():
     assert began is not None
     assert began <= dt.datetime.now(dt.timezone.utc)
     assert probe.process_start(2 ** 22 + 1) is None
+
+
+def test_renewer_records_each_loop_with_its_own_clock_and_spaces_sweep_heartbeats(emulator, live_settings,
+                                                                                  redis_client):
+    from tests.workers.subscriptions.test_renewer import fresh_context, make_renewer
+
+    emulator.add_user("alice@contoso.com")
+    renewer = make_renewer(fresh_context(live_settings, redis_client), emulator, [("alice@contoso.com", "inbox")])
+    renewer.run(once=True, interval=60)
+    key = f"graphhook:renewer:alive:{socket.gethostname()}"
+    record = {k.decode(): v.decode() for k, v in redis_client.hgetall(key).items()}
+    assert record["pid"] == str(os.getpid())
+    assert record["at"] == emulator.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert 170 < redis_client.ttl(key) <= 180  # the leader lock's expiry: 3 x the interval
+    assert probe.probe_renewer(redis_client, hostname=socket.gethostname())[0] is True
+    # Within a sweep (one heartbeat per subscription) the record is refreshed at most every 5 s.
+    redis_client.hset(key, "at", "marker")
+    renewer.heartbeat()
+    assert redis_client.hget(key, "at") == b"marker"
+    emulator.advance(6)
+    renewer.heartbeat()
+    assert redis_client.hget(key, "at") != b"marker"

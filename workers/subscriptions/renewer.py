@@ -45,6 +45,7 @@ log = logging.getLogger("graphhook.renewer")
 DEFAULT_MARGIN = dt.timedelta(hours=24)  # renew when less than this is left (lifetime is 7 days)
 DEFAULT_INTERVAL = 60.0  # seconds between passes
 DEFAULT_RESYNC_EVERY = dt.timedelta(minutes=30)  # safety resync covers silent outages at Microsoft
+ALIVE_SPACING = dt.timedelta(seconds=5)  # within a sweep, refresh the liveness record at most this often
 RESYNC_JOB = "workers.jobs.resync_folder"
 
 
@@ -85,6 +86,7 @@ class Renewer:
         self.limiter = limiter or WriteLimiter(clock=lambda: clock().timestamp(), sleep=sleep)
         self.heartbeat = heartbeat or (lambda: None)
         self._user_ids: dict[str, str] = {}
+        self._alive_at: dt.datetime | None = None
 
     # --- one pass ------------------------------------------------------------------------
     def reconcile(self) -> Report:
@@ -197,7 +199,12 @@ class Renewer:
         stop = stop or threading.Event()
         ttl = max(3 * interval, 30)
         lock = lock or LeaderLock(self.ctx.redis, keys.RENEWER_LOCK, ttl=ttl)
-        self.heartbeat = lambda: (self._alive(ttl), lock.acquire())  # long sweeps keep extending the lock
+
+        def heartbeat() -> None:  # long sweeps keep extending the lock, and keep the liveness record fresh
+            self._alive(ttl, unless_within=ALIVE_SPACING)
+            lock.acquire()
+
+        self.heartbeat = heartbeat
         while not stop.is_set():
             self._alive(ttl)
             if lock.acquire():
@@ -211,12 +218,19 @@ class Renewer:
                 break
             stop.wait(interval)
 
-    def _alive(self, ttl: float) -> None:
-        """Record that this process still loops, leader or standby: ``graphhook probe renewer`` reads it."""
+    def _alive(self, ttl: float, *, unless_within: dt.timedelta | None = None) -> None:
+        """Record that this process still loops, leader or standby: ``graphhook probe renewer`` reads it.
+
+        ``unless_within``: skip the write if the last one is that recent (a sweep calls this per subscription).
+        """
+        now = self.clock()
+        if unless_within is not None and self._alive_at is not None and now - self._alive_at < unless_within:
+            return
+        self._alive_at = now
         key = keys.renewer_alive(socket.gethostname())
         try:
             with self.ctx.redis.pipeline() as pipe:
-                pipe.hset(key, mapping={"pid": os.getpid(), "at": registry.format_time(self.clock())})
+                pipe.hset(key, mapping={"pid": os.getpid(), "at": registry.format_time(now)})
                 pipe.expire(key, int(ttl))
                 pipe.execute()
         except redis.RedisError as exc:  # the probe then fails, which is the truth; the loop goes on
