@@ -4,11 +4,12 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: demo test bench soak lint clean install
+.PHONY: demo test bench soak lint clean install constraints
 
-$(STAMP): setup.cfg pyproject.toml
+# Dependencies at the exact versions of constraints.txt (what the tests last passed with); `make constraints` refreshes it.
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,5 +28,17 @@ soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak --messages 10000 --mailboxes 50
 	GRAPHHOOK_FUZZ_REQUESTS=100000 $(BIN)/python -m pytest -q tests/test_fuzz_receiver.py
 
+# Refresh the pins: the newest versions setup.cfg allows, in a scratch virtualenv; then `make test` reinstalls from
+# them and runs the suite; commit constraints.txt only if it passes (deploy/README.md "Refreshing the pins").
+CONSTRAINTS_VENV = .venv-constraints
+constraints:
+	rm -rf $(CONSTRAINTS_VENV)
+	$(PYTHON) -m venv $(CONSTRAINTS_VENV)
+	$(CONSTRAINTS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(CONSTRAINTS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[dev]'
+	$(CONSTRAINTS_VENV)/bin/python deploy/constraints.py > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(CONSTRAINTS_VENV)
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CONSTRAINTS_VENV) *.egg-info .pytest_cache .hypothesis

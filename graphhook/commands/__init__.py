@@ -17,4 +17,5 @@ COMMANDS = (
     "rules",
     "mail",
     "purge",
+    "probe",
 )

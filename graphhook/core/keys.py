@@ -23,6 +23,11 @@ def processed(mailbox_id: str, message_id: str) -> str:
 RENEWER_LOCK = f"{PREFIX}:renewer:leader"  # the renewer replica holding this lock acts; others wait
 
 
+def renewer_alive(hostname: str) -> str:
+    """Hash: pid and time of the last loop of the renewer on ``hostname``; expires when it stops looping."""
+    return f"{PREFIX}:renewer:alive:{hostname}"
+
+
 def delta(user_id: str, folder: str) -> str:
     """Hash: deltaLink and lastSync of one mailbox folder's delta query."""
     return f"{PREFIX}:delta:{user_id}:{folder.lower()}"

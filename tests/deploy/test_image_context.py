@@ -1,6 +1,6 @@
 """The Dockerfile's build context is enough to install graphhook (Docker itself is not needed here).
 
-The files the Dockerfile COPYs before ``pip install .`` are copied to an empty directory and built
+The files the Dockerfile COPYs before ``pip install -c constraints.txt .`` are copied to an empty directory and built
 into a wheel there, as the image build would: the wheel must hold every package and the
 ``graphhook`` console script. Links in the deploy guide must point at files that exist.
 """
@@ -20,9 +20,9 @@ from tests.conftest import ROOT
 
 
 def copied_before_install() -> list[str]:
-    """Sources of the COPY lines that precede ``RUN pip install .``."""
+    """Sources of the COPY lines that precede ``pip install -c constraints.txt .`` (the build stage)."""
     text = (ROOT / "Dockerfile").read_text()
-    head = text[: text.index("RUN pip install .")]
+    head = text[: text.index("pip install -c constraints.txt .")]
     sources = []
     for line in re.findall(r"^COPY (.+)$", head, flags=re.M):
         parts = line.split()

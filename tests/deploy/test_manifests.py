@@ -76,13 +76,16 @@ def test_every_manifest_parses_and_lives_in_one_namespace():
             assert d["metadata"]["namespace"] == "graphhook", d["metadata"]["name"]
 
 
+def workloads() -> list[dict]:
+    """Every object that runs pods (Deployments and the Redis StatefulSet)."""
+    return [d for d in manifests() if d["kind"] in ("Deployment", "StatefulSet")]
+
+
 def test_selectors_match_their_pod_labels():
-    for d in manifests():
-        if d["kind"] == "Deployment":
-            labels = d["spec"]["template"]["metadata"]["labels"]
-            assert d["spec"]["selector"]["matchLabels"].items() <= labels.items(), d["metadata"]["name"]
-    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
-            for d in manifests() if d["kind"] == "Deployment"}
+    for d in workloads():
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        assert d["spec"]["selector"]["matchLabels"].items() <= labels.items(), d["metadata"]["name"]
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in workloads()}
     for svc in (d for d in manifests() if d["kind"] == "Service"):
         assert any(svc["spec"]["selector"].items() <= labels.items() for labels in pods.values()), \
             f"Service {svc['metadata']['name']} selects no pod"
@@ -196,7 +199,7 @@ def test_compose_services_run_real_commands_with_enough_grace():
     assert services["check"]["command"][1:] == ["check", "--config-only"]
     grace = int(services["worker"]["stop_grace_period"].rstrip("s"))
     assert grace > Queue.DEFAULT_TIMEOUT
-    assert services["web"]["ports"][0] == "8000:8000"
+    assert services["web"]["ports"][0] == "${GRAPHHOOK_WEB_PUBLISH:-127.0.0.1:8000}:8000"  # loopback by default
     assert "noeviction" in services["redis"]["command"]
     assert (ROOT / "deploy" / services["web"]["build"]["context"] / services["web"]["build"]["dockerfile"]).exists()
 
@@ -236,7 +239,7 @@ def test_systemd_target_wants_every_unit():
 def test_dockerfile_installs_every_package_and_runs_unprivileged():
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, flags=re.M)
-    assert re.search(r"^RUN pip install \.", text, flags=re.M)
+    assert re.search(r"pip install -c constraints\.txt \.$", text, flags=re.M)
     user = re.findall(r"^USER (\S+)", text, flags=re.M)
     assert user and user[-1] not in ("root", "0")
     setup = configparser.ConfigParser()

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
+
+import redis
 
 from graphhook.core import jobformat, keys
 from graphhook.core.errors import GraphError
@@ -41,6 +45,7 @@ log = logging.getLogger("graphhook.renewer")
 DEFAULT_MARGIN = dt.timedelta(hours=24)  # renew when less than this is left (lifetime is 7 days)
 DEFAULT_INTERVAL = 60.0  # seconds between passes
 DEFAULT_RESYNC_EVERY = dt.timedelta(minutes=30)  # safety resync covers silent outages at Microsoft
+ALIVE_SPACING = dt.timedelta(seconds=5)  # within a sweep, refresh the liveness record at most this often
 RESYNC_JOB = "workers.jobs.resync_folder"
 
 
@@ -81,6 +86,7 @@ class Renewer:
         self.limiter = limiter or WriteLimiter(clock=lambda: clock().timestamp(), sleep=sleep)
         self.heartbeat = heartbeat or (lambda: None)
         self._user_ids: dict[str, str] = {}
+        self._alive_at: dt.datetime | None = None
 
     # --- one pass ------------------------------------------------------------------------
     def reconcile(self) -> Report:
@@ -191,9 +197,16 @@ class Renewer:
             stop: threading.Event | None = None, lock: LeaderLock | None = None) -> None:
         """Reconcile every ``interval`` seconds while holding the leader lock; ``once`` for a single pass."""
         stop = stop or threading.Event()
-        lock = lock or LeaderLock(self.ctx.redis, keys.RENEWER_LOCK, ttl=max(3 * interval, 30))
-        self.heartbeat = lock.acquire  # long sweeps keep extending the lock
+        ttl = max(3 * interval, 30)
+        lock = lock or LeaderLock(self.ctx.redis, keys.RENEWER_LOCK, ttl=ttl)
+
+        def heartbeat() -> None:  # long sweeps keep extending the lock, and keep the liveness record fresh
+            self._alive(ttl, unless_within=ALIVE_SPACING)
+            lock.acquire()
+
+        self.heartbeat = heartbeat
         while not stop.is_set():
+            self._alive(ttl)
             if lock.acquire():
                 try:
                     self.reconcile()
@@ -204,6 +217,24 @@ class Renewer:
             if once:
                 break
             stop.wait(interval)
+
+    def _alive(self, ttl: float, *, unless_within: dt.timedelta | None = None) -> None:
+        """Record that this process still loops, leader or standby: ``graphhook probe renewer`` reads it.
+
+        ``unless_within``: skip the write if the last one is that recent (a sweep calls this per subscription).
+        """
+        now = self.clock()
+        if unless_within is not None and self._alive_at is not None and now - self._alive_at < unless_within:
+            return
+        self._alive_at = now
+        key = keys.renewer_alive(socket.gethostname())
+        try:
+            with self.ctx.redis.pipeline() as pipe:
+                pipe.hset(key, mapping={"pid": os.getpid(), "at": registry.format_time(now)})
+                pipe.expire(key, int(ttl))
+                pipe.execute()
+        except redis.RedisError as exc:  # the probe then fails, which is the truth; the loop goes on
+            log.warning("could not record the renewer's liveness: %s", exc)
 
 
 def desired_from_config(path: str) -> list[tuple[str, str]]:
