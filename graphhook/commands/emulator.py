@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client-id", default=None)
     p.add_argument("--client-secret", default=None)
     p.add_argument("--no-seed", action="store_true", help="start with no mailboxes")
+    p.add_argument("--json", action="store_true", help="print the URL, CA path and environment as one JSON line")
     p.set_defaults(func=run)
 
 
@@ -29,11 +31,14 @@ def run(args: argparse.Namespace) -> int:
     emu.start()
     if not args.no_seed:
         seed(emu)
-    print(f"Graph emulator listening on {emu.url}")
-    print(f"CA certificate: {emu.ca_path}")
-    print("Environment for graphhook:")
-    for name, value in emu.environment().items():
-        print(f"  export {name}={value}")
+    if args.json:
+        print(json.dumps({"url": emu.url, "ca": str(emu.ca_path), "environment": emu.environment()}))
+    else:
+        print(f"Graph emulator listening on {emu.url}")
+        print(f"CA certificate: {emu.ca_path}")
+        print("Environment for graphhook:")
+        for name, value in emu.environment().items():
+            print(f"  export {name}={value}")
     sys.stdout.flush()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
