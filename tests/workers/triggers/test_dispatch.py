@@ -125,12 +125,14 @@ def test_rules_test_command_shows_what_would_fire(tmp_path, monkeypatch, capsys)
     config.write_text("rules:\n  - {name: phish, when: {subject: storage}, actions: [{move: Quarantine}], stop: true}\n"
                       "  - {name: other, when: always}\n")
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"trigger": "record", "email": {"subject": PHISHING["subject"], "from": PHISHING["from"]}}))
+    event.write_text(json.dumps({"trigger": "record", "email": {"schema": "graphhook.email/1",
+                                                                 "subject": PHISHING["subject"], "from": PHISHING["from"]}}))
     monkeypatch.setenv("GRAPHHOOK_CONFIG", str(config))
     assert main(["rules", "test", str(event)]) == 0
     out = capsys.readouterr().out
     assert "1 of 2 rule(s) match" in out and "phish (stop)" in out and "- move to 'Quarantine'" in out
-    event.write_text(json.dumps({"subject": "Lunch?", "from": {"name": "C", "address": "c@x.example"}}))
+    event.write_text(json.dumps({"schema": "graphhook.email/1", "subject": "Lunch?",
+                                 "from": {"name": "C", "address": "c@x.example"}}))
     assert main(["rules", "test", str(event)]) == 0  # 'other' matches every message
     assert "1 of 2 rule(s) match" in capsys.readouterr().out
     config.write_text("rules:\n  - {name: phish, when: {subject: storage}}\n")
