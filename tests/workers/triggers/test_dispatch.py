@@ -72,7 +72,7 @@ def test_seeded_phish_is_quarantined_forwarded_and_sent_to_soar(emulator, live_s
 
     [request] = sink.requests
     webhooks.verify(request.body, request.headers["X-Graphhook-Signature"], secret=SECRET)
-    body = json.loads(request.body)
+    body = json.loads(request.body)["icon_email"]  # the plugin's trigger output: one field, icon_email
     assert body["account"] == "alice@contoso.com" and body["id"] == next(iter(by_folder["Quarantine"].values()))["id"]
     assert body["id"] != phish["id"]  # the id after the move, so the SOAR can act on the message where it is
     assert body["sender"] == PHISHING["from"]["address"] and body["has_attachments"] is True
