@@ -94,3 +94,13 @@ def test_on_a_terminal_search_prints_a_table_and_json_on_request(cli_env, emulat
     assert "Invoice overdue" in shown and "1 message(s) in 1 mailbox(es)" in shown
     rows = json.loads(on_terminal("mail", "search", "--mailbox", ALICE, "--from", "evil.example", "--json"))
     assert [r["subject"] for r in rows] == ["Invoice overdue"]
+
+
+def test_check_and_subscriptions_speak_json_too(cli):
+    code, out, _ = cli("check", "--config-only", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True and report["results"][0]["status"]
+    code, out, _ = cli("subscriptions", "list", "--table")
+    assert code == 0 and "no subscriptions" in out
+    code, out, _ = cli("subscriptions", "list", "--json")
+    assert code == 0 and json.loads(out) == []

@@ -153,3 +153,14 @@ def test_send_with_cc_and_bcc_and_reply(cli, emulator):
     [reply] = emulator.mail.user(ALICE).folder("sentitems").messages.values()
     assert reply["subject"] == "RE: Storage full" and "Reported to security." in reply["body"]["content"]
     assert [r["emailAddress"]["address"] for r in reply["toRecipients"]] == ["it@fabrikam.com"]
+
+
+def test_search_across_mailboxes_rides_out_throttling_and_pages(cli, emulator):
+    for i in range(120):
+        emulator.mail.add_message(BOB, {"subject": f"Invoice {i}", "from": "billing@fabrikam.com"})
+    emulator.mail.add_message(SECOPS, {"subject": "Invoice x", "from": "billing@fabrikam.com"})
+    emulator.faults.add(FaultRule(category="graph", status=429, count=4, retry_after=0, path="/messages"))
+    code, out, err = cli("mail", "search", "--all-mailboxes", "--from", "billing@fabrikam.com", "--json")
+    assert code == 0, err
+    assert sorted(r["subject"] for r in json.loads(out)) == sorted([f"Invoice {i}" for i in range(120)] + ["Invoice x"])
+    assert len(emulator.requests(status=429)) == 4  # each answered "later" and retried, nothing lost
