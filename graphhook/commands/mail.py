@@ -164,6 +164,10 @@ def _search(graph: Any, args: argparse.Namespace, query: Any) -> int:
                 progress["done"] += 1
                 progress["found"] += len(found.get(box, []))
                 bar(dict(progress))
+        except KeyboardInterrupt:
+            for future in futures:  # Ctrl-C: the searches in flight finish, the rest are not started
+                future.cancel()
+            raise
         finally:
             bar.close()
     rows = [row for box in boxes for row in found.get(box, [])][:args.max]
