@@ -133,7 +133,6 @@ def test_bad_values_are_quoted():
 
 
 def test_a_sender_domain_and_a_recipient_are_searched_then_checked_exactly():
-
     def message(sender: str, *to: str) -> dict:
         return {"from": {"emailAddress": {"address": sender}},
                 "toRecipients": [{"emailAddress": {"address": a}} for a in to]}
