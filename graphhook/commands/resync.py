@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     settings.require("REDIS_URL")
     ctx = runtime.build(settings)
+    args.mailbox, args.folder = args.mailbox.strip(), args.folder.strip()
     user_id = operations.user_id_of(ctx.graph, args.mailbox)
     sub_id = next((r.id for r in registry.all_records(ctx.redis)
                    if r.key == (args.mailbox.lower(), args.folder.lower())), "")
