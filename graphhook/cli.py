@@ -31,9 +31,22 @@ def configure_logging(process: str) -> None:
     logs.configure(settings, process=process, env=os.environ)
 
 
+def version() -> str:
+    """The installed distribution's version (``setup.cfg``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("graphhook")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="graphhook", description="Receive Microsoft Graph mail notifications, fetch the mail, act on it.")
+        prog="graphhook", description="Receive Microsoft Graph mail notifications, fetch the mail, act on it.",
+        epilog="Commands that report print a table on a terminal and JSON with --json (same fields).")
+    parser.add_argument("--version", action="version", version=f"graphhook {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"graphhook.commands.{name}").register(sub)

@@ -37,3 +37,32 @@ def print_json(value: Any, *, stream: TextIO | None = None) -> None:
     out = stream or sys.stdout
     json.dump(value, out, indent=2)
     out.write("\n")
+
+
+# --- the one output convention -------------------------------------------------------------------
+# On a terminal every command prints tables; ``--json`` prints the same fields as JSON on stdout.
+# When stdout is not a terminal, commands that always printed JSON (``piped_json``) keep doing so,
+# so scripts written before the convention keep working; ``--table`` forces the table anywhere.
+
+def add_format_flags(parser: Any, *, piped_json: bool = False) -> None:
+    """Add ``--json`` and ``--table`` (exclusive); ``piped_json``: JSON by default when stdout is not a terminal."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="machine-readable JSON on stdout (same fields)")
+    group.add_argument("--table", action="store_true", help="a readable table" + (
+        " (the default on a terminal; JSON otherwise)" if piped_json else " (the default)"))
+    parser.set_defaults(piped_json=piped_json)
+
+
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether ``stream`` (stdout by default) is a terminal."""
+    isatty = getattr(stream or sys.stdout, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def wants_json(args: Any) -> bool:
+    """JSON or a table for this run: ``--json`` / ``--table`` if given, else the command's default for stdout."""
+    if getattr(args, "json", False):
+        return True
+    if getattr(args, "table", False):
+        return False
+    return bool(getattr(args, "piped_json", False)) and not is_terminal()

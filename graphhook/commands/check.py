@@ -16,6 +16,7 @@ import requests
 
 from graphhook.core.errors import ConfigError
 from graphhook.core.settings import Settings
+from graphhook.output import add_format_flags, print_json, wants_json
 
 if TYPE_CHECKING:
     from workers.check.checklist import Report
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="validate the configuration file (GRAPHHOOK_CONFIG) only; for the release phase")
     p.add_argument("--skip", action="append", default=[], choices=SECTIONS,
                    help="leave out one section (repeatable), e.g. --skip public-url before the first deploy")
+    add_format_flags(p)
     p.set_defaults(func=run)
 
 
@@ -93,5 +95,9 @@ def _validate(path: str, env: Mapping[str, str]) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Print the checklist; exit 1 when any check failed."""
     report = run_checks(os.environ, config_only=args.config_only, skip=args.skip)
-    print(report.render(), flush=True)
+    if wants_json(args):
+        print_json({"ok": not report.failed, "results": [
+            {"name": r.name, "status": r.status, "detail": r.detail, "fix": r.fix} for r in report.results]})
+    else:
+        print(report.render(), flush=True)
     return 1 if report.failed else 0

@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"the process list. Prefer the environment variable {PASSWORD_ENV}, or the prompt shown "
                         f"on a terminal when the key needs a password")
     p.add_argument("file", help="JSON: encryptedContent, a notification, or a collection ('-' reads stdin)")
+    p.add_argument("--json", action="store_true", help="JSON on stdout (always: the resource is JSON)")
     p.set_defaults(func=run)
 
 

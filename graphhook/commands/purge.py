@@ -1,89 +1,104 @@
 """``graphhook purge``: find a message's copies across mailboxes and remove them (soft or hard), resumably.
 
-The JSON report goes to stdout; the purge id, the progress bar and the
-summary table go to stderr. Exit status: 0 when every mailbox was settled,
-1 on partial failure, 130 when interrupted (resume with ``--resume ID``),
-2 for a refused purge (bad options, more than 50,000 mailboxes).
+Output follows the command line's convention: a table on a terminal (the mailboxes, and for a dry
+run every message that would go), ``--json`` for the JSON report on stdout. When stdout is not a
+terminal and neither flag is given, the JSON report goes to stdout and the summary table to stderr,
+as before. The purge id and the progress bar (on a terminal) always go to stderr.
+
+A purge that removes mail asks for confirmation on a terminal; without one it needs ``--yes``.
+Exit status: 0 when every mailbox was settled, 1 on partial failure, 130 when interrupted (resume
+with ``--resume ID``), 2 for a refused purge (bad options, no confirmation, more than 50,000 mailboxes).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from graphhook.core.errors import ConfigError
-from graphhook.output import table
+from graphhook.output import add_format_flags, print_json, table, wants_json
 
-from .criteria import add_criteria, given, query_from
+from .criteria import add_criteria, add_mailbox_sources, given, listed_mailboxes, query_from, source_count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``graphhook purge``."""
     p = sub.add_parser("purge", help="search-and-purge a message across mailboxes",
-                       description="Find every copy of a message (by internetMessageId, sender, subject, received "
-                                   "window) across mailboxes and remove it: at most 10 per mailbox at a time, at most "
-                                   "50,000 mailboxes per purge. State is kept in Redis; an interrupted purge is "
-                                   "continued with --resume ID.")
+                       description="Find every copy of a message (by internetMessageId, sender or sender domain, "
+                                   "recipient, subject, received window) across mailboxes and remove it: at most 10 "
+                                   "per mailbox at a time, at most 50,000 mailboxes per purge. State is kept in "
+                                   "Redis; an interrupted purge is continued with --resume ID.")
     what = p.add_argument_group("what to remove (every given criterion must match)")
     add_criteria(what, body_help="words in the body (Graph $search: at most 1,000 matches per mailbox and round)")
-    where = p.add_argument_group("where")
-    where.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS",
-                       help="a mailbox (repeat, or comma-separate)")
-    where.add_argument("--mailboxes-file", dest="mailboxes_file", metavar="FILE",
-                       help="a file with one mailbox per line ('#' starts a comment; '-' reads stdin)")
-    where.add_argument("--all-mailboxes", dest="all_mailboxes", action="store_true",
-                       help="every mailbox in the tenant (GET /users; needs User.Read.All)")
+    add_mailbox_sources(p.add_argument_group("where (exactly one)"))
     how = p.add_argument_group("how")
     how.add_argument("--hard", action="store_true",
                      help="hard delete (to Recoverable Items, out of the user's sight) "
                           "instead of moving to Deleted Items")
-    how.add_argument("--dry-run", dest="dry_run", action="store_true", help="remove nothing; report what would go")
+    how.add_argument("--dry-run", dest="dry_run", action="store_true",
+                     help="remove nothing; list every message that would go")
+    how.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts; check with --dry-run)")
     how.add_argument("--resume", metavar="ID", help="continue an interrupted purge (criteria and mailboxes are saved)")
     how.add_argument("--concurrency", type=int, default=None, metavar="N",
                      help="mailboxes worked at once (default 8; Graph's 4 requests per mailbox are always kept)")
-    how.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    how.add_argument("--quiet", action="store_true", help="no progress bar and no summary table on stderr")
+    add_format_flags(p, piped_json=True)
     p.set_defaults(func=run)
 
 
-def _mailboxes(args: argparse.Namespace) -> list[str]:
-    boxes = [part for value in args.mailbox for part in value.split(",")]
-    if args.mailboxes_file:
-        try:
-            text = sys.stdin.read() if args.mailboxes_file == "-" else Path(args.mailboxes_file).read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read mailboxes file {args.mailboxes_file!r}: {exc.strerror}") from exc
-        boxes += text.splitlines()
-    return boxes
+def _can_ask() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _confirm(spec: Any, mailboxes: int) -> None:
+    """Ask on the terminal; ConfigError unless the answer is yes."""
+    how = "hard-delete (to Recoverable Items)" if spec.mode == "hard" else "move to Deleted Items"
+    criteria = ", ".join(f"{k}={v!r}" for k, v in spec.query.to_dict().items() if v)
+    sys.stderr.write(f"This will {how} every message matching {criteria} in {mailboxes:,} mailbox(es).\n"
+                     "Check first with --dry-run. Continue? Type 'yes': ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise ConfigError("purge not started: not confirmed")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start (or resume) a purge; print the JSON report; 0 all settled, 1 partial failure, 130 interrupted."""
+    """Start (or resume) a purge; print the report; 0 all settled, 1 partial failure, 130 interrupted."""
     from graphhook.core.settings import Settings
     from workers import runtime
     from workers.response.progress import ProgressBar
-    from workers.response.purge import DEFAULT_CONCURRENCY, MAX_MAILBOXES, Purge, PurgeSpec, check_mailbox_count
+    from workers.response.purge import (
+        DEFAULT_CONCURRENCY,
+        MAX_MAILBOXES,
+        Purge,
+        PurgeSpec,
+        check_mailbox_count,
+        normalise_mailboxes,
+    )
     from workers.response.search import iter_mailboxes
 
-    sources = sum(bool(s) for s in (args.mailbox, args.mailboxes_file, args.all_mailboxes))
+    sources = source_count(args)
     concurrency = args.concurrency if args.concurrency is not None else DEFAULT_CONCURRENCY
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency!r}")
+    ask = False
     if args.resume:
         if given(args) or sources or args.hard or args.dry_run:
             raise ConfigError("--resume continues a saved purge: give no criteria, mailboxes, --hard or --dry-run")
     else:
         if sources != 1:
-            raise ConfigError("say where to purge with exactly one of --mailbox, --mailboxes-file or --all-mailboxes")
+            raise ConfigError("say where to purge with exactly one of --mailbox ADDRESS, --mailboxes-file FILE "
+                              "or --all-mailboxes")
         spec = PurgeSpec(query_from(args), mode="hard" if args.hard else "soft", dry_run=args.dry_run)
-        boxes = _mailboxes(args)
+        boxes = listed_mailboxes(args)
         if boxes:  # refused here, before Redis or Graph is touched
-            from workers.response.purge import normalise_mailboxes
-
             check_mailbox_count(len(normalise_mailboxes(boxes)))
+        if not args.dry_run and not args.yes:
+            if not _can_ask():
+                raise ConfigError("refusing to purge without confirmation and there is no terminal to ask on: "
+                                  "add --yes (after checking what would go with --dry-run)")
+            ask = True
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
@@ -94,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.all_mailboxes:
             boxes = list(iter_mailboxes(ctx.graph, limit=MAX_MAILBOXES + 1))
+            check_mailbox_count(len(boxes))
+        if ask:
+            _confirm(spec, len(normalise_mailboxes(boxes)))
         purge = Purge.create(ctx.graph, ctx.redis, spec, boxes)
     what = "dry run" if purge.spec.dry_run else f"{purge.spec.mode} delete"
     print(f"purge {purge.id}: {what} across {len(purge.mailboxes):,} mailboxes "
@@ -106,9 +124,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
-    print(json.dumps(result.to_dict(), indent=2))
-    if not args.quiet:
-        _table(result.to_dict(), sys.stderr)
+    report = result.to_dict()
+    if wants_json(args):
+        print_json(report)
+        if not args.json and not args.quiet:  # piped without a flag: the summary on stderr, as before
+            _table(report, sys.stderr)
+    else:
+        _table(report, sys.stdout)
     if result.interrupted:
         print(f"purge {purge.id} interrupted; continue it with: graphhook purge --resume {purge.id}", file=sys.stderr)
         return 130
@@ -120,7 +142,10 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _table(report: dict[str, Any], stream: Any) -> None:
-    """Mailboxes where something was found or failed, then the totals."""
+    """A dry run's messages; mailboxes where something was found or failed; then the totals."""
+    if report.get("messages"):
+        table(report["messages"], ["mailbox", "receivedDateTime", "subject", "id"], stream=stream)
+        print(f"{len(report['messages']):,} message(s) would be removed.\n", file=stream)
     columns = ["mailbox", "status", "found", "removed", "failed", "rounds", "why"]
     rows = [{**r, "why": "; ".join(r["why"])} for r in report["mailboxes"]
             if r["found"] or r["failed"] or r["why"] or r["status"] == "pending"]

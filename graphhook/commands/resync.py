@@ -8,6 +8,7 @@ import json
 import re
 
 from graphhook.core.errors import ConfigError
+from graphhook.output import add_format_flags, pairs, wants_json
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folder", default="inbox", help="folder (default inbox)")
     p.add_argument("--since", type=parse_duration, default=None,
                    help="backfill window for a new baseline, e.g. 24h (default: changes since the last sync)")
+    add_format_flags(p, piped_json=True)
     p.set_defaults(func=run)
 
 
@@ -38,9 +40,13 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     settings.require("REDIS_URL")
     ctx = runtime.build(settings)
+    args.mailbox, args.folder = args.mailbox.strip(), args.folder.strip()
     user_id = operations.user_id_of(ctx.graph, args.mailbox)
     sub_id = next((r.id for r in registry.all_records(ctx.redis)
                    if r.key == (args.mailbox.lower(), args.folder.lower())), "")
     result = resync_folder(ctx, args.mailbox, args.folder, user_id, subscription_id=sub_id, since=args.since)
-    print(json.dumps(result.__dict__))
+    if wants_json(args):
+        print(json.dumps(result.__dict__))  # one line, as before
+    else:
+        pairs({"mailbox": args.mailbox, "folder": args.folder, **result.__dict__})
     return 0

@@ -5,30 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-import pytest
-
-from graphhook.cli import main
-from workers.response import mailops
-
-ALICE, BOB, SECOPS = "alice@contoso.com", "bob@contoso.com", "secops@contoso.com"
-
-
-@pytest.fixture
-def cli(emulator, redis_server, redis_client, monkeypatch, capsys):
-    """Run ``graphhook`` in this process with the emulator's environment; returns (exit code, stdout, stderr)."""
-    for name, value in {**emulator.environment(), "REDIS_URL": redis_server.url}.items():
-        monkeypatch.setenv(name, value)
-    for address in (ALICE, BOB, SECOPS):
-        emulator.add_user(address)
-    mailops.forget_folders()
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
-    mailops.forget_folders()
+from tests.graphhook.conftest import ALICE, BOB, SECOPS
 
 
 def phish(emulator, subject: str = "Invoice overdue", **extra) -> dict:
@@ -57,7 +34,7 @@ def test_search_follows_every_page_json_and_table(cli, emulator):
     code, out, _ = cli("mail", "search", "--mailbox", f"{ALICE},{BOB}", "--from", "ceo@evil.example", "--table")
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["MAILBOX", "RECEIVEDDATETIME", "FROM", "SUBJECT", "ID"]
-    assert lines[-1] == "120 message(s)" and len(lines) == 122
+    assert lines[-1] == "120 message(s) in 2 mailbox(es)" and len(lines) == 122
     assert any(rows[0]["id"] in line for line in lines)  # ids are printed whole, ready for the next command
 
 

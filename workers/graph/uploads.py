@@ -74,12 +74,14 @@ class LocalFile:
 
 def send_files(client: GraphClient, sender: str, to: Sequence[str], subject: str, body: str, *,
                files: Sequence[LocalFile] = (), content_type: str = "Text", cc: Sequence[str] = (),
-               progress: Progress | None = None) -> str:
+               bcc: Sequence[str] = (), progress: Progress | None = None) -> str:
     """Send a new message from ``sender`` with ``files`` attached; "sendMail" or "draft" (how it went)."""
     message: dict[str, Any] = {"subject": subject, "body": {"contentType": content_type, "content": body},
                                "toRecipients": recipients(to)}
     if cc:
         message["ccRecipients"] = recipients(cc)
+    if bcc:
+        message["bccRecipients"] = recipients(bcc)
     encoded = sum(4 * ((f.size + 2) // 3) for f in files)
     if encoded + len(subject) + len(body) + 64 * 1024 < SENDMAIL_MAX_BYTES:
         if files:

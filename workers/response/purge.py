@@ -255,10 +255,12 @@ class Purge:
         msgs = key(self.id, "msgs", mailbox)
         query = self.spec.query
         if self.spec.dry_run:
-            found = [m.get("parentFolderId") for m in iter_messages(self.graph, mailbox, query, select=("id",))]
+            found = list(iter_messages(self.graph, mailbox, query, select=("id",)))
             if found and self.spec.mode == "soft":  # a soft purge leaves the copies already in Deleted Items
                 deleted_items = folder_id(self.graph, mailbox, "deleteditems")
-                found = [f for f in found if f != deleted_items]
+                found = [m for m in found if m.get("parentFolderId") != deleted_items]
+            report.messages = [{"id": m["id"], "subject": m.get("subject"), "receivedDateTime":
+                                m.get("receivedDateTime")} for m in found]
             report.found = len(found)
             report.rounds = math.ceil(report.found / ROUND_SIZE)
             self._count(found=report.found)

@@ -55,6 +55,7 @@ class MailboxReport:
     failed: int = 0
     rounds: int = 0
     why: list[str] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # dry run: what would go (id, subject, received)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -89,8 +90,12 @@ class PurgeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report."""
-        return {"purge_id": self.purge_id, **self.spec.to_dict(), "interrupted": self.interrupted,
-                "totals": self.totals, "mailboxes": [r.to_dict() for r in self.mailboxes]}
+        out = {"purge_id": self.purge_id, **self.spec.to_dict(), "interrupted": self.interrupted,
+               "totals": self.totals,
+               "mailboxes": [{k: v for k, v in r.to_dict().items() if k != "messages"} for r in self.mailboxes]}
+        if self.spec.dry_run:
+            out["messages"] = [{"mailbox": r.mailbox, **m} for r in self.mailboxes for m in r.messages]
+        return out
 
 
 def normalise_mailboxes(items: Iterable[str]) -> list[str]:

@@ -10,9 +10,11 @@ can be read and tested on its own.
   takes ``internetMessageId eq``, ``from/emailAddress/address eq``,
   ``subject eq``, ``contains(subject,…)``, ``receivedDateTime ge|lt``, joined
   with ``and``; string literals double their single quotes (OData ABNF).
-- Message bodies can only be searched with ``$search`` (KQL, the whole value
-  in double quotes: ``"body:invoice AND from:ceo@evil.example"``), which Graph
-  refuses to combine with ``$filter`` and caps at 1,000 results
+- Message bodies, a sender's domain and recipients can only be searched with
+  ``$search`` (KQL ``body:``, ``from:``, ``recipients:``; the whole value in
+  double quotes: ``"body:invoice AND from:fabrikam.com"``): Graph refuses
+  ``endswith`` on addresses (ErrorInvalidUrlQueryFilter), refuses to combine
+  ``$search`` with ``$filter``, and caps ``$search`` at 1,000 results
   (https://learn.microsoft.com/graph/search-query-parameter). KQL matches
   words, so every criterion — the body phrase too, on the text body — is
   checked again here on each result before it is returned.
@@ -43,6 +45,9 @@ SUMMARY_FIELDS = ("id", "internetMessageId", "subject", "from", "receivedDateTim
                   "isRead", "hasAttachments")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DOMAIN = re.compile(r"(?:[a-z0-9-]+\.)+[a-z0-9-]{2,63}", re.IGNORECASE)
+_ADDRESS = re.compile(r"[^@\s]+@(?:[a-z0-9-]+\.)*[a-z0-9-]+", re.IGNORECASE)
+RECIPIENT_FIELDS = ("toRecipients", "ccRecipients", "bccRecipients")
 
 
 def parse_when(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
@@ -92,21 +97,32 @@ class MessageQuery:
     """What to look for. Every given criterion must match; an empty query matches every message."""
 
     internet_message_id: str | None = None
-    sender: str | None = None  # the From address
+    sender: str | None = None  # the From address, or a domain (``fabrikam.com``; ``*@fabrikam.com`` accepted)
     subject: str | None = None  # the whole subject (case-insensitive, as Exchange compares)
     subject_contains: str | None = None
     body: str | None = None  # words or a phrase in the body ($search)
     since: dt.datetime | None = None  # received at or after
     until: dt.datetime | None = None  # received before
     exclude_folder_ids: tuple[str, ...] = field(default=())
+    recipient: str | None = None  # an address in To, Cc or Bcc
 
     def __post_init__(self) -> None:
-        for name in ("internet_message_id", "sender", "subject", "subject_contains", "body"):
+        for name in ("internet_message_id", "sender", "subject", "subject_contains", "body", "recipient"):
             value = getattr(self, name)
             if value is not None and not str(value).strip():
                 raise ConfigError(f"{name.replace('_', ' ')} must not be empty, got {value!r}")
-        if self.sender is not None and "@" not in self.sender:
-            raise ConfigError(f"sender must be an email address, got {self.sender!r}")
+        if self.sender is not None:
+            sender = self.sender.strip()
+            if sender.startswith(("*@", "@")):
+                sender = sender.split("@", 1)[1]
+            if not (_ADDRESS.fullmatch(sender) or _DOMAIN.fullmatch(sender)):
+                raise ConfigError(f"--from takes a full address (ceo@fabrikam.com) or a domain (fabrikam.com), "
+                                  f"got {self.sender!r}")
+            object.__setattr__(self, "sender", sender.lower())
+        if self.recipient is not None:
+            if not _ADDRESS.fullmatch(self.recipient.strip()):
+                raise ConfigError(f"--to takes a full address such as bob@contoso.com, got {self.recipient!r}")
+            object.__setattr__(self, "recipient", self.recipient.strip().lower())
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
@@ -117,7 +133,18 @@ class MessageQuery:
     @property
     def selective(self) -> bool:
         """True when the query names a message, a sender, a subject or body text (not just a time window)."""
-        return any((self.internet_message_id, self.sender, self.subject, self.subject_contains, self.body))
+        return any((self.internet_message_id, self.sender, self.subject, self.subject_contains, self.body,
+                    self.recipient))
+
+    @property
+    def sender_domain(self) -> str | None:
+        """The domain when ``sender`` names a domain rather than one address."""
+        return self.sender if self.sender and "@" not in self.sender else None
+
+    @property
+    def uses_search(self) -> bool:
+        """True when Graph can only answer this with ``$search`` (body text, a sender domain, a recipient)."""
+        return bool(self.body is not None or self.sender_domain or self.recipient)
 
     def excluding(self, *folder_ids: str) -> "MessageQuery":
         """The same query, leaving out messages in these folders."""
@@ -130,6 +157,8 @@ class MessageQuery:
                                "subject": self.subject, "subject_contains": self.subject_contains, "body": self.body,
                                "since": _iso(self.since) if self.since else None,
                                "until": _iso(self.until) if self.until else None}
+        if self.recipient:
+            out["recipient"] = self.recipient
         if self.exclude_folder_ids:
             out["exclude_folder_ids"] = list(self.exclude_folder_ids)
         return out
@@ -141,13 +170,15 @@ class MessageQuery:
                    subject=data.get("subject"), subject_contains=data.get("subject_contains"), body=data.get("body"),
                    since=parse_when(data["since"]) if data.get("since") else None,
                    until=parse_when(data["until"]) if data.get("until") else None,
-                   exclude_folder_ids=tuple(data.get("exclude_folder_ids") or ()))
+                   exclude_folder_ids=tuple(data.get("exclude_folder_ids") or ()),
+                   recipient=data.get("recipient"))
 
     # --- Graph query options (pure) ----------------------------------------------------------
     def params(self) -> dict[str, str]:
         """``$filter`` or ``$search`` for this query (``$search`` when a body term is given)."""
-        if self.body is not None:
-            terms = _kql("body", self.body) + _kql("from", self.sender or "")
+        if self.uses_search:
+            terms = _kql("body", self.body or "") + _kql("from", self.sender or "")
+            terms += _kql("recipients", self.recipient or "")
             for text in (self.subject, self.subject_contains):
                 terms += _kql("subject", text or "")
             return {"$search": '"' + " AND ".join(terms) + '"'}
@@ -174,8 +205,14 @@ class MessageQuery:
 
         if self.internet_message_id and message.get("internetMessageId") != self.internet_message_id:
             return False
-        sender = ((message.get("from") or {}).get("emailAddress") or {}).get("address")
-        if self.sender and low(sender) != low(self.sender):
+        sender = low(((message.get("from") or {}).get("emailAddress") or {}).get("address"))
+        domain = self.sender_domain
+        if domain and not (sender.endswith("@" + domain) or sender.endswith("." + domain)):
+            return False
+        if self.sender and not domain and sender != self.sender:
+            return False
+        if self.recipient and self.recipient not in {
+                low((r.get("emailAddress") or {}).get("address")) for f in RECIPIENT_FIELDS for r in message.get(f) or []}:
             return False
         if self.subject and low(message.get("subject")) != low(self.subject):
             return False
@@ -205,6 +242,8 @@ def iter_messages(client: GraphClient, mailbox: str, query: MessageQuery, *, fol
     if folder:
         base = f"{base}/mailFolders/{quote(resolve_folder(client, mailbox, folder), safe='')}"
     wanted = set(select) | {"id", "internetMessageId", "subject", "from", "receivedDateTime", "parentFolderId"}
+    if query.recipient:
+        wanted.update(RECIPIENT_FIELDS)
     headers = None
     if query.body:  # the phrase is checked on the text body (KQL matched words, maybe not in that order)
         wanted.add("body")

@@ -68,7 +68,8 @@ def snapshot(emulator) -> dict[str, dict[str, int]]:
 
 def test_50001_mailboxes_refused_with_a_clear_message(cli, emulator, redis_client, tmp_path):
     boxes = [f"m{i:05d}@contoso.com" for i in range(50_001)]
-    code, out, err = cli("purge", "--message-id", CAMPAIGN_ID, "--mailboxes-file", mailbox_file(tmp_path, boxes))
+    code, out, err = cli("purge", "--message-id", CAMPAIGN_ID, "--mailboxes-file", mailbox_file(tmp_path, boxes),
+                         "--yes")
     assert code == 2 and out == ""
     assert "refusing to purge more than 50,000 mailboxes" in err and "split the mailboxes" in err
     assert emulator.requests(path="/v1.0/") == [] and redis_client.keys("graphhook:purge*") == []
@@ -79,7 +80,7 @@ def test_tenant_of_50001_mailboxes_refused_before_any_search(cli, emulator, redi
     for i in range(50_001):
         user = User(id=f"00000000-0000-4000-8000-{i:012d}", mail=f"m{i:05d}@contoso.com", display_name=f"M {i}")
         emulator.mail.users[user.id] = user
-    code, out, err = cli("purge", "--message-id", CAMPAIGN_ID, "--all-mailboxes")
+    code, out, err = cli("purge", "--message-id", CAMPAIGN_ID, "--all-mailboxes", "--yes")
     assert code == 2 and out == "" and "refusing to purge more than 50,000 mailboxes" in err
     graph = emulator.requests(path="/v1.0/")
     assert {r["path"] for r in graph} == {"/v1.0/users"} and len(graph) == 51  # listed every page, nothing else
@@ -102,7 +103,7 @@ def test_dry_run_reports_and_changes_nothing(cli, emulator, tmp_path):
 
 def test_partial_failure_exits_1_with_the_reason(cli, emulator):
     boxes = seed(emulator, 2)
-    code, out, err = cli("purge", "--subject", "payroll UPDATE required", "--hard", "--quiet",
+    code, out, err = cli("purge", "--subject", "payroll UPDATE required", "--hard", "--quiet", "--yes",
                          "--mailbox", ",".join(boxes), "--mailbox", "gone@contoso.com")
     report = json.loads(out)
     assert code == 1 and report["mode"] == "hard" and report["totals"]["removed"] == 2
@@ -113,7 +114,7 @@ def test_partial_failure_exits_1_with_the_reason(cli, emulator):
 
 def test_every_mailbox_in_the_tenant(cli, emulator):
     seed(emulator, 15)
-    code, out, _ = cli("purge", "--message-id", CAMPAIGN_ID, "--all-mailboxes", "--quiet")
+    code, out, _ = cli("purge", "--message-id", CAMPAIGN_ID, "--all-mailboxes", "--quiet", "--yes")
     report = json.loads(out)
     assert code == 0 and report["totals"]["mailboxes"] == 15 and report["totals"]["removed"] == 15
 
@@ -130,7 +131,7 @@ def test_killed_purge_resumes_and_completes_without_double_deletes(cli, env, emu
     slow = emulator.faults.add(FaultRule(category="graph", status=None, delay=0.2, rate=1.0, path=r"/move$"))
     log = open(tmp_path / "purge.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "graphhook", "purge", "--message-id", CAMPAIGN_ID, "--concurrency", "2",
+        [sys.executable, "-m", "graphhook", "purge", "--message-id", CAMPAIGN_ID, "--concurrency", "2", "--yes",
          "--mailboxes-file", mailbox_file(tmp_path, boxes)],
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=log)
     try:
@@ -163,7 +164,7 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report_and_a_resume_hint(cli, env, 
                                          path=r"/messages/[^/]+$"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "graphhook", "purge", "--message-id", CAMPAIGN_ID, "--concurrency", "2", "--hard",
-         "--mailbox", ",".join(boxes)],
+         "--yes", "--mailbox", ",".join(boxes)],
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: len(emulator.requests("DELETE", "/messages/")) >= 4, timeout=60)
@@ -201,3 +202,54 @@ def test_progress_bar_draws_on_a_terminal_only():
     quiet = Terminal()
     ProgressBar(quiet, enabled=False)({"done": 1, "total": 1})
     assert quiet.getvalue() == ""
+
+
+def test_dry_run_json_lists_every_message_that_would_go(cli, emulator):
+    boxes = seed(emulator, 3, copies=2)
+    code, out, err = cli("purge", "--from", "evil.example", "--mailbox", ", ".join(boxes), "--dry-run", "--json")
+    report = json.loads(out)
+    assert code == 0 and "TOTAL" not in err  # --json: the report alone
+    listed = sorted((m["mailbox"], m["subject"]) for m in report["messages"])
+    assert listed == sorted((box, CAMPAIGN["subject"]) for box in boxes for _ in range(2))
+    stored = {m["id"] for box in boxes for m in emulator.mail.user(box).folder("inbox").messages.values()
+              if m["subject"] == CAMPAIGN["subject"]}
+    assert {m["id"] for m in report["messages"]} == stored and all(m["receivedDateTime"] for m in report["messages"])
+    code, out, _ = cli("purge", "--from", "evil.example", "--mailbox", boxes[0], "--dry-run", "--table")
+    assert code == 0 and "2 message(s) would be removed." in out and "TOTAL (1 mailboxes)" in out
+
+
+def test_a_real_purge_without_a_terminal_needs_yes(cli, emulator):
+    boxes = seed(emulator, 2)
+    before = snapshot(emulator)
+    code, out, err = cli("purge", "--message-id", CAMPAIGN_ID, "--mailbox", ",".join(boxes))
+    assert code == 2 and out == "" and "add --yes" in err
+    assert snapshot(emulator) == before and emulator.requests(path="/v1.0/") == []
+
+
+@pytest.mark.parametrize("answer,removed", [("no", False), ("yes", True)])
+def test_a_real_purge_asks_on_a_terminal(env, emulator, answer, removed):
+    import pty
+
+    boxes = seed(emulator, 2)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "graphhook", "purge", "--message-id", CAMPAIGN_ID, "--quiet",
+                             "--mailbox", ",".join(boxes), "--json"],
+                            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdin=follower, stderr=follower,
+                            stdout=subprocess.PIPE, text=True)
+    os.close(follower)
+    seen = b""
+    try:
+        while b"Type 'yes'" not in seen:
+            seen += os.read(leader, 4096)
+        assert b"move to Deleted Items" in seen and b"in 2 mailbox(es)" in seen
+        os.write(leader, f"{answer}\n".encode())
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    inbox = [len(emulator.mail.user(b).folder("inbox").messages) for b in boxes]
+    if removed:
+        assert proc.returncode == 0 and json.loads(out)["totals"]["removed"] == 2 and inbox == [1, 1]
+    else:
+        assert proc.returncode == 2 and out == "" and inbox == [2, 2]

@@ -130,3 +130,24 @@ def test_bad_values_are_quoted():
         MessageQuery(sender="ceo")
     with pytest.raises(ConfigError, match="must be before"):
         MessageQuery(sender="a@b.c", since=NOW, until=NOW)
+
+
+def test_a_sender_domain_and_a_recipient_are_searched_then_checked_exactly():
+    def message(sender: str, *to: str) -> dict:
+        return {"from": {"emailAddress": {"address": sender}},
+                "toRecipients": [{"emailAddress": {"address": a}} for a in to]}
+
+    query = MessageQuery(sender="*@Fabrikam.com")
+    assert query.sender == "fabrikam.com" and query.sender_domain == "fabrikam.com"
+    assert query.params() == {"$search": '"from:fabrikam.com"'}  # Graph refuses endswith() on addresses
+    assert query.matches(message("billing@fabrikam.com")) and query.matches(message("x@mail.fabrikam.com"))
+    assert not query.matches(message("ceo@notfabrikam.com")) and not query.matches(message("fabrikam.com@evil.example"))
+    assert MessageQuery(sender="ceo@fabrikam.com").params() == {"$filter": "from/emailAddress/address eq 'ceo@fabrikam.com'"}
+    to_bob = MessageQuery(recipient="Bob@contoso.com", since=parse_when("2026-01-01"))
+    assert to_bob.params() == {"$search": '"recipients:bob@contoso.com"'}
+    assert to_bob.matches({**message("a@x.example", "bob@contoso.com"), "receivedDateTime": "2026-02-01T00:00:00Z"})
+    assert not to_bob.matches({**message("a@x.example", "bobby@contoso.com"), "receivedDateTime": "2026-02-01T00:00:00Z"})
+    assert MessageQuery.from_dict(to_bob.to_dict()) == to_bob
+    for bad in ("not a domain", "fabrikam", "@"):
+        with pytest.raises(ConfigError, match="--from takes a full address"):
+            MessageQuery(sender=bad)

@@ -285,7 +285,7 @@ def test_webhook_content_is_base64_within_the_size_cap(world, emulator):
     # The file inside the attached email (a user reporting phish "as attachment") comes with its content too.
     [nested] = by_name["original invoice"]["email"]["attachments"]
     assert nested["name"] == "invoice.pdf" and base64.b64decode(nested["contentBytes"]) == b"%PDF-1.4 fake"
-    out = insightconnect_event(email)
+    out = insightconnect_event(email)["icon_email"]
     flattened = {f["file_name"]: f["content"] for f in out["flattened_attached_files"]}
     assert flattened["small.txt"] == "dGlueQ==" and flattened["big.bin"] == ""
     assert base64.b64decode(flattened["invoice.pdf"]) == b"%PDF-1.4 fake"

@@ -72,7 +72,7 @@ def test_seeded_phish_is_quarantined_forwarded_and_sent_to_soar(emulator, live_s
 
     [request] = sink.requests
     webhooks.verify(request.body, request.headers["X-Graphhook-Signature"], secret=SECRET)
-    body = json.loads(request.body)
+    body = json.loads(request.body)["icon_email"]  # the plugin's trigger output: one field, icon_email
     assert body["account"] == "alice@contoso.com" and body["id"] == next(iter(by_folder["Quarantine"].values()))["id"]
     assert body["id"] != phish["id"]  # the id after the move, so the SOAR can act on the message where it is
     assert body["sender"] == PHISHING["from"]["address"] and body["has_attachments"] is True
@@ -125,12 +125,14 @@ def test_rules_test_command_shows_what_would_fire(tmp_path, monkeypatch, capsys)
     config.write_text("rules:\n  - {name: phish, when: {subject: storage}, actions: [{move: Quarantine}], stop: true}\n"
                       "  - {name: other, when: always}\n")
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"trigger": "record", "email": {"subject": PHISHING["subject"], "from": PHISHING["from"]}}))
+    event.write_text(json.dumps({"trigger": "record", "email": {"schema": "graphhook.email/1",
+                                                                 "subject": PHISHING["subject"], "from": PHISHING["from"]}}))
     monkeypatch.setenv("GRAPHHOOK_CONFIG", str(config))
     assert main(["rules", "test", str(event)]) == 0
     out = capsys.readouterr().out
     assert "1 of 2 rule(s) match" in out and "phish (stop)" in out and "- move to 'Quarantine'" in out
-    event.write_text(json.dumps({"subject": "Lunch?", "from": {"name": "C", "address": "c@x.example"}}))
+    event.write_text(json.dumps({"schema": "graphhook.email/1", "subject": "Lunch?",
+                                 "from": {"name": "C", "address": "c@x.example"}}))
     assert main(["rules", "test", str(event)]) == 0  # 'other' matches every message
     assert "1 of 2 rule(s) match" in capsys.readouterr().out
     config.write_text("rules:\n  - {name: phish, when: {subject: storage}}\n")

@@ -185,20 +185,20 @@ def test_unreachable_webhook_gives_up_after_backoff_without_leaking_secret(hook_
 
 
 def test_insightconnect_format_has_the_plugin_fields_and_types():
-    out = insightconnect_event(RECORD)
+    out = insightconnect_event(RECORD)["icon_email"]
     assert set(out) == {"account", "id", "is_read", "sender", "recipients", "subject", "body", "categories",
-                        "date_received", "headers", "has_attachments", "attached_files", "attached_emails",
+                        "headers", "has_attachments", "attached_files", "attached_emails",
                         "flattened_attached_emails", "flattened_attached_files"}
     assert out["account"] == "alice@contoso.com" and out["id"] == "AAMk-1" and out["is_read"] is False
     assert out["sender"] == "no-reply@evil.example.net"
     assert out["recipients"] == ["alice@contoso.com", "bob@contoso.com"]
-    assert out["categories"] == ["Phishing"] and out["date_received"] == "2026-11-27T10:00:00Z"
+    assert out["categories"] == ["Phishing"]
     assert out["headers"] == [{"name": "Received", "value": "from mx"}] and out["has_attachments"] is True
     assert out["attached_files"] == [{"file_name": "x.html", "content": "PGE+", "content_type": "text/html"}]
     assert [e["subject"] for e in out["attached_emails"]] == ["inner"]
     assert out["attached_emails"][0]["id"] == "" and out["attached_emails"][0]["account"] == "alice@contoso.com"
-    assert [e["subject"] for e in out["flattened_attached_emails"]] == ["inner", "deepest"]
-    assert [f["file_name"] for f in out["flattened_attached_files"]] == ["x.html", "in.pdf", "deep.txt"]
+    assert [e["subject"] for e in out["flattened_attached_emails"]] == ["deepest", "inner"]  # sorted, as the plugin
+    assert [f["file_name"] for f in out["flattened_attached_files"]] == ["deep.txt", "in.pdf", "x.html"]
     assert all(isinstance(f["content"], str) for f in out["flattened_attached_files"])
     json.dumps(out)  # plain JSON
 
@@ -208,7 +208,8 @@ def test_insightconnect_webhook_body_is_signed_plugin_shape(sink, hook_ctx, redi
     enqueue(ctx)
     drain(redis_client)
     body = json.loads(sink.requests[0].body)
-    assert body["id"] == "AAMk-moved" and body["subject"] == "Action required" and "schema" not in body
+    assert list(body) == ["icon_email"]
+    assert body["icon_email"]["id"] == "AAMk-moved" and body["icon_email"]["subject"] == "Action required"
 
 
 def test_a_delivery_queued_under_the_old_job_name_is_still_delivered(sink, hook_ctx, redis_client):
