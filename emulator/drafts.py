@@ -34,7 +34,6 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from . import odata
-
 from .actions import recipients_error, send
 from .graphapi import (
     attachment_view,
