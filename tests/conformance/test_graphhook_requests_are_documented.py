@@ -2,8 +2,8 @@
 and (issue 18) the id a responder receives still works after a rule moved the message.
 
 One demo-like run: the receiver, a real ``graphhook worker`` process, a quarantine rule with a signed
-webhook, then what an operator does next (responder actions, resync, search and purge, renew,
-reauthorize, delete). The worker's traffic is read from the emulator's request log (method, path,
+webhook, then what an operator does next (responder actions, mail with a large attachment, resync,
+search and purge, renew, reauthorize, delete). The worker's traffic is read from the emulator's request log (method, path,
 query, ``Prefer``); the in-process calls are also recorded on the wire (every header and JSON body).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import requests
 
@@ -21,7 +21,7 @@ from tests.conformance import documented
 from tests.conftest import wait_for
 from tests.workers.sink import Sink
 from workers import runtime
-from workers.graph import preferences
+from workers.graph import preferences, uploads
 from workers.response import mailops
 from workers.response.purge import Purge
 from workers.response.purge_model import PurgeSpec
@@ -107,7 +107,13 @@ def test_graphhook_speaks_only_documented_graph_and_ids_survive_the_quarantine(
 
         # What a responder does next, with that id: forward it, read it, delete it; then resync, search, purge.
         mailops.forward(ctx.graph, ALICE, alert["id"], [SECOPS], comment="look at this")
+        mailops.reply(ctx.graph, ALICE, alert["id"], "Reported to security, thank you.")
         mailops.mark_read(ctx.graph, ALICE, alert["id"])
+        evidence = tmp_path / "evidence.bin"
+        evidence.write_bytes(b"\x00" * (4 * 1024 * 1024))  # past sendMail's 4 MB: a draft and an upload session
+        assert uploads.send_files(ctx.graph, SECOPS, [ALICE], "Evidence", "Attached.",
+                                  files=[uploads.LocalFile.open(evidence)]) == "draft"
+        mailops.send_mail(ctx.graph, SECOPS, [ALICE], "All clear", "Nothing else found.")
         resync.resync_folder(ctx, ALICE, "inbox", sub.user_id)
         report = Purge.create(ctx.graph, redis_client, PurgeSpec(query=MessageQuery(subject="Lunch?"), mode="soft"),
                               [ALICE]).run()
@@ -133,9 +139,10 @@ def test_graphhook_speaks_only_documented_graph_and_ids_survive_the_quarantine(
     assert len(to_graph) > 10
     for request in to_graph:
         assert {h.lower() for h in request.headers} <= documented.HEADERS, request.headers.keys()
+        path = unquote(request.path_url.split("?")[0][len("/v1.0"):])  # as sent, before the emulator's routing
+        assert documented.route(request.method, path), f"{request.method} {path} is not a documented path"
         if not request.body:
             continue
-        path = request.path_url.split("?")[0][len("/v1.0"):]
         page, names = documented.route(request.method, path)
         body = json.loads(request.body)
         parts = body["requests"] if path == "/$batch" else [body]
