@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from . import odata
 from .graphapi import emulator, graph_error, invalid_user, not_found_item, render_message, require_roles
 from .mailstore import NotFound, User, build_message, isoformat
 from .messages import item_routes, load
@@ -52,7 +53,7 @@ def _transfer(user_ref: str, message_id: str, copy: bool):
             result = emu.mail.copy(user, message, target)
         else:
             _, result = emu.mail.move(user, message, target)
-        out = render_message(result)
+        out = odata.moved_entity(render_message(result), result)
     if not copy:
         emu.notify_change(user.id, source.id, message, "deleted")
     emu.notify_change(user.id, target.id, result, "created")

@@ -28,6 +28,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from . import odata
 from .graphapi import (
     csv_arg,
     emulator,
@@ -135,7 +136,7 @@ def _round(folder: Any, state: SyncState, first: bool, immutable: bool, orderby:
         item = select(message, state.select)
         if immutable:
             item["id"] = message["_immutableId"]
-        items.append(item)
+        items.append(odata.delta_item(item, message))
     if not first:
         for regular, (seq, immutable_id) in folder.removed.items():
             if seq > state.watermark:

@@ -33,6 +33,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from . import odata
 from .actions import recipients_error, send
 from .graphapi import (
     attachment_view,
@@ -163,10 +164,9 @@ def create_draft(user_ref: str, folder_ref: str | None):
             return not_found_item()
         message = _draft(user, body)
         emu.mail.insert(user, folder, message)
-        out = render_message(message)
+        out = odata.message_entity(render_message(message), message, user.id)
     emu.record("message.drafted", mailbox=user.mail, id=message["id"], subject=message["subject"])
     emu.notify_change(user.id, folder.id, message, "created")
-    out = {"@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#users('{user.id}')/messages/$entity", **out}
     return jsonify(out), 201
 
 
@@ -205,8 +205,7 @@ def add_attachment(user_ref: str, folder_ref: str | None, message_id: str):
         _attach(message, attachment)
         out = attachment_view(attachment)
     emu.notify_change(user.id, folder.id, message, "updated")
-    context = f"https://graph.microsoft.com/v1.0/$metadata#users('{user.id}')/messages('{message_id}')/attachments/$entity"
-    return jsonify({"@odata.context": context, **out}), 201
+    return jsonify(odata.attachment_entity(out, user.id, message_id)), 201
 
 
 # --- sending a draft ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from . import odata
 from .graphapi import (
     attachment_view,
     csv_arg,
@@ -131,7 +132,7 @@ def list_messages(user_ref: str, folder_ref: str | None):
         return graph_error(400, "BadRequest", str(exc))
     fields, expand = csv_arg("$select"), csv_arg("$expand")
     try:
-        page = [render_message(m, fields, expand) for m in matched[skip:skip + top]]
+        page = [odata.list_item(render_message(m, fields, expand), m) for m in matched[skip:skip + top]]
     except PermissionError:
         return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
     where = f"mailFolders('{folder_ref}')/messages" if folder_ref else "messages"
@@ -152,11 +153,12 @@ def list_messages(user_ref: str, folder_ref: str | None):
 @require_roles(*READ_ROLES)
 def get_message(user_ref: str, folder_ref: str | None, message_id: str):
     with emulator().mail.lock:
-        _, _, message, error = load(user_ref, message_id)
+        user, _, message, error = load(user_ref, message_id)
         if error:
             return error
         try:
-            body = render_message(message, csv_arg("$select"), csv_arg("$expand"))
+            body = odata.message_entity(render_message(message, csv_arg("$select"), csv_arg("$expand")), message,
+                                        user.id, csv_arg("$select"))
         except PermissionError:
             return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
     wanted = (prefer("outlook.body-content-type") or "").lower()
@@ -203,7 +205,7 @@ def update_message(user_ref: str, folder_ref: str | None, message_id: str):
             if not key.startswith("@"):
                 message[key] = {**message["flag"], **value} if key == "flag" else value
         emu.mail.touch(message)
-        out = render_message(message)
+        out = odata.message_entity(render_message(message), message, user.id)
     emu.notify_change(user.id, folder.id, message, "updated", before=before)
     return jsonify(out)
 
@@ -255,10 +257,11 @@ def permanent_delete(user_ref: str, folder_ref: str | None, message_id: str):
 @require_roles(*FULL_READ)
 def list_attachments(user_ref: str, folder_ref: str | None, message_id: str):
     with emulator().mail.lock:
-        _, _, message, error = load(user_ref, message_id)
+        user, _, message, error = load(user_ref, message_id)
         if error:
             return error
-        return jsonify({"value": [attachment_view(a) for a in message["attachments"]]})
+        return jsonify({"@odata.context": odata.attachments_context(user.id, message_id, False),
+                        "value": [attachment_view(a) for a in message["attachments"]]})
 
 
 def _attachment(user_ref: str, message_id: str, attachment_id: str):
@@ -278,7 +281,9 @@ def get_attachment(user_ref: str, folder_ref: str | None, message_id: str, attac
         if error:
             return error
         expand = (request.args.get("$expand") or "").lower()
-        return jsonify(attachment_view(attachment, expand_item="itemattachment/item" in expand))
+        user = emulator().mail.user(user_ref)
+        return jsonify(odata.attachment_entity(attachment_view(attachment, expand_item="itemattachment/item" in expand),
+                                               user.id, message_id))
 
 
 @item_routes(bp, "/attachments/<attachment_id>/$value", methods=["GET"])

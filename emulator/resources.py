@@ -67,12 +67,13 @@ def make_attachment(spec: dict[str, Any], now: dt.datetime | None = None) -> dic
             "item": build_message(spec["item"], now),
         })
     elif kind == "reference":
+        # v1.0's referenceAttachment has contentType, id, isInline, lastModifiedDateTime, name and size only:
+        # sourceUrl and providerType are beta (resources/referenceattachment.md at 0aca024). A spec's
+        # sourceUrl is accepted and not served; size is that of the link's metadata on the message.
         base.update({
             "@odata.type": "#microsoft.graph.referenceAttachment",
             "contentType": spec.get("contentType"),
-            "size": 0,
-            "sourceUrl": spec.get("sourceUrl"),
-            "providerType": spec.get("providerType", "oneDriveBusiness"),
+            "size": len(str(spec.get("sourceUrl") or "")) + 512,
         })
     else:
         raise ValueError(f"unknown attachment kind {kind!r}")
@@ -114,6 +115,7 @@ def build_message(spec: dict[str, Any], now: dt.datetime | None = None) -> dict[
         "importance": spec.get("importance", "normal"),
         "parentFolderId": None,
         "conversationId": spec.get("conversationId") or "AAQk" + hashlib.sha1(_thread_topic(subject).encode()).hexdigest(),
+        "conversationIndex": spec.get("conversationIndex") or _conversation_index(now),
         "isDeliveryReceiptRequested": False,
         "isReadReceiptRequested": False,
         "isRead": bool(spec.get("isRead", False)),
@@ -133,6 +135,13 @@ def build_message(spec: dict[str, Any], now: dt.datetime | None = None) -> dict[
         "_immutableId": graph_id("AAkAL"),
         "_seq": 0,
     }
+
+
+def _conversation_index(now: dt.datetime) -> str:
+    """A thread's root index as Outlook writes it (MS-OXOMSG 2.2.1.3): a reserved byte, 5 bytes of the
+    FILETIME, a 16-byte GUID; 22 bytes, base64 (api/attachment-get.md shows ``AQHTAbcSwb41IIwGp0qstrYSZH+U7Q==``)."""
+    filetime = int((now.timestamp() + 11644473600) * 10_000_000)
+    return base64.b64encode(b"\x01" + filetime.to_bytes(8, "big")[:5] + uuid.uuid4().bytes).decode()
 
 
 def _strip_tags(html: str) -> str:

@@ -31,7 +31,8 @@ from typing import Any, Callable
 import requests
 from flask import Flask, g, request
 
-from . import actions, admin, batch, delta, drafts, folders, identity, messages, pacing, subscriptions, uploads
+from . import (actions, admin, batch, delta, drafts, folders, identity, messages, pacing, routing, subscriptions,
+               uploads)
 from .clock import Clock, as_clock
 from .delivery import Delivery, DeliveryOptions
 from .delta import DeltaStore
@@ -162,7 +163,7 @@ class Emulator:
     def _build_app(self) -> Flask:
         app = Flask("graphhook-emulator")
         app.config["EMULATOR"] = self
-        for module in (identity, subscriptions, folders, messages, actions, drafts, uploads, delta, batch, admin):
+        for module in (identity, subscriptions, folders, messages, actions, drafts, uploads, delta, batch, admin, routing):
             app.register_blueprint(module.bp)
         app.register_blueprint(uploads.sessions_bp)  # the pre-authenticated upload URLs, outside /v1.0
 
@@ -193,7 +194,7 @@ class Emulator:
                 self.request_log.append({
                     "method": request.method, "path": request.path, "query": request.query_string.decode(),
                     "status": response.status_code, "app": g.get("app_id"), "at": self.clock.time(),
-                    "batch": request.headers.get("X-Emulator-Batch") is not None,
+                    "batch": request.headers.get("X-Emulator-Batch") is not None, "prefer": request.headers.get("Prefer"),
                     "ms": round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 2),
                 })
             return response

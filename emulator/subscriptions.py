@@ -104,7 +104,7 @@ class Subscription:
             "encryptionCertificate": self.encryption_certificate,
             "encryptionCertificateId": self.encryption_certificate_id,
             "notificationUrlAppId": None,
-            "notificationContentType": None,
+            "notificationContentType": "application/json",  # the default (resources/subscription.md)
         }
 
 

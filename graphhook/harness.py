@@ -242,14 +242,14 @@ class Pipeline:
 
     # --- load ----------------------------------------------------------------------------
     def deliver(self, mailbox: str, subject: str) -> str:
-        """Put one new message in ``mailbox`` (the emulator notifies); return its id."""
+        """Put one new message in ``mailbox`` (the emulator notifies); return its immutable id, as graphhook reports it."""
         assert self.emulator is not None
-        message = self.emulator.deliver(mailbox, {
+        message_id = self.emulator.deliver(mailbox, {
             "subject": subject, "from": {"name": "Soak", "address": "soak@fabrikam.com"},
-            "body": f"{subject}: proof under load"})
-        self.delivered_at[message["id"]] = time.time()
-        self.mailbox_of[message["id"]] = mailbox
-        return message["id"]
+            "body": f"{subject}: proof under load"})["_immutableId"]  # graphhook asks for immutable ids
+        self.delivered_at[message_id] = time.time()
+        self.mailbox_of[message_id] = mailbox
+        return message_id
 
     # --- faults --------------------------------------------------------------------------
     def kill_busy_worker(self, timeout: float = 30.0) -> int:

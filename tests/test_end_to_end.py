@@ -33,12 +33,12 @@ def test_delivered_message_fires_trigger_with_fetched_subject_and_sender(
     email = event["email"]
     assert email["subject"] == "Wire transfer needed today"
     assert email["from"] == {"name": "CEO", "address": "ceo@evil.example"}
-    assert email["id"] == message["id"]
+    assert email["id"] == message["_immutableId"]  # the subscription asked for immutable ids
     assert email["mailbox"] == "secops@contoso.com"
     assert email["attachments"][0]["name"] == "details.txt"
     assert email["attachments"][0]["size"] == len(b"account 123")
     # The worker went through the identity platform and Graph, not a shortcut.
-    fetched = [r for r in emulator.request_log if r["method"] == "GET" and message["id"] in r["path"]]
+    fetched = [r for r in emulator.request_log if r["method"] == "GET" and message["_immutableId"] in r["path"]]
     assert fetched and fetched[0]["status"] == 200
     assert emulator.directory.tokens_issued >= 1
 

@@ -73,7 +73,7 @@ def test_procfile_processes_carry_mail_end_to_end(procfile_env, emulator, redis_
         assert FailedJobRegistry(queue=queue).count == 0, output()
         events = [json.loads(e) for e in redis_client.lrange(keys.EVENTS, 0, -1)]
         ids = [e["email"]["id"] for e in events]
-        assert sorted(ids) == sorted(m["id"] for m in sent)  # each message once, none twice
+        assert sorted(ids) == sorted(m["_immutableId"] for m in sent)  # each message once, none twice
         assert {e["email"]["subject"] for e in events} == {f"Invoice {i}" for i in range(MESSAGES)}
         # Two worker processes shared the queue (RQ registers each one that listens on it).
         workers = Worker.all(queue=queue)

@@ -74,7 +74,7 @@ def test_listing_pages_with_skip_and_selects(emulator, graph):
     _seed(emulator, n=12)
     first = graph.get("/users/alice@contoso.com/messages?$select=subject").json()
     assert len(first["value"]) == 10  # Outlook's default page size
-    assert set(first["value"][0]) == {"id", "subject"}
+    assert {k for k in first["value"][0] if not k.startswith("@odata.")} == {"id", "subject"}
     assert "$skip=10" in first["@odata.nextLink"]
     everything = graph.all_pages("/users/alice@contoso.com/mailFolders/inbox/messages?$top=5&$select=receivedDateTime")
     assert len(everything) == 15

@@ -35,7 +35,7 @@ def test_duplicate_deliveries_to_real_workers_fire_one_trigger_each(emulator, li
     sub = operations.create(ctx.graph, redis_client, live_settings, "secops@contoso.com", "inbox")
     start_worker()
     start_worker()
-    sent = [emulator.deliver("secops@contoso.com", {"subject": f"dup {i}"})["id"] for i in range(3)]
+    sent = [emulator.deliver("secops@contoso.com", {"subject": f"dup {i}"})["_immutableId"] for i in range(3)]
     wait_for(lambda: len(_events(redis_client)) >= 3, timeout=60)
     # Let every duplicate reach the receiver and the workers before counting.
     wait_for(lambda: sum(s.delivered for s in emulator.delivery.stats.values()) >= 6 and emulator.delivery.pending() == 0)

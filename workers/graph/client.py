@@ -14,6 +14,8 @@
   (https://learn.microsoft.com/graph/json-batching), retrying throttled parts.
 - The bearer token goes only to ``GRAPH_URL``'s origin: a nextLink or a deltaLink (kept in Redis)
   pointing elsewhere is refused before anything is sent (:mod:`workers.graph.links`).
+- Every Graph request (and every ``$batch`` part) prefers immutable ids
+  (:mod:`workers.graph.preferences`): an id stays valid after a rule moves the message.
 - Clock and sleep are injected so tests never wait for real.
 """
 
@@ -32,7 +34,7 @@ from requests.adapters import HTTPAdapter
 
 from graphhook.core.errors import AccessDeniedError, GoneError, GraphError, MailboxBusy, NotFoundError, ThrottledError
 from workers import metrics
-from workers.graph import links
+from workers.graph import links, preferences
 from workers.graph.limits import MailboxLimiter
 from workers.records import attachments
 
@@ -121,7 +123,8 @@ class GraphClient:
                  session: requests.Session | None = None, limiter: MailboxLimiter | None = None,
                  retry_budget: float = DEFAULT_RETRY_BUDGET, max_attempts: int = MAX_ATTEMPTS,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
-                 on_unauthorized: Callable[[], None] | None = None) -> None:
+                 on_unauthorized: Callable[[], None] | None = None,
+                 prefer: tuple[str, ...] = preferences.DEFAULT) -> None:
         self.base_url = base_url.rstrip("/")
         self._origin = links.origin(self.base_url)
         self._token = token_provider
@@ -133,6 +136,7 @@ class GraphClient:
         self.requests_sent = 0  # HTTP requests actually sent (benchmarks, tests)
         self.batch_supported = True  # set False once Graph (or a stand-in) refuses $batch
         self.defer_throttled = False  # workers: raise MailboxBusy rather than sleep through a mailbox's Retry-After
+        self.prefer = prefer  # Prefer preferences sent with every Graph request (not to upload URLs)
 
     def url(self, path: str) -> str:
         """Absolute URL for a path relative to the Graph base (absolute URLs, any scheme, pass through)."""
@@ -164,7 +168,7 @@ class GraphClient:
         """One request with retries; the mailbox slot is held only while a request is in flight."""
         mailbox = mailbox or mailbox_of(self._relative(path))
         waited, attempt, reauthorized = 0.0, 0, False
-        headers = dict(kwargs.pop("headers", None) or {})
+        headers = preferences.merged(kwargs.pop("headers", None), self.prefer if authorize else ())
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         url = self.url(path)
         if authorize and (self._origin is None or links.origin(url) != self._origin):
@@ -296,7 +300,7 @@ class GraphClient:
             delay = 0.0
             for start in range(0, len(pending), BATCH_LIMIT):
                 chunk = pending[start:start + BATCH_LIMIT]
-                body = {"requests": [{"id": str(i), **_batch_part(requests_[i])} for i in chunk]}
+                body = {"requests": [{"id": str(i), **_batch_part(requests_[i], self.prefer)} for i in chunk]}
                 # Graph runs up to 4 parts at once against the mailbox: take as many slots.
                 first = requests_[chunk[0]]["url"]
                 reply = self._send("POST", "$batch", stream=new_sink is not None, json=body,
@@ -358,10 +362,11 @@ def _release(response: requests.Response) -> None:
     response.close()  # too much left (an abandoned download) or broken: close the connection
 
 
-def _batch_part(request: dict[str, Any]) -> dict[str, Any]:
+def _batch_part(request: dict[str, Any], prefer: tuple[str, ...] = ()) -> dict[str, Any]:
     part = {"method": request.get("method", "GET"), "url": "/" + request["url"].lstrip("/")}
-    if request.get("headers"):
-        part["headers"] = request["headers"]
+    headers = preferences.merged(request.get("headers"), prefer)  # the batch's own headers do not reach its parts
+    if headers:
+        part["headers"] = headers
     if request.get("body") is not None:
         part["body"] = request["body"]
         part.setdefault("headers", {})["Content-Type"] = "application/json"

@@ -224,8 +224,9 @@ class Fetcher:
                 facts = self._file_facts(sink)
                 entry.update(size=facts["size"], sha256=facts["sha256"], path=facts["path"], truncated=facts["truncated"])
         elif kind == "reference":
+            # Graph v1.0 does not expose the link (only beta's referenceAttachment has sourceUrl): null unless
+            # GRAPH_URL points at an endpoint that gives it (docs/email-record.md, docs/conformance.md).
             entry["sourceUrl"] = attachment.get("sourceUrl")
-            entry["providerType"] = attachment.get("providerType")
         elif kind == "item":
             inner = attachment.get("item") if item is None else item.get("item") if isinstance(item, dict) else None
             if isinstance(item, GraphError):

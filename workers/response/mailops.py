@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from graphhook.core.errors import NotFoundError
+from graphhook.core.errors import GraphError, NotFoundError
 from workers.graph.client import GraphClient
 from workers.graph.mailbox import WELL_KNOWN, forget_folders, message_path, recipients, resolve_folder, user_path
 from workers.response.search import MessageQuery, iter_messages
@@ -73,6 +73,11 @@ def delete(client: GraphClient, mailbox: str, message_id: str, *, mode: str = "s
             client.post(f"{message_path(mailbox, message_id)}/permanentDelete")
     except NotFoundError:
         pass
+    except GraphError as exc:
+        # With immutable ids a hard-deleted message keeps its id in Recoverable Items, where deleting it
+        # again is refused with this code (microsoftgraph/microsoft-graph-docs#2894): it is deleted already.
+        if mode != "hard" or exc.code != "ErrorCannotDeleteObject":
+            raise
     return None
 
 

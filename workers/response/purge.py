@@ -16,10 +16,11 @@ limiter, and 429/503/504 are retried by the client honouring ``Retry-After``
 State lives in Redis under a purge id so an interrupted purge can be resumed
 without removing anything twice. Each removal is recorded *before* the Graph
 call (``pending``) and *after* it (``removed`` or ``failed: why``). A resumed
-purge first settles every ``pending`` removal — sending it again is safe: a
-message that was already removed (hard) or moved (soft, so its old id is
-gone) answers 404, which counts as removed — and never sends a removal for
-a message already marked ``removed``.
+purge first settles every ``pending`` removal — a message already gone answers
+404, and a soft removal that happened is found in Deleted Items (ids are
+immutable, so a moved message keeps its id: :mod:`workers.graph.preferences`);
+both count as removed — and never sends a removal for a message already
+marked ``removed``.
 
 Keys (all expire after :data:`STATE_TTL`)::
 
@@ -47,6 +48,7 @@ import redis
 
 from graphhook.core.errors import ConfigError, GraphError, NotFoundError
 from workers.graph.client import GraphClient
+from workers.graph.mailbox import message_path
 from workers.response import mailops
 from workers.response.purge_model import (  # noqa: F401  (re-exported: the engine's public vocabulary)
     MAX_MAILBOXES,
@@ -266,8 +268,14 @@ class Purge:
             self._count(found=report.found)
             return
         states = {k.decode(): v.decode() for k, v in self.redis.hgetall(msgs).items()}
+        # Removals an interrupted run left pending are settled first: those that happened count as removed,
+        # the others are sent again.
+        settled = [mid for mid, state in states.items() if state == "pending" and self._happened(mailbox, mid)]
+        if settled:
+            self.redis.hset(msgs, mapping=dict.fromkeys(settled, "removed"))
+            self._count(removed=len(settled))
+            states.update(dict.fromkeys(settled, "removed"))
         handled = {mid for mid, state in states.items() if state == "removed"}
-        # Removals an interrupted run left pending are sent again first: a 404 means it happened.
         left = [mid for mid, state in states.items() if state == "pending" or state.startswith("failed")]
         for start in range(0, len(left), ROUND_SIZE):
             self._round(mailbox, left[start:start + ROUND_SIZE], report)
@@ -313,6 +321,16 @@ class Purge:
         self.redis.hset(msgs, mapping=dict(zip(ids, outcomes)))  # after
         self._count(removed=sum(1 for o in outcomes if o == "removed"),
                     failed=sum(1 for o in outcomes if o != "removed"))
+
+    def _happened(self, mailbox: str, message_id: str) -> bool:
+        """Whether a removal left ``pending`` took place: the message is gone, or (soft) already in Deleted Items."""
+        try:
+            message = self.graph.get(message_path(mailbox, message_id), params={"$select": "parentFolderId"})
+        except NotFoundError:
+            return True
+        except GraphError:
+            return False
+        return self.spec.mode == "soft" and message.get("parentFolderId") == folder_id(self.graph, mailbox, "deleteditems")
 
     def _remove(self, mailbox: str, message_id: str) -> str:
         """Remove one message with the shared implementation (:func:`workers.response.mailops.delete`)."""

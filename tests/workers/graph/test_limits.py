@@ -116,7 +116,7 @@ def test_eight_parallel_jobs_in_real_workers_never_trip_the_emulators_concurrenc
     from tests.conftest import wait_for
 
     user = emulator.add_user("lee@contoso.com")
-    ids = [emulator.deliver("lee@contoso.com", {"subject": f"p{i}"})["id"] for i in range(8)]
+    ids = [emulator.deliver("lee@contoso.com", {"subject": f"p{i}"})["_immutableId"] for i in range(8)]  # records carry immutable ids
     emulator.faults.add(FaultRule(category="graph", status=None, delay=0.3, rate=1.0, path="/messages/"))
     for _ in range(8):  # eight processes: without the shared limiter, eight requests would be in flight
         start_worker()

@@ -44,7 +44,7 @@ def test_phishing_message_record_has_verdicts_mismatched_link_and_hashed_attachm
     assert _graph_requests(emulator, message["id"]) == [f"/v1.0/users/{user.id}/messages/{message['id']}"]
 
 
-def test_item_attachments_become_nested_records_and_reference_attachments_keep_their_link(emulator, ctx, user):
+def test_item_attachments_become_nested_records_and_reference_attachments_are_described(emulator, ctx, user):
     message = emulator.deliver("alice@contoso.com", {"subject": "fw: two", "attachments": [
         {"kind": "item", "name": "first", "item": {"subject": "inner one", "from": "x@fabrikam.com",
                                                    "headers": {"Authentication-Results": "spf=softfail; dkim=pass; dmarc=bestguesspass"}}},
@@ -57,7 +57,9 @@ def test_item_attachments_become_nested_records_and_reference_attachments_keep_t
     assert first["email"]["authentication"] == {"spf": "softfail", "dkim": "pass", "dmarc": "bestguesspass"}
     assert first["email"]["from"]["address"] == "x@fabrikam.com"
     assert second["email"]["urls"][0]["domain"] == "fabrikam.com"
-    assert ref["kind"] == "reference" and ref["sourceUrl"] == "https://contoso.sharepoint.com/plan.docx"
+    # Graph v1.0 does not expose a reference attachment's link (beta only): the record must not invent one.
+    assert ref["kind"] == "reference" and ref["name"] == "plan.docx" and ref["sourceUrl"] is None
+    assert "providerType" not in ref and ref["size"] > 0
     assert ref["sha256"] is None and ref["path"] is None
 
 

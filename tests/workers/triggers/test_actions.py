@@ -232,7 +232,7 @@ def test_webhook_action_sends_signed_event_with_the_moved_id(world, emulator, re
     webhooks.verify(got.body, got.headers["X-Graphhook-Signature"], secret=SECRET)
     event = json.loads(got.body)
     moved = only_message(emulator, "alice@contoso.com", "Quarantine")
-    assert event["email"]["id"] == moved["id"] and event["email"]["originalId"] == record["id"]
+    assert event["email"]["id"] == moved["_immutableId"] and event["email"]["originalId"] == record["id"]
     assert event["rule"] == "quarantine" and event["email"]["subject"] == PHISHING["subject"]
 
 

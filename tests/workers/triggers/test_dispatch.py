@@ -73,8 +73,10 @@ def test_seeded_phish_is_quarantined_forwarded_and_sent_to_soar(emulator, live_s
     [request] = sink.requests
     webhooks.verify(request.body, request.headers["X-Graphhook-Signature"], secret=SECRET)
     body = json.loads(request.body)["icon_email"]  # the plugin's trigger output: one field, icon_email
-    assert body["account"] == "alice@contoso.com" and body["id"] == next(iter(by_folder["Quarantine"].values()))["id"]
-    assert body["id"] != phish["id"]  # the id after the move, so the SOAR can act on the message where it is
+    quarantined = next(iter(by_folder["Quarantine"].values()))
+    assert body["account"] == "alice@contoso.com" and body["id"] == quarantined["_immutableId"]
+    # An immutable id: the SOAR can act on the message where it is, and the id did not change with the move.
+    assert body["id"] == phish["_immutableId"] and alice.find_message(body["id"])[0].display_name == "Quarantine"
     assert body["sender"] == PHISHING["from"]["address"] and body["has_attachments"] is True
     [attached] = body["attached_files"]
     assert attached["file_name"] == "Storage_Upgrade.html" and attached["content_type"] == "text/html"
