@@ -26,6 +26,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from .graphapi import (
     attachment_view,
+    bad_select,
     csv_arg,
     emulator,
     graph_error,
@@ -38,6 +39,7 @@ from .graphapi import (
     require_roles,
 )
 from .mailstore import MESSAGE_PROPERTIES, RECOVERABLE, NotFound
+from .resources import SELECTABLE_MESSAGE
 from .query import QueryError, check_orderby_with_filter, parse_filter, parse_orderby, parse_search, sort
 
 bp = Blueprint("messages", __name__, url_prefix="/v1.0/users/<user_ref>")
@@ -96,6 +98,10 @@ def _skip() -> int:
 @bp.get("/mailFolders/<folder_ref>/messages")
 @require_roles(*READ_ROLES)
 def list_messages(user_ref: str, folder_ref: str | None):
+    fields, expand = csv_arg("$select"), csv_arg("$expand")
+    refused = bad_select(fields, SELECTABLE_MESSAGE, "message")
+    if refused:
+        return refused
     store = emulator().mail
     with store.lock:
         try:
@@ -129,7 +135,6 @@ def list_messages(user_ref: str, folder_ref: str | None):
         return _bad(exc)
     except ValueError as exc:
         return graph_error(400, "BadRequest", str(exc))
-    fields, expand = csv_arg("$select"), csv_arg("$expand")
     try:
         page = [render_message(m, fields, expand) for m in matched[skip:skip + top]]
     except PermissionError:
@@ -151,25 +156,30 @@ def list_messages(user_ref: str, folder_ref: str | None):
 @item_routes(bp, "", methods=["GET"])
 @require_roles(*READ_ROLES)
 def get_message(user_ref: str, folder_ref: str | None, message_id: str):
+    fields = csv_arg("$select")
+    refused = bad_select(fields, SELECTABLE_MESSAGE, "message")
+    if refused:
+        return refused
     with emulator().mail.lock:
         _, _, message, error = load(user_ref, message_id)
         if error:
             return error
         try:
-            body = render_message(message, csv_arg("$select"), csv_arg("$expand"))
+            body = render_message(message, fields, csv_arg("$expand"))
         except PermissionError:
             return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
     wanted = (prefer("outlook.body-content-type") or "").lower()
     applied = None
     if wanted in ("text", "html"):
         applied = f'outlook.body-content-type="{wanted}"'
-        if "body" in body and body["body"]["contentType"] != wanted:
-            content = body["body"]["content"]
-            if wanted == "text":
-                content = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", content)).split())
-            else:
-                content = f"<html><body><div>{html.escape(content)}</div></body></html>"
-            body["body"] = {"contentType": wanted, "content": content}
+        for key in ("body", "uniqueBody"):
+            if key in body and body[key]["contentType"] != wanted:
+                content = body[key]["content"]
+                if wanted == "text":
+                    content = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", content)).split())
+                else:
+                    content = f"<html><body><div>{html.escape(content)}</div></body></html>"
+                body[key] = {"contentType": wanted, "content": content}
     response = jsonify(body)
     if applied:
         response.headers["Preference-Applied"] = applied
