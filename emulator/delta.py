@@ -46,8 +46,8 @@ from .graphapi import (
     require_roles,
 )
 from .mailstore import NotFound, select_message
-from .resources import SELECTABLE_MESSAGE
 from .query import QueryError, parse_time
+from .resources import SELECTABLE_MESSAGE
 
 bp = Blueprint("delta", __name__, url_prefix="/v1.0/users/<user_ref>")
 

@@ -31,8 +31,8 @@ from .graphapi import (
     require_roles,
 )
 from .mailstore import Conflict, NotFound, select
-from .resources import USER_PROPERTIES
 from .query import QueryError, parse_filter
+from .resources import USER_PROPERTIES
 
 bp = Blueprint("folders", __name__, url_prefix="/v1.0")
 

@@ -39,8 +39,8 @@ from .graphapi import (
     require_roles,
 )
 from .mailstore import MESSAGE_PROPERTIES, RECOVERABLE, NotFound
-from .resources import SELECTABLE_MESSAGE
 from .query import QueryError, check_orderby_with_filter, parse_filter, parse_orderby, parse_search, sort
+from .resources import SELECTABLE_MESSAGE
 
 bp = Blueprint("messages", __name__, url_prefix="/v1.0/users/<user_ref>")
 
