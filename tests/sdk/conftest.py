@@ -51,6 +51,14 @@ class Sdk:
         client.request_adapter.base_url = self.emu.graph_url
         return client
 
+    def token(self) -> str:
+        """An access token from azure-identity, as the SDK would send it."""
+        async def main() -> str:
+            async with self.credential() as credential:
+                return (await credential.get_token(*SCOPES)).token
+
+        return asyncio.run(main())
+
     def run(self, scenario: Callable[[Any], Awaitable[Any]], secret: str | None = None) -> Any:
         """``scenario(client)`` on a fresh event loop; the credential's session is closed afterwards."""
         async def main() -> Any:
