@@ -169,3 +169,33 @@ def test_selecting_an_unknown_property_is_an_odata_error_naming_it(sdk, emulator
     with pytest.raises(ODataError) as failure:
         sdk.run(user_select)
     assert failure.value.response_status_code == 400 and "'mailAddress'" in failure.value.error.message
+
+
+def test_the_ca_bundle_can_be_given_to_httpx_instead_of_the_environment(sdk, emulator, monkeypatch):
+    """The docs' second recipe: no SSL_CERT_FILE, the CA handed to httpx and azure-identity directly."""
+    import asyncio
+    import ssl
+
+    import httpx
+    from azure.identity.aio import ClientSecretCredential
+    from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+    from msgraph import GraphRequestAdapter, GraphServiceClient
+    from msgraph_core import GraphClientFactory
+
+    monkeypatch.delenv("SSL_CERT_FILE")
+    emulator.add_user(ALICE)
+    ca = str(emulator.ca_path)
+
+    async def main():
+        credential = ClientSecretCredential(emulator.tenant_id, emulator.client_id, emulator.client_secret,
+                                            authority=emulator.url, connection_verify=ca)
+        async with credential:
+            http = GraphClientFactory.create_with_default_middleware(
+                client=httpx.AsyncClient(verify=ssl.create_default_context(cafile=ca)))
+            auth = AzureIdentityAuthenticationProvider(credential, scopes=["https://graph.microsoft.com/.default"])
+            adapter = GraphRequestAdapter(auth, client=http)
+            adapter.base_url = emulator.graph_url
+            client = GraphServiceClient(request_adapter=adapter)
+            return [u.mail for u in (await client.users.get()).value]
+
+    assert asyncio.run(main()) == [ALICE]
