@@ -36,8 +36,9 @@ def test_mailbox_wide_message_delta_is_refused_as_graph_does(graph, alice, path)
     assert "Change tracking is not supported against 'microsoft.graph.message'" in response.json()["error"]["message"]
 
 
-def test_move_accepts_the_pascal_case_parameter(graph, alice):
-    moved = graph.post(f"/users/{ALICE}/messages/{alice['id']}/move", json={"DestinationId": "archive"})
+@pytest.mark.parametrize("action", ["move", "copy"])
+def test_move_and_copy_accept_the_pascal_case_parameter(graph, alice, action):
+    moved = graph.post(f"/users/{ALICE}/messages/{alice['id']}/{action}", json={"DestinationId": "archive"})
     assert moved.status_code == 201, moved.text
     archive = graph.get(f"/users/{ALICE}/mailFolders/archive").json()["id"]
     assert moved.json()["parentFolderId"] == archive
