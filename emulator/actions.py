@@ -10,6 +10,9 @@
   delivers to every recipient who is a mailbox of this tenant, which fires
   their notifications; mail for other addresses is kept in
   ``Emulator.outbound_mail`` so tests can assert on it.
+- Parameter names are matched case-insensitively (``DestinationId``,
+  ``Comment``, ``ToRecipients``, ``Message``, ``SaveToSentItems`` as the SDKs
+  send them), as Graph does.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import html
 import uuid
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from . import odata
-from .graphapi import emulator, graph_error, invalid_user, not_found_item, render_message, require_roles
+from .graphapi import action_body, emulator, graph_error, invalid_user, not_found_item, render_message, require_roles
 from .mailstore import NotFound, User, build_message, isoformat
 from .messages import item_routes, load
 
@@ -30,13 +33,8 @@ bp = Blueprint("actions", __name__, url_prefix="/v1.0/users/<user_ref>")
 SEND_ROLES = ("Mail.Send",)
 
 
-def _body() -> dict[str, Any] | None:
-    body = request.get_json(silent=True)
-    return body if isinstance(body, dict) else None
-
-
 def _transfer(user_ref: str, message_id: str, copy: bool):
-    body = _body() or {}
+    body = action_body("destinationId") or {}
     destination = body.get("destinationId")
     if not isinstance(destination, str) or not destination:
         return graph_error(400, "ErrorInvalidArgument", "The destinationId parameter is required.")
@@ -132,7 +130,7 @@ def send(user: User, spec: dict[str, Any], save: bool = True, immutable_id: str 
 @bp.post("/sendMail")
 @require_roles(*SEND_ROLES)
 def send_mail(user_ref: str):
-    body = _body()
+    body = action_body("message", "saveToSentItems")
     if body is None or not isinstance(body.get("message"), dict):
         return graph_error(400, "ErrorInvalidArgument", "The message parameter is required.")
     try:
@@ -161,7 +159,7 @@ def _quote(original: dict[str, Any], comment: str, header: str) -> dict[str, str
 
 
 def _respond(user_ref: str, message_id: str, kind: str):
-    body = _body()
+    body = action_body("comment", "toRecipients", "message")
     if body is None:
         return graph_error(400, "ErrorInvalidArgument", "Empty Payload. JSON content expected.")
     extra = body.get("message") if isinstance(body.get("message"), dict) else {}

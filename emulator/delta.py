@@ -1,5 +1,10 @@
 """Delta query per mail folder: ``GET /users/{id}/mailFolders/{id}/messages/delta``.
 
+The function-call spelling ``…/messages/delta()``, which Kiota-generated SDKs
+(msgraph-sdk) send, is the same route. There is no mailbox-wide message delta:
+``/users/{id}/messages/delta`` answers 400 "Change tracking is not supported
+against 'microsoft.graph.message'." (observed: microsoftgraph/msgraph-sdk-python#1087).
+
 As https://learn.microsoft.com/graph/delta-query-messages describes it
 (graph-protocol.md §5):
 
@@ -30,6 +35,7 @@ from flask import Blueprint, jsonify, request
 
 from . import odata
 from .graphapi import (
+    bad_select,
     csv_arg,
     emulator,
     graph_error,
@@ -40,8 +46,9 @@ from .graphapi import (
     prefers_immutable,
     require_roles,
 )
-from .mailstore import NotFound, select
+from .mailstore import NotFound, select_message
 from .query import QueryError, parse_time
+from .resources import SELECTABLE_MESSAGE
 
 bp = Blueprint("delta", __name__, url_prefix="/v1.0/users/<user_ref>")
 
@@ -133,7 +140,7 @@ def _round(folder: Any, state: SyncState, first: bool, immutable: bool, orderby:
         messages = messages[:FILTER_CAP]
     items = []
     for message in messages:
-        item = select(message, state.select)
+        item = select_message(message, state.select)
         if immutable:
             item["id"] = message["_immutableId"]
         items.append(odata.delta_item(item, message))
@@ -144,14 +151,28 @@ def _round(folder: Any, state: SyncState, first: bool, immutable: bool, orderby:
     return items
 
 
+def _base() -> str:
+    """This delta's URL as Graph writes it in links: ``…/messages/delta``, also when called as ``delta()``."""
+    return request.base_url.removesuffix("()")
+
+
 def _gone():
     response, status = graph_error(410, "SyncStateNotFound",
                                    "The sync state generation is not found; a full synchronization is required.")
-    response.headers["Location"] = request.base_url  # a new initial round, as Graph's 410 may point to
+    response.headers["Location"] = _base()  # a new initial round, as Graph's 410 may point to
     return response, status
 
 
+@bp.get("/messages/delta")
+@bp.get("/messages/delta()")
+@require_roles(*READ_ROLES)
+def mailbox_delta(user_ref: str):
+    return graph_error(400, "BadRequest",
+                       "Unsupported request: Change tracking is not supported against 'microsoft.graph.message'.")
+
+
 @bp.get("/mailFolders/<folder_ref>/messages/delta")
+@bp.get("/mailFolders/<folder_ref>/messages/delta()")
 @require_roles(*READ_ROLES)
 def delta(user_ref: str, folder_ref: str):
     emu = emulator()
@@ -186,6 +207,9 @@ def delta(user_ref: str, folder_ref: str):
                 orderby = request.args.get("$orderby")
                 if orderby and " ".join(orderby.lower().split()) != "receiveddatetime desc":
                     return graph_error(400, "BadRequest", "Delta query for messages supports only $orderby=receivedDateTime desc.")
+                refused = bad_select(csv_arg("$select"), SELECTABLE_MESSAGE, "message")
+                if refused:
+                    return refused
                 try:
                     state = SyncState(user.id, folder.id, csv_arg("$select"), _since(), 0)
                 except QueryError as exc:
@@ -198,10 +222,10 @@ def delta(user_ref: str, folder_ref: str):
         "value": page,
     }
     if state.pending:
-        body["@odata.nextLink"] = f"{request.base_url}?$skiptoken={states.put(state)}"
+        body["@odata.nextLink"] = f"{_base()}?$skiptoken={states.put(state)}"
     else:
         done = SyncState(state.user_id, state.folder_id, state.select, state.since, state.next_watermark)
-        body["@odata.deltaLink"] = f"{request.base_url}?$deltatoken={states.put(done)}"
+        body["@odata.deltaLink"] = f"{_base()}?$deltatoken={states.put(done)}"
     response = jsonify(body)
     if prefer("odata.maxpagesize") is not None:
         response.headers["Preference-Applied"] = f"odata.maxpagesize={size}"

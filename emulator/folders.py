@@ -19,9 +19,20 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from .graphapi import csv_arg, emulator, graph_error, invalid_user, next_link, not_found_item, page_size, require_roles
+from .graphapi import (
+    bad_select,
+    csv_arg,
+    emulator,
+    graph_error,
+    invalid_user,
+    next_link,
+    not_found_item,
+    page_size,
+    require_roles,
+)
 from .mailstore import Conflict, NotFound, select
 from .query import QueryError, parse_filter
+from .resources import USER_PROPERTIES
 
 bp = Blueprint("folders", __name__, url_prefix="/v1.0")
 
@@ -34,6 +45,18 @@ USER_PAGE, USER_MAX = 100, 999
 @bp.route("/me/<path:rest>", methods=["GET", "POST", "PATCH", "DELETE"])
 def me(rest: str):
     return graph_error(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+
+
+def _select_user(user: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    """``$select`` on a user: a documented property the emulator does not hold comes back null, as an unset one."""
+    out = select(user, fields)
+    held = {key.lower() for key in out}
+    spelling = {name.lower(): name for name in USER_PROPERTIES}
+    for field in fields or ():
+        if field.lower() not in held:
+            out[spelling[field.lower()]] = None
+            held.add(field.lower())
+    return out
 
 
 def _token_offset() -> int:
@@ -49,6 +72,10 @@ def _token_offset() -> int:
 @bp.get("/users")
 @require_roles(*USER_ROLES)
 def list_users():
+    fields = csv_arg("$select")
+    refused = bad_select(fields, USER_PROPERTIES, "user")
+    if refused:
+        return refused
     store = emulator().mail
     with store.lock:
         users = sorted((u.to_graph() for u in store.users.values()), key=lambda u: u["userPrincipalName"].lower())
@@ -62,9 +89,8 @@ def list_users():
         return graph_error(400, "Request_UnsupportedQuery" if exc.code == "BadRequest" else exc.code, exc.message)
     except ValueError as exc:
         return graph_error(400, "Request_BadRequest", str(exc))
-    fields = csv_arg("$select")
     body: dict[str, Any] = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users",
-                            "value": [select(u, fields) for u in users[skip:skip + top]]}
+                            "value": [_select_user(u, fields) for u in users[skip:skip + top]]}
     if skip + top < len(users):
         token = base64.urlsafe_b64encode(f"users:{skip + top}".encode()).decode()
         body["@odata.nextLink"] = next_link({"$skiptoken": token})
@@ -74,12 +100,16 @@ def list_users():
 @bp.get("/users/<user_ref>")
 @require_roles(*USER_ROLES)
 def get_user(user_ref: str):
+    fields = csv_arg("$select")
+    refused = bad_select(fields, USER_PROPERTIES, "user")
+    if refused:
+        return refused
     try:
         user = emulator().mail.user(user_ref)
     except NotFound:
         return graph_error(404, "Request_ResourceNotFound", f"Resource '{user_ref}' does not exist or one of its queried reference-property objects are not present.")
     return jsonify({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
-                    **select(user.to_graph(), csv_arg("$select"))})
+                    **_select_user(user.to_graph(), fields)})
 
 
 def _folder_page(user, folders: list) -> Any:

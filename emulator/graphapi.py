@@ -94,6 +94,38 @@ def csv_arg(name: str) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def action_body(*names: str) -> dict[str, Any] | None:
+    """An action's JSON body with its parameter names spelled as ``names``, whatever case the client used.
+
+    Graph binds action parameters case-insensitively: the docs write ``destinationId``, Microsoft's generated
+    SDKs and snippets send the metadata's ``DestinationId``, and both work. None when the body is not an object.
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return None
+    spelling = {name.lower(): name for name in names}
+    return {spelling.get(key.lower(), key): value for key, value in body.items()}
+
+
+# Graph's 400 for a $select naming a property the type does not have, per type: (code, message prefix).
+# Observed: Outlook's "RequestBroker--ParseUri" for messages (microsoftgraph/microsoft-graph-explorer-v4#3916);
+# Graph's OData layer "Parsing OData Select and Expand failed: …" for directory objects and others.
+_SELECT_ERRORS = {
+    "message": ("RequestBroker--ParseUri", ""),
+    "user": ("BadRequest", "Parsing OData Select and Expand failed: "),
+}
+
+
+def bad_select(fields: list[str] | None, known: Any, entity: str):
+    """The 400 response for the first ``$select``ed name that ``entity`` lacks (case-insensitive), or None."""
+    names = {name.lower() for name in known}
+    unknown = next((f for f in fields or () if f.lower() not in names), None)
+    if unknown is None:
+        return None
+    code, prefix = _SELECT_ERRORS[entity]
+    return graph_error(400, code, f"{prefix}Could not find a property named '{unknown}' on type 'microsoft.graph.{entity}'.")
+
+
 def not_found_item():
     return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
 
@@ -108,9 +140,9 @@ NESTED_ATTACHMENT_LEVELS = 30  # how deep an expanded item attachment shows its 
 def render_message(message: dict[str, Any], fields: list[str] | None = None, expand: list[str] | None = None,
                    immutable: bool | None = None) -> dict[str, Any]:
     """Serialize a message honouring $select, $expand=attachments, immutable ids and permissions."""
-    from .mailstore import select
+    from .mailstore import select_message
 
-    out = select(message, fields)
+    out = select_message(message, fields)
     if immutable if immutable is not None else prefers_immutable():
         out["id"] = message["_immutableId"]
     if not has_full_read():
@@ -136,7 +168,8 @@ def attachment_view(attachment: dict[str, Any], expand_item: bool = False, depth
     out = copy.deepcopy(attachment)
     if out["@odata.type"] == "#microsoft.graph.itemAttachment":
         if expand_item:
-            item = {k: v for k, v in out["item"].items() if not k.startswith("_") and k != "attachments"}
+            item = {"@odata.type": "#microsoft.graph.message",  # as documented; SDKs build a Message from it
+                    **{k: v for k, v in out["item"].items() if not k.startswith("_") and k != "attachments"}}
             item["attachments"] = [attachment_view(a, expand_item=depth + 1 < NESTED_ATTACHMENT_LEVELS, depth=depth + 1)
                                    for a in attachment["item"].get("attachments", [])]
             out["item"] = item

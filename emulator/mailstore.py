@@ -22,10 +22,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .resources import MESSAGE_PROPERTIES, _recipient, build_message, graph_id, isoformat, make_attachment
+from .resources import MESSAGE_PROPERTIES, SELECT_ONLY, _recipient, build_message, graph_id, isoformat, make_attachment
 
 __all__ = ["MESSAGE_PROPERTIES", "build_message", "make_attachment", "graph_id", "isoformat", "MailStore", "User",
-           "Folder", "NotFound", "Conflict", "select"]
+           "Folder", "NotFound", "Conflict", "select", "select_message"]
 
 # Graph's well-known folder names (https://learn.microsoft.com/graph/api/resources/mailfolder)
 WELL_KNOWN_FOLDERS = {
@@ -272,3 +272,18 @@ def select(resource: dict[str, Any], fields: list[str] | None) -> dict[str, Any]
         wanted = {f.strip().lower() for f in fields if f.strip()} | {"id"}
         out = {k: v for k, v in resource.items() if k.lower() in wanted and k != "attachments" and not k.startswith("_")}
     return copy.deepcopy(out)
+
+
+def select_message(message: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    """``$select`` on a message: ``internetMessageHeaders`` and ``uniqueBody`` only when named.
+
+    ``uniqueBody`` is the whole body here: the emulator does not tell a reply's own text from the quote.
+    """
+    out = select(message, fields)
+    wanted = {f.strip().lower() for f in fields or ()}
+    for name in SELECT_ONLY:
+        if name.lower() not in wanted:
+            out.pop(name, None)
+    if "uniquebody" in wanted:
+        out["uniqueBody"] = copy.deepcopy(message["body"])
+    return out

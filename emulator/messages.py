@@ -27,6 +27,7 @@ from flask import Blueprint, Response, jsonify, request
 from . import odata
 from .graphapi import (
     attachment_view,
+    bad_select,
     csv_arg,
     emulator,
     graph_error,
@@ -40,6 +41,7 @@ from .graphapi import (
 )
 from .mailstore import MESSAGE_PROPERTIES, RECOVERABLE, NotFound
 from .query import QueryError, check_orderby_with_filter, parse_filter, parse_orderby, parse_search, sort
+from .resources import SELECTABLE_MESSAGE
 
 bp = Blueprint("messages", __name__, url_prefix="/v1.0/users/<user_ref>")
 
@@ -97,6 +99,10 @@ def _skip() -> int:
 @bp.get("/mailFolders/<folder_ref>/messages")
 @require_roles(*READ_ROLES)
 def list_messages(user_ref: str, folder_ref: str | None):
+    fields, expand = csv_arg("$select"), csv_arg("$expand")
+    refused = bad_select(fields, SELECTABLE_MESSAGE, "message")
+    if refused:
+        return refused
     store = emulator().mail
     with store.lock:
         try:
@@ -130,7 +136,6 @@ def list_messages(user_ref: str, folder_ref: str | None):
         return _bad(exc)
     except ValueError as exc:
         return graph_error(400, "BadRequest", str(exc))
-    fields, expand = csv_arg("$select"), csv_arg("$expand")
     try:
         page = [odata.list_item(render_message(m, fields, expand), m) for m in matched[skip:skip + top]]
     except PermissionError:
@@ -152,26 +157,30 @@ def list_messages(user_ref: str, folder_ref: str | None):
 @item_routes(bp, "", methods=["GET"])
 @require_roles(*READ_ROLES)
 def get_message(user_ref: str, folder_ref: str | None, message_id: str):
+    fields = csv_arg("$select")
+    refused = bad_select(fields, SELECTABLE_MESSAGE, "message")
+    if refused:
+        return refused
     with emulator().mail.lock:
         user, _, message, error = load(user_ref, message_id)
         if error:
             return error
         try:
-            body = odata.message_entity(render_message(message, csv_arg("$select"), csv_arg("$expand")), message,
-                                        user.id, csv_arg("$select"))
+            body = odata.message_entity(render_message(message, fields, csv_arg("$expand")), message, user.id, fields)
         except PermissionError:
             return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
     wanted = (prefer("outlook.body-content-type") or "").lower()
     applied = None
     if wanted in ("text", "html"):
         applied = f'outlook.body-content-type="{wanted}"'
-        if "body" in body and body["body"]["contentType"] != wanted:
-            content = body["body"]["content"]
-            if wanted == "text":
-                content = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", content)).split())
-            else:
-                content = f"<html><body><div>{html.escape(content)}</div></body></html>"
-            body["body"] = {"contentType": wanted, "content": content}
+        for key in ("body", "uniqueBody"):
+            if key in body and body[key]["contentType"] != wanted:
+                content = body[key]["content"]
+                if wanted == "text":
+                    content = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", content)).split())
+                else:
+                    content = f"<html><body><div>{html.escape(content)}</div></body></html>"
+                body[key] = {"contentType": wanted, "content": content}
     response = jsonify(body)
     if applied:
         response.headers["Preference-Applied"] = applied

@@ -154,5 +154,29 @@ def _thread_topic(subject: str) -> str:
 
 # The properties of a message resource, for $select / $filter validation.
 MESSAGE_PROPERTIES = tuple(k for k in build_message({}) if not k.startswith("_")) + ("uniqueBody",)
+# "Returned only on applying a $select query option" (https://learn.microsoft.com/graph/api/resources/message).
+SELECT_ONLY = ("internetMessageHeaders", "uniqueBody")
+# What $select accepts on a message: its documented properties and relationships; any other name is a 400.
+SELECTABLE_MESSAGE = tuple(dict.fromkeys(MESSAGE_PROPERTIES + (
+    "conversationIndex", "extensions", "singleValueExtendedProperties", "multiValueExtendedProperties")))
+# The user resource's documented properties (https://learn.microsoft.com/graph/api/resources/user): $select
+# accepts these (those the emulator does not hold come back null, as unset ones do from Graph), nothing else.
+USER_PROPERTIES = (
+    "aboutMe", "accountEnabled", "ageGroup", "assignedLicenses", "assignedPlans", "authorizationInfo", "birthday",
+    "businessPhones", "city", "companyName", "consentProvidedForMinor", "country", "createdDateTime", "creationType",
+    "customSecurityAttributes", "deletedDateTime", "department", "displayName", "employeeHireDate", "employeeId",
+    "employeeLeaveDateTime", "employeeOrgData", "employeeType", "externalUserState", "externalUserStateChangeDateTime",
+    "faxNumber", "givenName", "hireDate", "id", "identities", "imAddresses", "interests", "isManagementRestricted",
+    "isResourceAccount", "jobTitle", "lastPasswordChangeDateTime", "legalAgeGroupClassification",
+    "licenseAssignmentStates", "mail", "mailboxSettings", "mailNickname", "mobilePhone", "mySite", "officeLocation",
+    "onPremisesDistinguishedName", "onPremisesDomainName", "onPremisesExtensionAttributes", "onPremisesImmutableId",
+    "onPremisesLastSyncDateTime", "onPremisesProvisioningErrors", "onPremisesSamAccountName",
+    "onPremisesSecurityIdentifier", "onPremisesSyncEnabled", "onPremisesUserPrincipalName", "otherMails",
+    "passwordPolicies", "passwordProfile", "pastProjects", "postalCode", "preferredDataLocation", "preferredLanguage",
+    "preferredName", "provisionedPlans", "proxyAddresses", "refreshTokensValidFromDateTime", "responsibilities",
+    "schools", "securityIdentifier", "serviceProvisioningErrors", "showInAddressList", "signInActivity",
+    "signInSessionsValidFromDateTime", "skills", "state", "streetAddress", "surname", "usageLocation",
+    "userPrincipalName", "userType",
+)
 
 

@@ -38,7 +38,8 @@ def test_standalone_emulator_serves_the_seeded_phishing_sample(tmp_path):
         found = requests.get(f"{url}/v1.0/users/alice@contoso.com/messages?$search=\"subject:storage\"",
                              headers=headers, verify=ca).json()["value"]
         (phish,) = found
-        full = requests.get(f"{url}/v1.0/users/alice@contoso.com/messages/{phish['id']}?$expand=attachments",
+        full = requests.get(f"{url}/v1.0/users/alice@contoso.com/messages/{phish['id']}"
+                            "?$select=internetMessageHeaders,body&$expand=attachments",
                             headers=headers, verify=ca).json()
         auth = next(h["value"] for h in full["internetMessageHeaders"] if h["name"] == "Authentication-Results")
         assert "spf=fail" in auth and "dkim=fail" in auth and "dmarc=fail" in auth
