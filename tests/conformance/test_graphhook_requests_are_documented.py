@@ -87,7 +87,7 @@ def test_graphhook_speaks_only_documented_graph_and_ids_survive_the_quarantine(
                                  "attachments": [{"kind": "item", "name": "fw", "item": {"subject": "inner"}},
                                                  {"kind": "reference", "name": "plan.docx"}]})
         wait_for(lambda: sink.requests, timeout=90)
-        alert = json.loads(sink.requests[0].body)
+        alert = json.loads(sink.requests[0].body)["icon_email"]  # the InsightConnect plugin's trigger output
 
         # The rule moved the phish. The id the SOAR received is the immutable one, so it still names the
         # message in Quarantine; the regular id Outlook gave it at delivery died with the move.
