@@ -115,6 +115,11 @@ class Throttle:
             self.peak = max(self.peak, self._inflight[key])
             return None
 
+    def in_flight(self) -> int:
+        """Requests being served now, all apps and mailboxes (a killed client's requests still finish here)."""
+        with self._lock:
+            return sum(self._inflight.values())
+
     def answered_429(self, key: Key, retry_after: float) -> None:
         """A 429 went to ``key`` saying to wait ``retry_after`` seconds: earlier requests will be counted."""
         with self._lock:

@@ -119,7 +119,7 @@ class Pipeline:
         self.log_level = log_level
         self.extra_env = dict(env or {})  # settings for every process (e.g. GRAPHHOOK_MAILBOX_SLOT_SECONDS)
         self.queue_name = f"graphhook-harness-{os.getpid()}"
-        self.queue_names = [f"{self.queue_name}-triggers", self.queue_name]  # Settings.queues: triggers first
+        self.queue_names = [self.queue_name]  # Settings.queues
         self.secret = secrets.token_urlsafe(24)
         self.redis_server: RedisServer | None = None
         self.emulator: Emulator | None = None

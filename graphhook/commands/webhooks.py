@@ -67,7 +67,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from workers.triggers.webhooks import replay_failed
 
     settings, r = _redis()
-    count = replay_failed(r, settings.trigger_queue, load_config(settings.config_path), webhook=args.webhook)
+    count = replay_failed(r, settings.queue_name, load_config(settings.config_path), webhook=args.webhook)
     if wants_json(args):
         print_json({"queued": count, "webhook": args.webhook})
     else:

@@ -7,8 +7,8 @@ import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help="RQ worker for graphhook's queues (triggers first, then notifications)")
-    p.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    p = sub.add_parser("worker", help="RQ worker for graphhook's queue (GRAPHHOOK_QUEUE)")
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     p.add_argument("--concurrency", type=int, default=None, metavar="N",
                    help="jobs in flight per process (default GRAPHHOOK_WORKER_CONCURRENCY, 32): they mostly wait "
                         "on Graph, so one process keeps many going")

@@ -149,14 +149,10 @@ class Settings:
     body_timeout_seconds: int = 10  # a request body must arrive within this many seconds, else 408 and closed
 
     @property
-    def trigger_queue(self) -> str:
-        """The queue of fired triggers' work (webhook deliveries, resumed rules): workers take from it first."""
-        return f"{self.queue_name}-triggers"
-
-    @property
     def queues(self) -> list[str]:
-        """Every queue a worker serves, in the order it takes from them."""
-        return [self.trigger_queue, self.queue_name]
+        """The queues a worker serves: one, so RQ dequeues with LMOVE into its intermediate list (a worker that
+        dies between taking a job and starting it loses nothing); fired triggers' work goes to its front."""
+        return [self.queue_name]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -140,7 +140,7 @@ def test_renewer_is_a_single_replica_never_overlapping():
     assert main_container(renewer)["command"] == ["graphhook", "renewer"]
 
 
-def test_keda_scales_the_worker_on_every_one_of_rqs_queue_lists(redis_client):
+def test_keda_scales_the_worker_on_rqs_own_queue_list(redis_client):
     from graphhook.core.settings import Settings
 
     scaled = find("ScaledObject", "graphhook-worker")

@@ -14,14 +14,18 @@ from workers.subscriptions import operations
 
 
 @pytest.mark.parametrize("mode", [(), ("--concurrency", "2"), ("--simple",), ("--fork",), ("--processes", "2")])
-def test_each_worker_mode_fires_the_trigger(emulator, live_settings, redis_client, start_worker, mode):
+def test_each_worker_mode_fires_the_trigger(emulator, live_settings, redis_client, start_worker, mode, tmp_path):
     emulator.add_user("secops@contoso.com")
     operations.create(runtime.build(live_settings, redis_client).graph, redis_client, live_settings,
                          "secops@contoso.com", "inbox")
     start_worker(*mode)
     subject = f"mode {' '.join(mode) or 'concurrent'}"
     emulator.deliver("secops@contoso.com", {"subject": subject, "from": "a@example.com"})
-    events = wait_for(lambda: redis_client.lrange(keys.EVENTS, 0, -1), timeout=60)
+    try:
+        events = wait_for(lambda: redis_client.lrange(keys.EVENTS, 0, -1), timeout=60)
+    except AssertionError as exc:  # say what the worker did
+        logs = "".join(p.read_text()[-3000:] for p in tmp_path.glob("worker-*.log"))
+        raise AssertionError(f"{exc}; jobs: {redis_client.keys('rq:*')[:20]}; worker log: {logs}") from exc
     assert json.loads(events[0])["email"]["subject"] == subject
 
 

@@ -7,7 +7,7 @@ import json
 
 from emulator.seed import PHISHING
 from graphhook.core import jobformat, keys
-from tests.workers.triggers.test_actions import TRIGGERS, record_for, world  # noqa: F401 (world is a fixture)
+from tests.workers.triggers.test_actions import QUEUE, record_for, world  # noqa: F401 (world is a fixture)
 from workers.triggers.actions import marker_key
 from workers.triggers.dispatch import dispatch
 
@@ -21,7 +21,7 @@ webhooks:
 
 
 def _deliveries(redis_client) -> list:
-    return [j for j in jobformat.queue(TRIGGERS, redis_client).jobs if j.func_name == "workers.jobs.deliver_webhook"]
+    return [j for j in jobformat.queue(QUEUE, redis_client).jobs if j.func_name == "workers.jobs.deliver_webhook"]
 
 
 def test_a_webhook_left_pending_by_a_dead_job_is_queued_by_its_retry(world, emulator, redis_client):

@@ -64,14 +64,25 @@ def test_a_job_over_its_timeout_fails_as_with_rq_while_the_others_finish(setting
     assert "JobTimeoutException" in stuck.latest_result().exc_string
 
 
-def test_fired_triggers_work_is_taken_before_a_backlog_of_fetches(settings, redis_client):
+def test_fired_triggers_work_goes_ahead_of_a_backlog_of_fetches(ctx, settings, redis_client):
+    from workers.triggers import engine, webhooks
+    from workers.triggers.model import WebhookConfig
+
+    queue = jobformat.queue(settings.queue_name, redis_client)
+    backlog = [queue.enqueue("tests.workers.concurrent_jobs.note", f"fetch {i}").id for i in range(5)]
+    hook = WebhookConfig(name="soar", url="https://127.0.0.1:1/x", secret_env="S", secret="s", backoff=(1, 2))
+    delivery = webhooks.enqueue(redis_client, settings.queue_name, hook, {"id": "event-1"})
+    resumed = engine.schedule_resume(ctx, {"id": "m", "mailbox": "a@contoso.com"}, ["rule"])
+    assert queue.job_ids == [resumed, delivery, *backlog]  # a campaign's fetches wait; fired triggers do not
+    job = jobformat.fetch(delivery, redis_client)
+    assert job.enqueue_at_front_on_retry  # nor do their retries
     concurrent_jobs.ORDER.clear()
-    backlog = jobformat.queue(settings.queue_name, redis_client)
-    for i in range(5):
-        backlog.enqueue("tests.workers.concurrent_jobs.note", f"fetch {i}")
-    jobformat.queue(settings.trigger_queue, redis_client).enqueue("tests.workers.concurrent_jobs.note", "webhook")
+    queue.empty()
+    for i in range(3):
+        queue.enqueue("tests.workers.concurrent_jobs.note", f"fetch {i}")
+    queue.enqueue("tests.workers.concurrent_jobs.note", "webhook", at_front=True)
     _worker(settings, redis_client, concurrency=1).work(burst=True)
-    assert concurrent_jobs.ORDER[0] == "webhook" and len(concurrent_jobs.ORDER) == 6
+    assert concurrent_jobs.ORDER == ["webhook", "fetch 0", "fetch 1", "fetch 2"]
 
 
 def test_a_mailbox_with_a_backlog_does_not_hold_up_another(emulator, settings, redis_client, deferring):

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MESSAGE = {name.lower() for name in SELECTABLE_MESSAGE}
 FOLDER = {"id", "displayname", "parentfolderid", "childfoldercount", "unreaditemcount", "totalitemcount",
           "sizeinbytes", "ishidden"}
-ANY = MESSAGE | {name.lower() for name in USER_PROPERTIES} | FOLDER
+# microsoft.graph.attachment (api-reference/v1.0/resources/attachment.md): what every attachment type has.
+ATTACHMENT = {"id", "name", "contenttype", "size", "isinline", "lastmodifieddatetime"}
+ANY = MESSAGE | {name.lower() for name in USER_PROPERTIES} | FOLDER | ATTACHMENT
 
 
 @pytest.mark.parametrize("name, fields", [

@@ -286,7 +286,9 @@ class Purge:
                 raise _Stopped()
             batch, exhausted = [], True
             for message in iter_messages(self.graph, mailbox, query, select=("id", "parentFolderId")):
-                if message["id"] in handled or message.get("parentFolderId") == deleted_items:
+                # A search paged while its results move can list a message twice; its immutable id still
+                # works after the move, so a second removal would act twice: never the same id twice.
+                if message["id"] in handled or message["id"] in batch or message.get("parentFolderId") == deleted_items:
                     continue
                 if self.spec.mode == "soft" and deleted_items is None:
                     # Copies already in Deleted Items are where a soft purge would put them: leave them.

@@ -191,7 +191,7 @@ class Runner:
         """Queue a signed delivery of this email's event to webhook ``name``; return the job id."""
         event = webhooks.build_event(self.record, webhook=name, rule=rule, message_id=self.current_id,
                                      subscription_id=self.subscription_id, scope=scope)
-        return webhooks.enqueue(self.ctx.redis, self.ctx.settings.trigger_queue, self.config.webhooks[name], event,
+        return webhooks.enqueue(self.ctx.redis, self.ctx.settings.queue_name, self.config.webhooks[name], event,
                                 done_marker=(self._marker, MARKER_TTL) if self._marker else None)
 
     def call_handler(self, name: str) -> None:

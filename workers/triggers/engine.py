@@ -116,9 +116,9 @@ def schedule_resume(ctx: Any, email: Mapping[str, Any], rule_names: list[str], *
 
     from graphhook.core import jobformat
 
-    job = jobformat.queue(ctx.settings.trigger_queue, ctx.redis).enqueue(
-        "workers.jobs.resume_rules", dict(email), rule_names, subscription_id,
-        retry=Retry(max=len(RESUME_BACKOFF), interval=list(RESUME_BACKOFF)),
+    job = jobformat.queue(ctx.settings.queue_name, ctx.redis).enqueue(
+        "workers.jobs.resume_rules", dict(email), rule_names, subscription_id, at_front=True,  # ahead of fetches
+        retry=Retry(max=len(RESUME_BACKOFF), interval=list(RESUME_BACKOFF), enqueue_at_front=True),
         description=f"resume rules {', '.join(rule_names)} for {email.get('mailbox')}")
     return job.id
 

@@ -153,9 +153,16 @@ def render(hook: WebhookConfig, event: dict[str, Any], graph: Any = None) -> byt
 # --- delivery ----------------------------------------------------------------------------------
 
 def _http() -> requests.Session:
+    """One keep-alive session per process, with a connection per job thread (workers/concurrent.py)."""
     global _session
     if _session is None:
-        _session = requests.Session()
+        from requests.adapters import HTTPAdapter
+
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=64)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        _session = session
     return _session
 
 
@@ -189,14 +196,16 @@ def enqueue(r: Any, queue: str, hook: WebhookConfig, event: dict[str, Any], *,
 
     from graphhook.core import jobformat
 
-    retry = Retry(max=len(hook.backoff), interval=list(hook.backoff)) if hook.backoff else None
+    # A fired trigger's delivery goes to the front of the queue (and so does each retry): it never waits
+    # behind a campaign's backlog of fetches.
+    retry = Retry(max=len(hook.backoff), interval=list(hook.backoff), enqueue_at_front=True) if hook.backoff else None
     q = jobformat.queue(queue, r)
     job = q.create_job("workers.jobs.deliver_webhook", args=(hook.name, event), retry=retry,
                        description=f"webhook {hook.name} {event['id']}")
     q.get_redis_server_version()  # RQ asks before enqueueing; ask outside the transaction
     with r.pipeline(transaction=True) as pipe:
         pipe.multi()
-        q.enqueue_job(job, pipeline=pipe)
+        q.enqueue_job(job, pipeline=pipe, at_front=True)
         if done_marker is not None:
             pipe.set(done_marker[0], f"done:{job.id}", ex=done_marker[1])
         pipe.execute()

@@ -25,7 +25,6 @@ from workers.triggers.config import config_for
 from workers.triggers.dispatch import dispatch
 
 QUEUE = "graphhook-action-tests"
-TRIGGERS = f"{QUEUE}-triggers"  # where fired triggers' work waits (Settings.trigger_queue)
 SECRET = "whsec-actions-0123456789abcdef"
 QUARANTINE_RULE = """
 rules:
@@ -82,8 +81,7 @@ def only_message(emulator, mailbox: str, folder: str) -> dict:
 
 
 def drain(redis_client) -> None:
-    InProcessWorker([jobformat.queue(name, redis_client) for name in (TRIGGERS, QUEUE)],
-                    connection=redis_client).work(burst=True)
+    InProcessWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client).work(burst=True)
 
 
 def phish(emulator, ctx) -> dict:
@@ -136,7 +134,7 @@ def test_graph_error_is_retried_by_resume_job_without_repeating_done_actions(wor
     emulator.faults.add(FaultRule(status=500, count=1, path="/forward$"))
     dispatch(world, record)
     assert "Inbox" not in folders(emulator, "secops@contoso.com")  # the forward failed
-    assert jobformat.queue(TRIGGERS, redis_client).count == 1  # a resume job waits
+    assert jobformat.queue(QUEUE, redis_client).count == 1  # a resume job waits
     drain(redis_client)
     alice = folders(emulator, "alice@contoso.com")
     assert alice["Quarantine"] == [PHISHING["subject"]] and "Inbox" not in alice  # moved once
@@ -261,7 +259,7 @@ def test_failing_handler_is_retried_by_resume_job(world, emulator, redis_client)
     record = phish(emulator, world)
     dispatch(world, record)
     assert handler_sample.CALLS == ["failing"]
-    assert jobformat.queue(TRIGGERS, redis_client).count == 1
+    assert jobformat.queue(QUEUE, redis_client).count == 1
     drain(redis_client)  # the resume job calls it again, fails, and is scheduled for a later retry
     assert handler_sample.CALLS == ["failing", "failing"]
 

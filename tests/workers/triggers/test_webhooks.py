@@ -24,7 +24,6 @@ from workers.triggers.insightconnect import insightconnect_event
 
 SECRET = "whsec-test-0123456789abcdef"
 QUEUE = "graphhook-webhook-tests"
-TRIGGERS = f"{QUEUE}-triggers"  # where fired triggers' work waits (Settings.trigger_queue)
 
 RECORD = {
     "schema": "graphhook.email/1", "mailbox": "alice@contoso.com", "folder": "inbox", "id": "AAMk-1",
@@ -79,14 +78,13 @@ def hook_ctx(settings, redis_client, tmp_path, monkeypatch):
 
 
 def drain(redis_client) -> None:
-    InProcessWorker([jobformat.queue(name, redis_client) for name in (TRIGGERS, QUEUE)],
-                    connection=redis_client).work(burst=True)
+    InProcessWorker([jobformat.queue(QUEUE, redis_client)], connection=redis_client).work(burst=True)
 
 
 def enqueue(ctx, rule="quarantine"):
     hook = config_for(ctx.settings.config_path).webhooks["soar"]
     event = webhooks.build_event(RECORD, webhook="soar", rule=rule, message_id="AAMk-moved")
-    webhooks.enqueue(ctx.redis, TRIGGERS, hook, event)
+    webhooks.enqueue(ctx.redis, QUEUE, hook, event)
     return event
 
 
