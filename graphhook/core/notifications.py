@@ -163,8 +163,8 @@ class Collection:
         ``max_depth`` raises MalformedNotification, so what a hostile POST costs is bounded.
         """
         if max_items is not None:  # before the parse: its cost grows with the number of values, not of bytes
-            values = _count_values(body)
-            if values > max_items * VALUES_PER_ITEM + VALUES_PER_ITEM:  # + the collection's own (validationTokens)
+            values = _count_values(body, over=(max_items + 1) * VALUES_PER_ITEM)  # + the collection's own values
+            if values > (max_items + 1) * VALUES_PER_ITEM:
                 raise TooManyNotifications(f"body has {values:,} JSON values or more; at most {max_items} notifications "
                                            f"of at most {VALUES_PER_ITEM} values each are accepted")
         try:
@@ -196,15 +196,17 @@ class Collection:
         return cls(tuple(good), tuple(bad), tuple(tokens))
 
 
-def _count_values(body: bytes | str) -> int:
+def _count_values(body: bytes | str, *, over: int) -> int:
     """An upper bound of the JSON values in ``body`` past the first: its commas and ``[``/``{``, strings included.
 
-    ``bytes.count`` runs at memory speed (~1 ms per MiB); telling what is inside a string
+    ``bytes.count`` runs at memory speed (~0.3 ms per MiB); telling what is inside a string
     would take a scan of every byte in Python. Graph's strings are ids, dates and base64,
-    without commas or brackets, so in its bodies nothing inside a string is counted.
+    without commas or brackets, so in its bodies nothing inside a string is counted. The
+    commas alone are returned when they are already ``over`` the bound (one pass, not three).
     """
     raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
-    return raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    commas = raw.count(b",")
+    return commas if commas > over else commas + raw.count(b"[") + raw.count(b"{")
 
 
 def _depth_exceeds(data: Any, limit: int) -> bool:
