@@ -37,6 +37,7 @@ class LargeRequestLane:
         self._made = threading.Lock()
         self._lane: Any = None
         self._pid = 0
+        self.waiting = 0  # requests of this process queued for the lane now
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
@@ -46,9 +47,18 @@ class LargeRequestLane:
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         if length <= self.threshold and not chunked:
             return self.app(environ, start_response)
-        with self._semaphore():
-            # Flask does its work in this call and returns the finished response's bytes.
+        lane = self._semaphore()
+        with self._made:
+            self.waiting += 1
+        try:
+            lane.acquire()
+        finally:
+            with self._made:
+                self.waiting -= 1
+        try:  # Flask does its work in this call and returns the finished response's bytes
             return self.app(environ, start_response)
+        finally:
+            lane.release()
 
     def _semaphore(self) -> Any:
         """This process's lane (made after a fork, in whatever ``threading`` the process then has)."""
