@@ -76,11 +76,17 @@ def test_metrics_add_up_across_worker_processes(gunicorn, redis_client):
     with ThreadPoolExecutor(8) as pool:  # concurrent, so that both workers take some
         assert set(pool.map(handshake, range(80))) == {200}
     # Workers recycle after 25 requests; a gevent worker may have accepted all 80 before it stopped
-    # accepting, so go on one at a time until a replacement worker has counted too.
+    # accepting, and it notices that it should stop only once a second, so go on one at a time, pausing
+    # between them (a quick machine sent hundreds within that second), until a replacement worker has counted too.
     sent = 80
-    while len(pids()) < 3 and sent < 400:
+
+    def a_replacement_worker_counted() -> bool:
+        nonlocal sent
         assert handshake(sent) == 200
         sent += 1
+        return len(pids()) >= 3
+
+    wait_for(a_replacement_worker_counted, timeout=120, interval=0.05)
     for i in range(6):  # separate connections: gunicorn's sync workers take turns
         assert requests.post(f"{gunicorn}/notifications", json={"value": [change("t1", message=f"m{i}")]},
                              timeout=5).status_code == 202
