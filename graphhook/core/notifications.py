@@ -165,8 +165,8 @@ class Collection:
         if max_items is not None:  # before the parse: its cost grows with the number of values, not of bytes
             values = _count_values(body, over=(max_items + 1) * VALUES_PER_ITEM)  # + the collection's own values
             if values > (max_items + 1) * VALUES_PER_ITEM:
-                raise TooManyNotifications(f"body has {values:,} JSON values or more; at most {max_items} notifications "
-                                           f"of at most {VALUES_PER_ITEM} values each are accepted")
+                raise TooManyNotifications(f"too many JSON values ({values:,} commas and brackets); at most {max_items} "
+                                           f"notifications of at most {VALUES_PER_ITEM} values each are accepted")
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
