@@ -31,6 +31,7 @@ from graphhook.core.settings import Settings
 from receiver.bodydeadline import BodyDeadline
 from receiver.handshake import validation_response, validation_token
 from receiver.intake import KnownSubscription, check
+from receiver.lane import LargeRequestLane
 from receiver.metrics import Metrics
 from receiver.status import init_app as init_observability
 from receiver.status import utc_now
@@ -71,9 +72,11 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
             client_id=settings.client_id,
             key_source=OpenIdJwks(settings.openid_config_url, ca_bundle=settings.ca_bundle).key_for),
     )
-    # Inside ProxyFix: the body deadline runs for every request, whatever the proxies say.
-    app.wsgi_app = BodyDeadline(app.wsgi_app, seconds=settings.body_timeout_seconds,  # type: ignore[method-assign]
-                                max_bytes=settings.max_body_bytes)
+    # Inside ProxyFix: the body deadline runs for every request, whatever the proxies say. Inside the deadline,
+    # once their body is read, large requests queue for their process's one lane, so that small ones (Graph's)
+    # are never stuck behind a crowd of them (receiver/lane.py).
+    app.wsgi_app = BodyDeadline(LargeRequestLane(app.wsgi_app),  # type: ignore[method-assign]
+                                seconds=settings.body_timeout_seconds, max_bytes=settings.max_body_bytes)
     if settings.proxy_hops:  # the client's address as the proxies in front saw it (the status login limit keys on it)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=0)  # type: ignore[method-assign]
     app.add_url_rule("/notifications", "notifications", _notifications, methods=["POST"])
@@ -201,7 +204,7 @@ def _checked(config: dict, settings: Settings, collection: Collection, rejected:
     """Notifications whose subscription, clientState, tenant and mailbox are ours; the rest counted by reason.
 
     Each distinct subscription id is looked up once (``SubscriptionLookup.find``), and the
-    collection is at most GRAPHHOOK_MAX_NOTIFICATIONS long, so one POST costs a bounded pipeline.
+    collection is at most GRAPHHOOK_MAX_NOTIFICATIONS long, so one POST costs one bounded script call.
     """
     if not collection.notifications:
         return [], {}

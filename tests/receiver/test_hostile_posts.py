@@ -10,6 +10,7 @@ import uuid
 import requests
 
 from graphhook.core import jobformat
+from graphhook.core.notifications import Collection
 from receiver.app import create_app
 
 from .conftest import STATE, change, register
@@ -44,6 +45,48 @@ def test_more_items_than_the_bound_is_413_before_any_lookup_or_per_item_log(emul
     assert b'reason="too_many_notifications"} 1.0' in client.application.config["METRICS"].render()[0]  # the private listener
     # At the bound, the POST is looked at as usual.
     assert client.post("/notifications", json={"value": [change(emulator.tenant_id)] * LIMIT}).status_code == 202
+
+
+def test_an_over_long_collection_is_refused_before_the_parser_reaches_its_end(emulator, settings, redis_client):
+    register(redis_client, emulator.tenant_id)
+    client = create_app(settings, redis_client=redis_client).test_client()
+    items = ",".join(f'{{"subscriptionId":"s{i}","tenantId":"t"}}' for i in range(LIMIT * 30))  # ~1.2 MB
+    redis_client.config_resetstat()
+    # Cut off before its end: only a parser that read all 30,000 items would find that it is not JSON (400).
+    response = client.post("/notifications", data='{"value":[' + items, content_type="application/json")
+    assert response.status_code == 413
+    assert f"at most {LIMIT} notifications" in response.get_data(as_text=True)
+    assert _hmgets(redis_client) == 0
+    assert _jobs(settings, redis_client) == []
+
+
+def test_a_body_too_dense_for_its_notifications_is_413_and_nothing_is_enqueued(emulator, settings, redis_client):
+    """1000 notifications (the bound) of our own subscription, each carrying 100 extra values: nothing Graph sends,
+    and parsing it cost as much as 100,000 notifications would."""
+    register(redis_client, emulator.tenant_id)
+    client = create_app(settings, redis_client=redis_client).test_client()
+    dense = {"value": [change(emulator.tenant_id, message=f"m{i}", resourceData={"id": f"m{i}", "x": [0] * 100})
+                       for i in range(LIMIT)]}
+    redis_client.config_resetstat()
+    response = client.post("/notifications", json=dense)
+    assert response.status_code == 413
+    assert "values" in response.get_data(as_text=True)
+    assert _hmgets(redis_client) == 0
+    assert _jobs(settings, redis_client) == []
+
+
+def test_graph_shaped_rich_notifications_at_the_bound_are_within_the_value_bound():
+    """What Graph sends is never refused by the value bound: 1000 rich items, with Graph's fields and validation tokens."""
+    item = {"subscriptionId": str(uuid.uuid4()), "subscriptionExpirationDateTime": "2030-01-01T00:00:00.0000000Z",
+            "changeType": "created", "clientState": STATE, "tenantId": str(uuid.uuid4()), "id": "lsgTZMr9KwAAA",
+            "resource": f"Users/{uuid.uuid4()}/Messages/AAMkAGUwNjQ4ZjIxLTQ3Y2YtNDViMi1iZjc1LTNmYjNkZDRkNGZlMABGAAA=",
+            "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "@odata.id": "Users/u/Messages/AAMk=",
+                             "@odata.etag": 'W/"CQAAABYAAADkrWGo7bouTKlsgTZMr9KwAAAUWRHf"', "id": "AAMk="},
+            "encryptedContent": {"data": "A" * 4000, "dataSignature": "B" * 44, "dataKey": "C" * 344,
+                                 "encryptionCertificateId": "MySelfSignedCert/DDC9651A-D7BC-4D74-86BC-A8923584B0AB",
+                                 "encryptionCertificateThumbprint": "07293748CC064953A3052FB978C735FB89E61C3D"}}
+    body = json.dumps({"value": [item] * LIMIT, "validationTokens": ["eyJ0eXAi.eyJhdWQi.c2ln"] * 3}).encode()
+    assert len(Collection.parse(body, max_items=LIMIT).notifications) == LIMIT
 
 
 def test_a_hostile_post_at_the_bound_costs_one_lookup_per_distinct_id_and_one_log_line(

@@ -10,10 +10,10 @@ import pytest
 from rq import Queue
 from rq.job import JobStatus
 
-from graphhook.core import jobformat
+from graphhook.core import jobformat, keys
 from graphhook.core.jobformat import JobSerializer, SafeJob
 from receiver import store
-from receiver.store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter
+from receiver.store import LIFECYCLE_JOB, PROCESS_JOB, JobWriter, SubscriptionLookup
 from tests.conftest import InProcessWorker
 
 QUEUE = "graphhook-test"
@@ -111,6 +111,17 @@ def test_a_redis_that_forgot_the_script_gets_it_again(redis_client):
     redis_client.script_flush()  # what a Redis restart or failover does
     writer.persist([CHANGE], [])
     assert jobformat.queue(QUEUE, redis_client).count == 2
+
+
+def test_subscriptions_are_found_after_redis_forgot_the_lookup_script(redis_client):
+    redis_client.hset(keys.subscription("sub-1"), mapping={"clientState": "s" * 40, "tenantId": "t", "userId": "u1",
+                                                           "rich": ""})
+    lookup = SubscriptionLookup(redis_client, ttl=0)  # no cache: every find goes to Redis
+    assert lookup.find(["sub-1", "nope"])["sub-1"].user_id == "u1"
+    redis_client.script_flush()  # what a Redis restart or failover does
+    found = lookup.find(["sub-1", "nope", "sub-1"])
+    assert found["sub-1"].client_state == "s" * 40 and not found["sub-1"].rich
+    assert found["nope"] is None
 
 
 def test_a_queue_key_of_the_wrong_type_fails_loudly_and_enqueues_nothing(redis_client):
