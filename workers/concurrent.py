@@ -50,6 +50,7 @@ from graphhook.core.errors import MailboxBusy
 from graphhook.core.notifications import mailbox_key
 from workers import metrics
 from workers.maintenance import OnScheduleMaintenance
+from workers.scheduler import InThreadScheduler
 from workers.shutdown import PromptShutdown
 
 log = logging.getLogger("graphhook.worker")
@@ -68,7 +69,7 @@ class Held:
     mailbox: str | None
     since: float = field(default_factory=time.monotonic)
 
-class ConcurrentWorker(metrics.Metered, PromptShutdown, OnScheduleMaintenance, SimpleWorker):
+class ConcurrentWorker(metrics.Metered, InThreadScheduler, PromptShutdown, OnScheduleMaintenance, SimpleWorker):
     """RQ's non-forking worker with up to ``concurrency`` jobs in flight (threads), fair between mailboxes."""
 
     death_penalty_class = TimerDeathPenalty

@@ -33,6 +33,7 @@ from rq import SimpleWorker, Worker, get_current_job
 from graphhook.core import observe
 from graphhook.core.subhealth import RED, SubscriptionView
 from workers.maintenance import OnScheduleMaintenance
+from workers.scheduler import InThreadScheduler
 from workers.shutdown import PromptShutdown
 
 log = logging.getLogger("graphhook.metrics")
@@ -210,13 +211,14 @@ class Metered:
         return ok
 
 
-class MeteredWorker(Metered, PromptShutdown, OnScheduleMaintenance, Worker):
-    """RQ's forking worker with job metrics (the work horse flushes before it exits), a prompt teardown and
-    maintenance on schedule when idle."""
+class MeteredWorker(Metered, InThreadScheduler, PromptShutdown, OnScheduleMaintenance, Worker):
+    """RQ's forking worker with job metrics (the work horse flushes before it exits), its scheduler in a thread,
+    a prompt teardown and maintenance on schedule when idle."""
 
 
-class MeteredSimpleWorker(Metered, PromptShutdown, OnScheduleMaintenance, SimpleWorker):
-    """RQ's non-forking worker with job metrics, a prompt teardown and maintenance on schedule when idle."""
+class MeteredSimpleWorker(Metered, InThreadScheduler, PromptShutdown, OnScheduleMaintenance, SimpleWorker):
+    """RQ's non-forking worker with job metrics, its scheduler in a thread, a prompt teardown and maintenance on
+    schedule when idle."""
 
 
 def metered(worker_class: type) -> type:

@@ -182,3 +182,29 @@ def test_concurrency_from_the_environment_is_checked(monkeypatch, capsys):
     assert main(["worker"]) == 2
     assert "GRAPHHOOK_WORKER_CONCURRENCY must be at most 256" in capsys.readouterr().err
     os.environ.pop("GRAPHHOOK_WORKER_CONCURRENCY", None)
+
+
+def test_the_scheduler_is_a_thread_so_a_killed_worker_leaves_nothing_behind(live_settings, emulator, redis_client,
+                                                                           tmp_path):
+    from datetime import timedelta
+
+    from tests.deploy.test_worker_shutdown import process_tree
+
+    log = open(tmp_path / "worker.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "graphhook", "worker"], env=worker_env(live_settings, emulator),
+                            cwd=ROOT, stdout=log, stderr=log)
+    try:
+        queue = jobformat.queue(live_settings.queue_name, redis_client)
+        # Retries and deferred jobs come back through the scheduler, running inside the worker.
+        later = queue.enqueue_in(timedelta(seconds=1), "tests.workers.concurrent_jobs.linger", 0, "scheduled")
+        wait_for(lambda: later.get_status(refresh=True) == "finished", timeout=60)
+        assert process_tree(proc.pid) == [proc.pid]  # no forked scheduler to outlive the worker
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # Nothing of the dead worker still holds a blocking dequeue: a new job stays on the queue for the next worker.
+    job = queue.enqueue("tests.workers.concurrent_jobs.note", "after")
+    wait_for(lambda: not [c for c in redis_client.client_list() if c.get("cmd") in ("blmove", "blpop")], timeout=30)
+    assert queue.job_ids == [job.id] and queue.intermediate_queue.get_job_ids() == []
