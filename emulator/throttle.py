@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-Key = tuple[str, str]  # (app id, mailbox user id)
+Key = tuple[str, str, str]  # (app id, tenant id, mailbox user id): limits are per app and mailbox, in one tenant
 
 
 @dataclass
