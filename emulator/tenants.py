@@ -133,9 +133,10 @@ class Tenants:
         return self.emulator.challenge(lambda sub: sub.application_id == client_id and sub.tenant_id == tenant_id)
 
     def describe(self) -> list[dict[str, Any]]:
-        """Tenants with their users and consents, for the control API."""
+        """Tenants with their users, consents and the 429s their mailboxes got, for the control API."""
         directory = self.emulator.directory
-        return [{"tenantId": t.tenant_id, "users": sorted(u.mail for u in t.users),
+        throttled = self.emulator.throttle.rejected_by_tenant
+        return [{"tenantId": t.tenant_id, "users": sorted(u.mail for u in t.users), "throttled": throttled[t.tenant_id],
                  "consents": [{"clientId": cid, "roles": list(directory.roles_in(directory.apps[cid], tid))}
                               for (cid, tid) in list(directory.consents) if tid == t.tenant_id]}
                 for t in self]

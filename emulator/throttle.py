@@ -133,7 +133,7 @@ class Throttle:
         """What the limits refused, and the client's manners: ``early`` and ``over_concurrency`` should stay 0."""
         with self._lock:
             return {"rejected": dict(self.rejected), "early": self.early, "overConcurrency": self.over_concurrency,
-                    "peakInFlight": self.peak, "rejectedByTenant": dict(self.rejected_by_tenant)}
+                    "peakInFlight": self.peak}
 
     def _reject(self, rejection: Rejection) -> Rejection:
         self.rejected[rejection.code] += 1
