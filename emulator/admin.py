@@ -40,7 +40,10 @@ def add_user():
     body = request.get_json(silent=True) or {}
     if not isinstance(body.get("address"), str) or "@" not in body["address"]:
         return _bad("address (an email address) is required")
-    user = _emulator().add_user(body["address"], body.get("displayName"))
+    try:
+        user = _emulator().add_user(body["address"], body.get("displayName"))
+    except ValueError as exc:  # the address is another tenant's
+        return _bad(str(exc), 409)
     return jsonify(user.to_graph()), 201
 
 

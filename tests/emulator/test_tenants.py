@@ -197,6 +197,7 @@ def test_revocation_and_tenants_over_the_control_api(emulator):
     assert graph.get(f"/users/{CAROL}/messages").status_code == 403
     assert msal_token(emulator, registration, tenant)["error_codes"] == [700016]
     assert requests.post(f"{base}/tenants/nope/users", json={"address": "x@y.z"}, verify=verify).status_code == 404
+    assert requests.post(f"{base}/users", json={"address": CAROL}, verify=verify).status_code == 409  # B's address
 
 
 def test_subscription_writes_are_limited_per_app_per_tenant(world, sink):
