@@ -24,7 +24,16 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from . import odata
-from .graphapi import action_body, emulator, graph_error, invalid_user, not_found_item, render_message, require_roles
+from .graphapi import (
+    action_body,
+    emulator,
+    find_user,
+    graph_error,
+    invalid_user,
+    not_found_item,
+    render_message,
+    require_roles,
+)
 from .mailstore import NotFound, User, build_message, isoformat
 from .messages import item_routes, load
 
@@ -134,7 +143,7 @@ def send_mail(user_ref: str):
     if body is None or not isinstance(body.get("message"), dict):
         return graph_error(400, "ErrorInvalidArgument", "The message parameter is required.")
     try:
-        user = emulator().mail.user(user_ref)
+        user = find_user(user_ref)
     except NotFound:
         return invalid_user(user_ref)
     message = body["message"]

@@ -9,6 +9,10 @@
 - ``GET /_emulator/clock``; ``POST /_emulator/clock`` ``{"advance": seconds}`` → runs what fell due
 - ``POST /_emulator/throttle`` ``{"enabled", "concurrency", "requests", "window", ...}`` → the limits now
 - ``POST /_emulator/delta/evict`` ``{"token"?}`` → evicts one delta token (or all): its link then answers 410
+- ``GET|POST /_emulator/tenants`` ``{"tenantId"?}`` → the tenants (users, consents) / 201 a new one;
+  ``POST /_emulator/tenants/<tid>/users`` ``{"address", "displayName"}``; ``POST /_emulator/tenants/<tid>/apps``
+  ``{"clientId"?, "clientSecret"?, "multiTenant"?, "roles"?}`` registers an app there;
+  ``PUT|DELETE /_emulator/tenants/<tid>/consents/<client id>`` ``{"roles"?}`` grants or revokes consent
 """
 
 from __future__ import annotations
@@ -36,7 +40,10 @@ def add_user():
     body = request.get_json(silent=True) or {}
     if not isinstance(body.get("address"), str) or "@" not in body["address"]:
         return _bad("address (an email address) is required")
-    user = _emulator().add_user(body["address"], body.get("displayName"))
+    try:
+        user = _emulator().add_user(body["address"], body.get("displayName"))
+    except ValueError as exc:  # the address is another tenant's
+        return _bad(str(exc), 409)
     return jsonify(user.to_graph()), 201
 
 
@@ -172,3 +179,70 @@ def latency():
 def evict():
     body = request.get_json(silent=True) or {}
     return jsonify({"evicted": _emulator().evict_delta_tokens(body.get("token"))})
+
+
+# --- several tenants (tenants.py) -------------------------------------------------------------------
+@bp.get("/tenants")
+def tenants():
+    return jsonify({"value": _emulator().tenants.describe()})
+
+
+@bp.post("/tenants")
+def add_tenant():
+    body = request.get_json(silent=True) or {}
+    return jsonify({"tenantId": _emulator().add_tenant(body.get("tenantId")).tenant_id}), 201
+
+
+def _tenant(tenant_id: str):
+    try:
+        return _emulator().tenant(tenant_id), None
+    except KeyError:
+        return None, _bad(f"unknown tenant {tenant_id!r}", 404)
+
+
+@bp.post("/tenants/<tenant_id>/users")
+def add_tenant_user(tenant_id: str):
+    tenant, error = _tenant(tenant_id)
+    body = request.get_json(silent=True) or {}
+    if error:
+        return error
+    if not isinstance(body.get("address"), str) or "@" not in body["address"]:
+        return _bad("address (an email address) is required")
+    try:
+        user = tenant.add_user(body["address"], body.get("displayName"))
+    except ValueError as exc:
+        return _bad(str(exc), 409)
+    return jsonify(user.to_graph()), 201
+
+
+@bp.post("/tenants/<tenant_id>/apps")
+def add_app(tenant_id: str):
+    tenant, error = _tenant(tenant_id)
+    body = request.get_json(silent=True) or {}
+    if error:
+        return error
+    app = tenant.add_app(client_id=body.get("clientId"), client_secret=body.get("clientSecret"),
+                         multi_tenant=bool(body.get("multiTenant")), roles=body.get("roles"))
+    return jsonify({"clientId": app.client_id, "clientSecret": app.secret, "tenantId": app.home_tenant,
+                    "multiTenant": app.multi_tenant, "roles": list(app.roles)}), 201
+
+
+@bp.put("/tenants/<tenant_id>/consents/<client_id>")
+def grant_consent(tenant_id: str, client_id: str):
+    body = request.get_json(silent=True) or {}
+    try:
+        _emulator().consent(client_id, tenant_id, body.get("roles"))
+    except KeyError:
+        return _bad(f"unknown tenant {tenant_id!r}", 404)
+    except ValueError as exc:
+        return _bad(str(exc))
+    return jsonify({"clientId": client_id, "tenantId": tenant_id}), 200
+
+
+@bp.delete("/tenants/<tenant_id>/consents/<client_id>")
+def revoke_consent(tenant_id: str, client_id: str):
+    try:
+        challenged = _emulator().revoke_consent(client_id, tenant_id)
+    except KeyError:
+        return _bad(f"unknown tenant {tenant_id!r}", 404)
+    return jsonify({"clientId": client_id, "tenantId": tenant_id, "challenged": challenged}), 200

@@ -76,7 +76,7 @@ class _Pending:
     notification: dict[str, Any] = field(compare=False)
     first_try: float = field(compare=False, default=0.0)
     attempts: int = field(compare=False, default=0)
-    app_id: str | None = field(compare=False, default=None)  # rich: the app its validation token is for
+    app_id: tuple[str, str] | None = field(compare=False, default=None)  # rich: (app, tenant) of its validation token
 
 
 class Delivery:
@@ -84,7 +84,7 @@ class Delivery:
 
     def __init__(self, session: requests.Session, verify: Any, options: DeliveryOptions | None = None,
                  on_event: Callable[..., None] | None = None, *, monotonic: Callable[[], float] = time.monotonic,
-                 token_issuer: Callable[[str], str] | None = None,
+                 token_issuer: Callable[[tuple[str, str]], str] | None = None,
                  on_dropped: Callable[[list[dict[str, Any]]], None] | None = None,
                  timer: Callable[[], float] = time.monotonic) -> None:
         self.monotonic = monotonic
@@ -123,10 +123,11 @@ class Delivery:
         with self._cond:
             self._cond.notify_all()
 
-    def submit(self, url: str, notification: dict[str, Any], delay: float = 0.0, app_id: str | None = None) -> None:
+    def submit(self, url: str, notification: dict[str, Any], delay: float = 0.0,
+               app_id: tuple[str, str] | None = None) -> None:
         """Schedule one notification for ``url``; duplicates are added here when enabled.
 
-        ``app_id`` marks a rich notification: its POST carries a validation token for that app.
+        ``app_id`` marks a rich notification: its POST carries a validation token for that (app, tenant).
         """
         now = self.monotonic()
         copies = 2 if self._random.random() < self.options.duplicate_rate else 1

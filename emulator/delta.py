@@ -38,6 +38,7 @@ from .graphapi import (
     bad_select,
     csv_arg,
     emulator,
+    find_user,
     graph_error,
     invalid_user,
     not_found_item,
@@ -178,7 +179,7 @@ def delta(user_ref: str, folder_ref: str):
     emu = emulator()
     store, states = emu.mail, emu.delta
     try:
-        user = store.user(user_ref)
+        user = find_user(user_ref)
     except NotFound:
         return invalid_user(user_ref)
     try:

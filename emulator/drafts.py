@@ -38,6 +38,7 @@ from .actions import recipients_error, send
 from .graphapi import (
     attachment_view,
     emulator,
+    find_user,
     graph_error,
     invalid_user,
     not_found_item,
@@ -155,7 +156,7 @@ def create_draft(user_ref: str, folder_ref: str | None):
     emu = emulator()
     with emu.mail.lock:
         try:
-            user = emu.mail.user(user_ref)
+            user = find_user(user_ref)
         except NotFound:
             return invalid_user(user_ref)
         try:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from .graphapi import (
     bad_select,
     csv_arg,
     emulator,
+    find_user,
     graph_error,
     invalid_user,
     next_link,
@@ -78,7 +79,7 @@ def list_users():
         return refused
     store = emulator().mail
     with store.lock:
-        users = sorted((u.to_graph() for u in store.users.values()), key=lambda u: u["userPrincipalName"].lower())
+        users = sorted((u.to_graph() for u in store.tenant_users(g.tenant_id)), key=lambda u: u["userPrincipalName"].lower())
     try:
         if request.args.get("$filter"):
             known = {k.lower() for k in users[0]} if users else None
@@ -105,7 +106,7 @@ def get_user(user_ref: str):
     if refused:
         return refused
     try:
-        user = emulator().mail.user(user_ref)
+        user = find_user(user_ref)
     except NotFound:
         return graph_error(404, "Request_ResourceNotFound", f"Resource '{user_ref}' does not exist or one of its queried reference-property objects are not present.")
     return jsonify({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
@@ -136,7 +137,7 @@ def _folder_page(user, folders: list) -> Any:
 
 def _user(user_ref: str):
     try:
-        return emulator().mail.user(user_ref), None
+        return find_user(user_ref), None
     except NotFound:
         return None, invalid_user(user_ref)
 

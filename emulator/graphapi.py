@@ -29,19 +29,35 @@ def graph_error(status: int, code: str, message: str):
 
 
 def authenticate() -> Any:
-    """Check the bearer token; set ``g.app_id`` and ``g.roles``; return an error response or None."""
+    """Check the bearer token; set ``g.app_id``, ``g.tenant_id`` and ``g.roles``; return an error response or None.
+
+    A token of an app whose consent in its tenant was revoked is refused with 403 ``ErrorAccessDenied``
+    (the app has no permission left there) while ``emu.refuse_revoked_tokens`` is on; see docs/emulator.md.
+    """
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
+    emu = current_app.config["EMULATOR"]
     try:
-        claims = current_app.config["EMULATOR"].directory.verify_access_token(header[7:])
+        claims = emu.directory.verify_access_token(header[7:])
     except jwt.ExpiredSignatureError:
         return graph_error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
     except jwt.PyJWTError:
         return graph_error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience or signature.")
-    g.app_id = claims["appid"]
+    g.app_id, g.tenant_id = claims["appid"], claims.get("tid", emu.tenant_id)
     g.roles = frozenset(claims.get("roles", ()))
+    if emu.refuse_revoked_tokens and not emu.directory.consented(g.app_id, g.tenant_id):
+        return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
     return None
+
+
+def find_user(ref: str) -> Any:
+    """The user ``ref`` (GUID or address) in the caller's tenant; :class:`~emulator.mailstore.NotFound` otherwise.
+
+    Graph looks users up in the directory of the token's ``tid``: another tenant's mailbox is not found,
+    exactly like one that does not exist (no hint that it exists elsewhere).
+    """
+    return current_app.config["EMULATOR"].mail.user(ref, tenant=g.tenant_id)
 
 
 def require_roles(*any_of: str) -> Callable:

@@ -35,7 +35,11 @@ CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 @dataclass
 class App:
-    """An app registration: credentials and the application permissions (roles) granted."""
+    """An app registration: credentials and the application permissions (roles) it asks for.
+
+    ``home_tenant`` is the tenant it is registered in; a ``multi_tenant`` app (sign-in audience
+    "AzureADMultipleOrgs") can also be consented in other tenants.
+    """
 
     client_id: str
     secret: str | None = None
@@ -43,6 +47,8 @@ class App:
     certificates: list[x509.Certificate] = field(default_factory=list)
     disabled: bool = False
     roles: tuple[str, ...] = ("Mail.Read", "Mail.ReadWrite", "Mail.Send", "MailboxSettings.ReadWrite", "User.Read.All")
+    home_tenant: str = ""
+    multi_tenant: bool = False
 
     def thumbprints(self) -> dict[str, x509.Certificate]:
         """Registered certificates by base64url SHA-1 (``x5t``) and SHA-256 (``x5t#S256``) thumbprint."""
@@ -74,46 +80,93 @@ class SigningKey:
 
 
 class Directory:
-    """The tenant: its id, app registrations and the key that signs its tokens."""
+    """The tenants, the app registrations, the consents between them and the key that signs their tokens.
+
+    Microsoft signs every tenant's tokens with the same published keys; ``tid`` and ``iss`` say which
+    tenant a token is for. An app can get a token in a tenant only where it has a service principal
+    (it was consented there): ``consents[(client_id, tenant_id)]`` holds the application permissions
+    granted, or None for "what the app registration asks for" (``App.roles``, read when a token is issued).
+    ``tenant_id`` is the first tenant, the one of the single-tenant API.
+    """
 
     def __init__(self, tenant_id: str, clock: Any = None) -> None:
         from .clock import as_clock
 
         self.clock = as_clock(clock)
         self.tenant_id = tenant_id
+        self.tenant_ids: list[str] = [tenant_id]
         self.apps: dict[str, App] = {}
+        self.consents: dict[tuple[str, str], tuple[str, ...] | None] = {}
         self.key = SigningKey()
         self.tokens_issued = 0
         self._lock = threading.Lock()
 
+    def has_tenant(self, tenant_id: str) -> bool:
+        return tenant_id in self.tenant_ids
+
+    def add_tenant(self, tenant_id: str) -> str:
+        if not self.has_tenant(tenant_id):
+            self.tenant_ids.append(tenant_id)
+        return tenant_id
+
     def add_app(self, app: App) -> App:
+        """Register ``app`` in its home tenant (the first tenant by default), consented there."""
+        app.home_tenant = app.home_tenant or self.tenant_id
+        if not self.has_tenant(app.home_tenant):
+            raise ValueError(f"unknown tenant {app.home_tenant!r}")
         self.apps[app.client_id] = app
+        self.consents.setdefault((app.client_id, app.home_tenant), None)
         return app
 
-    def issue_access_token(self, app: App, now: float | None = None) -> str:
-        """An app-only access token for Graph, dated by the emulator's clock."""
+    def consent(self, client_id: str, tenant_id: str, roles: tuple[str, ...] | None = None) -> None:
+        """Admin consent: a service principal for the app in the tenant, with ``roles`` (None: what the app asks for)."""
+        app = self.apps.get(client_id)
+        if app is None or not self.has_tenant(tenant_id):
+            raise ValueError(f"unknown app {client_id!r} or tenant {tenant_id!r}")
+        if tenant_id != app.home_tenant and not app.multi_tenant:
+            raise ValueError(f"app {client_id!r} is single-tenant (home {app.home_tenant!r}): it cannot be consented in {tenant_id!r}")
+        self.consents[(client_id, tenant_id)] = tuple(roles) if roles is not None else None
+
+    def revoke(self, client_id: str, tenant_id: str) -> bool:
+        """Remove the app's service principal from the tenant; True if it had one."""
+        return self.consents.pop((client_id, tenant_id), False) is not False
+
+    def consented(self, client_id: str, tenant_id: str) -> bool:
+        return (client_id, tenant_id) in self.consents
+
+    def roles_in(self, app: App, tenant_id: str) -> tuple[str, ...]:
+        """The application permissions the app holds in the tenant (none without consent)."""
+        if not self.consented(app.client_id, tenant_id):
+            return ()
+        granted = self.consents[(app.client_id, tenant_id)]
+        return tuple(app.roles) if granted is None else granted
+
+    def issue_access_token(self, app: App, now: float | None = None, *, tenant_id: str | None = None) -> str:
+        """An app-only access token for Graph in ``tenant_id`` (the first tenant by default), dated by the emulator's clock."""
         now = int(now if now is not None else self.clock.time())
+        tenant_id = tenant_id or self.tenant_id
         with self._lock:
             self.tokens_issued += 1
         return self.key.sign({
             "aud": GRAPH_AUDIENCE,
-            "iss": f"https://sts.windows.net/{self.tenant_id}/",
+            "iss": f"https://sts.windows.net/{tenant_id}/",
             "iat": now, "nbf": now, "exp": now + TOKEN_LIFETIME,
             "appid": app.client_id, "appidacr": "1", "idtyp": "app",
             "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, app.client_id)),
-            "roles": list(app.roles), "sub": app.client_id, "tid": self.tenant_id, "ver": "1.0",
+            "roles": list(self.roles_in(app, tenant_id)), "sub": app.client_id, "tid": tenant_id, "ver": "1.0",
         })
 
-    def issue_validation_token(self, client_id: str, now: float | None = None) -> str:
-        """A rich-notification validation token (graph-protocol.md §4), dated by the emulator's clock."""
+    def issue_validation_token(self, client_id: str, now: float | None = None, *, tenant_id: str | None = None) -> str:
+        """A rich-notification validation token (graph-protocol.md §4) for one app and tenant, dated by the emulator's clock."""
         now = int(now if now is not None else self.clock.time())
+        tenant_id = tenant_id or self.tenant_id
         return self.key.sign({
             "aud": client_id,
-            "iss": f"https://sts.windows.net/{self.tenant_id}/",
+            "iss": f"https://sts.windows.net/{tenant_id}/",
             "iat": now, "nbf": now, "exp": now + 3600,
             "appid": GRAPH_NOTIFICATION_APPID, "appidacr": "2",
-            "idp": f"https://sts.windows.net/{self.tenant_id}/",
-            "tid": self.tenant_id, "ver": "1.0",
+            "idp": f"https://sts.windows.net/{tenant_id}/",
+            "tid": tenant_id, "ver": "1.0",
         })
 
     def verify_access_token(self, token: str) -> dict[str, Any]:
@@ -158,9 +211,9 @@ def _base() -> str:
 @bp.get("/<tenant>/v2.0/.well-known/openid-configuration")
 def openid_configuration(tenant: str):
     directory = _directory()
-    if tenant not in (directory.tenant_id, "common", "organizations"):
+    if not directory.has_tenant(tenant) and tenant not in ("common", "organizations"):
         return aad_error(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
-    base, tid = _base(), directory.tenant_id if tenant != "common" else "{tenantid}"
+    base, tid = _base(), tenant if directory.has_tenant(tenant) else "{tenantid}"
     return jsonify({
         "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -181,7 +234,7 @@ def openid_configuration_v1(tenant: str):
     """The v1 document the Graph SDKs use to find the keys of validation tokens."""
     base = _base()
     return jsonify({
-        "issuer": f"https://sts.windows.net/{_directory().tenant_id if tenant != 'common' else '{tenantid}'}/",
+        "issuer": f"https://sts.windows.net/{tenant if _directory().has_tenant(tenant) else '{tenantid}'}/",
         "jwks_uri": f"{base}/{tenant}/discovery/keys",
         "token_endpoint": f"{base}/{tenant}/oauth2/token",
         "id_token_signing_alg_values_supported": ["RS256"],
@@ -229,7 +282,7 @@ def token(tenant: str):
     directory = emulator.directory
     emulator.faults.maybe_fail("token", request.method, request.path)
     form = request.form
-    if tenant != directory.tenant_id:
+    if not directory.has_tenant(tenant):
         return aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
     if form.get("grant_type") != "client_credentials":
         return aad_error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
@@ -242,7 +295,8 @@ def token(tenant: str):
     app = directory.apps.get(client_id)
     if app is not None and app.disabled:
         return aad_error(400, "unauthorized_client", 7000112, f"Application '{client_id}' is disabled.")
-    if app is None:
+    if app is None or not directory.consented(client_id, tenant):
+        # No service principal in this tenant (never consented, or consent revoked): AADSTS700016.
         return aad_error(400, "unauthorized_client", 700016, f"Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.")
     secret = form.get("client_secret")
     assertion = form.get("client_assertion")
@@ -262,5 +316,5 @@ def token(tenant: str):
             return aad_error(401, "invalid_client", code, text)
     else:
         return aad_error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
-    access = directory.issue_access_token(app)
+    access = directory.issue_access_token(app, tenant_id=tenant)
     return jsonify({"token_type": "Bearer", "expires_in": TOKEN_LIFETIME, "ext_expires_in": TOKEN_LIFETIME, "access_token": access})

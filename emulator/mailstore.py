@@ -80,11 +80,12 @@ class Folder:
 
 @dataclass
 class User:
-    """A mailbox owner with Outlook's default folders."""
+    """A mailbox owner with Outlook's default folders, in one tenant."""
 
     id: str
     mail: str
     display_name: str
+    tenant_id: str = ""
     folders: dict[str, Folder] = field(default_factory=dict)
     # any message id (regular or immutable) -> (folder id, regular id)
     index: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -143,8 +144,9 @@ class User:
 class MailStore:
     """Users and their mailboxes; every mutation goes through here under one lock."""
 
-    def __init__(self, now: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(self, now: Callable[[], dt.datetime] | None = None, tenant_id: str = "") -> None:
         self.lock = threading.RLock()
+        self.tenant_id = tenant_id  # the tenant of users added without one (the emulator's first tenant)
         self.users: dict[str, User] = {}
         self.purged: list[dict[str, Any]] = []  # what permanentDelete put in Purges, for assertions
         self._seq = 0
@@ -160,14 +162,24 @@ class MailStore:
             self._seq += 1
             return self._seq
 
-    def add_user(self, address: str, display_name: str | None = None, user_id: str | None = None) -> User:
-        """Create a user with Outlook's default folders; idempotent on the address."""
+    def add_user(self, address: str, display_name: str | None = None, user_id: str | None = None,
+                 tenant_id: str | None = None) -> User:
+        """Create a user with Outlook's default folders in ``tenant_id``; idempotent on the address.
+
+        An address belongs to one tenant (its domain is verified in one directory): adding it to another is a ValueError.
+        """
+        tenant_id = tenant_id or self.tenant_id
         with self.lock:
             try:
-                return self.user(address)
+                user = self.user(address)
             except NotFound:
                 pass
-            user = User(id=user_id or str(uuid.uuid4()), mail=address, display_name=display_name or address.split("@")[0])
+            else:
+                if user.tenant_id != tenant_id:
+                    raise ValueError(f"{address!r} already has a mailbox in tenant {user.tenant_id!r}, not {tenant_id!r}")
+                return user
+            user = User(id=user_id or str(uuid.uuid4()), mail=address, display_name=display_name or address.split("@")[0],
+                        tenant_id=tenant_id)
             root = Folder(graph_id("AAMkFLD"), "Top of Information Store", None, "msgfolderroot")
             user.folders[root.id] = root
             for wk, name in WELL_KNOWN_FOLDERS.items():
@@ -179,16 +191,25 @@ class MailStore:
             self.users[user.id] = user
             return user
 
-    def user(self, ref: str) -> User:
-        """A user by GUID or by address (case-insensitive), as Graph accepts both."""
+    def user(self, ref: str, tenant: str | None = None) -> User:
+        """A user by GUID or by address (case-insensitive), as Graph accepts both.
+
+        With ``tenant``, only that tenant's users exist: Graph resolves a user in the caller's directory,
+        so another tenant's mailbox is not found (the same 404 as an unknown one).
+        """
         with self.lock:
-            if ref in self.users:
-                return self.users[ref]
-            low = ref.lower()
-            for u in self.users.values():
-                if u.mail.lower() == low or u.id.lower() == low:
-                    return u
+            found = self.users.get(ref)
+            if found is None:
+                low = ref.lower()
+                found = next((u for u in self.users.values() if u.mail.lower() == low or u.id.lower() == low), None)
+            if found is not None and (tenant is None or found.tenant_id == tenant):
+                return found
         raise NotFound(f"user {ref!r}")
+
+    def tenant_users(self, tenant: str) -> list[User]:
+        """The users of one tenant."""
+        with self.lock:
+            return [u for u in self.users.values() if u.tenant_id == tenant]
 
     def add_message(self, user_ref: str, spec: dict[str, Any], folder: str = "inbox") -> tuple[User, Folder, dict[str, Any]]:
         """Store a new message built from ``spec``; return where it landed."""

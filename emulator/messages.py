@@ -30,6 +30,7 @@ from .graphapi import (
     bad_select,
     csv_arg,
     emulator,
+    find_user,
     graph_error,
     invalid_user,
     next_link,
@@ -69,9 +70,8 @@ def item_routes(blueprint: Blueprint, rule: str, **options: Any):
 
 def load(user_ref: str, message_id: str):
     """``(user, folder, message, None)`` or ``(None, None, None, error response)``."""
-    store = emulator().mail
     try:
-        user = store.user(user_ref)
+        user = find_user(user_ref)
     except NotFound:
         return None, None, None, invalid_user(user_ref)
     try:
@@ -106,7 +106,7 @@ def list_messages(user_ref: str, folder_ref: str | None):
     store = emulator().mail
     with store.lock:
         try:
-            user = store.user(user_ref)
+            user = find_user(user_ref)
         except NotFound:
             return invalid_user(user_ref)
         if folder_ref is None:
@@ -290,7 +290,7 @@ def get_attachment(user_ref: str, folder_ref: str | None, message_id: str, attac
         if error:
             return error
         expand = (request.args.get("$expand") or "").lower()
-        user = emulator().mail.user(user_ref)
+        user = find_user(user_ref)
         return jsonify(odata.attachment_entity(attachment_view(attachment, expand_item="itemattachment/item" in expand),
                                                user.id, message_id))
 

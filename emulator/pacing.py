@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from flask import g, request
 
-from .graphapi import graph_error
+from .graphapi import find_user, graph_error
 
 _MAILBOX_PATH = re.compile(r"^/v1\.0/users/([^/]+)/", re.IGNORECASE)
 BATCH_PART = "X-Emulator-Batch"  # header the $batch handler sets on the parts it runs
@@ -31,10 +31,10 @@ def admit(emu: Any) -> Any:
         return None
     ref = unquote(match.group(1))
     try:
-        mailbox = emu.mail.user(ref).id
+        mailbox = find_user(ref).id
     except KeyError:
         mailbox = ref.lower()
-    key = (g.app_id, mailbox)
+    key = (g.app_id, g.tenant_id, mailbox)  # Outlook counts per app and mailbox; the tenant keeps tenants' keys apart
     g.mailbox_key = key
     upload = request.content_length or 0 if request.method in ("POST", "PATCH", "PUT") else 0
     rejection = emu.throttle.acquire(key, upload)

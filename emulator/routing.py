@@ -9,7 +9,7 @@ so the emulator rewrites the path (before Flask routes it) to the one form its v
   ``mailFolders('Inbox')`` (concepts/change-notifications-delivery-webhooks.md,
   api/attachment-get.md ``item@odata.context``);
 - ``{user-guid}@{tenant-guid}`` as the user key, as change notifications name it
-  (concepts/change-notifications-delivery-webhooks.md); another tenant's GUID is not this tenant's user.
+  (concepts/change-notifications-delivery-webhooks.md); the user is then looked up in the caller's tenant only.
 
 Errors under ``/v1.0`` are always ``{"error": {"code", "message", "innerError"}}`` JSON, never
 Werkzeug's HTML pages: unknown routes (404), wrong methods (405) and crashes (500) included,
@@ -19,7 +19,7 @@ so a ``$batch`` part that fails carries a JSON object too.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from flask import Blueprint, request
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -42,7 +42,7 @@ _USER_AT_TENANT = re.compile(rf"^({_GUID})@({_GUID})$")
 _VERSIONS = ("/v1.0/", "/beta/")
 
 
-def canonical_path(path: str, tenant_id: str | None = None) -> str:
+def canonical_path(path: str, tenant_id: str | Collection[str] | None = None) -> str:
     """The path as the emulator's views spell it (see the module docstring); other paths unchanged."""
     version = next((v for v in _VERSIONS if path.lower().startswith(v)), None)
     if version is None:
@@ -56,7 +56,8 @@ def canonical_path(path: str, tenant_id: str | None = None) -> str:
             segments.append(part if keyed else NAMES.get(part.lower(), part))
     if len(segments) >= 2 and segments[0] == "users":
         found = _USER_AT_TENANT.match(segments[1])
-        if found and tenant_id and found.group(2).lower() == tenant_id.lower():
+        tenants = {tenant_id} if isinstance(tenant_id, str) else set(tenant_id or ())
+        if found and found.group(2).lower() in {t.lower() for t in tenants}:  # the tenant check is the user lookup's
             segments[1] = found.group(1)
     return version[:-1] + "/" + "/".join(segments) if segments else path
 
@@ -69,7 +70,7 @@ def match_name_only(segments: list[str]) -> bool:
 class CanonicalPaths:
     """WSGI middleware: rewrite ``PATH_INFO`` with :func:`canonical_path` before routing."""
 
-    def __init__(self, app: Callable, tenant_id: Callable[[], str]) -> None:
+    def __init__(self, app: Callable, tenant_id: Callable[[], str | Collection[str]]) -> None:
         self.app, self.tenant_id = app, tenant_id
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
@@ -83,7 +84,7 @@ class CanonicalPaths:
 @bp.record_once
 def _install(state: Any) -> None:
     app = state.app
-    app.wsgi_app = CanonicalPaths(app.wsgi_app, lambda: app.config["EMULATOR"].tenant_id)
+    app.wsgi_app = CanonicalPaths(app.wsgi_app, lambda: app.config["EMULATOR"].directory.tenant_ids)
 
 
 def _graph_path() -> bool:

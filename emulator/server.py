@@ -3,6 +3,7 @@
 Python API (tests, demo, benchmarks)::
 
     emu = Emulator(workdir)            # generates a CA, a tenant and an app registration
+    customer = emu.add_tenant()        # more tenants: docs/emulator.md#several-tenants (tenants.py)
     emu.start()                        # https://127.0.0.1:<port>, CA at emu.ca_path
     emu.add_user("alice@contoso.com")
     emu.deliver("alice@contoso.com", {"subject": "Hi", "from": "bob@fabrikam.com"})
@@ -31,8 +32,7 @@ from typing import Any, Callable
 import requests
 from flask import Flask, g, request
 
-from . import (actions, admin, batch, delta, drafts, folders, identity, messages, pacing, routing, subscriptions,
-               uploads)
+from . import actions, admin, batch, delta, drafts, folders, identity, messages, pacing, routing, subscriptions, uploads
 from .clock import Clock, as_clock
 from .delivery import Delivery, DeliveryOptions
 from .delta import DeltaStore
@@ -45,6 +45,7 @@ from .notify import LIFECYCLE_EVENTS, change_notification, lifecycle_notificatio
 from .pki import CertificateAuthority
 from .richcrypto import load_certificate
 from .subscriptions import Subscription, SubscriptionStore
+from .tenants import Tenant, Tenants
 from .throttle import Throttle
 from .uploads import UploadSessions
 
@@ -55,7 +56,7 @@ REAUTHORIZATION_GRACE = 15 * 60.0  # s after a reauthorizationRequired before de
 
 
 class Emulator:
-    """A local Microsoft Graph and identity platform for one tenant.
+    """A local Microsoft Graph and identity platform for one tenant, or several (``add_tenant``).
 
     Knobs (attributes, change them any time): ``expiry_mode`` ("reject" or "clamp" beyond the
     maximum lifetime), ``revalidate_on_patch``, ``reauthorization_grace`` (s),
@@ -87,8 +88,10 @@ class Emulator:
         self.app_registration = self.directory.add_app(
             App(client_id=client_id or str(uuid.uuid4()), secret=client_secret or secrets.token_urlsafe(30))
         )
-        self.mail = MailStore(now=self.clock.now)
-        self.subscriptions = SubscriptionStore(monotonic=self.clock.monotonic)
+        self.mail = MailStore(now=self.clock.now, tenant_id=self.tenant_id)
+        self.subscriptions = SubscriptionStore(monotonic=self.clock.monotonic, tenant_id=self.tenant_id)
+        self.tenants = Tenants(self)  # the first is this tenant; add_tenant() adds more
+        self.refuse_revoked_tokens = True  # Graph refuses tokens an app holds in a tenant that revoked its consent
         self.faults = Faults()
         self.throttle = Throttle(self.clock.monotonic)
         self.delta = DeltaStore()
@@ -103,7 +106,7 @@ class Emulator:
         self.outbound.trust_env = False  # never route loopback deliveries through a proxy
         self.outbound_verify: Any = str(self.ca.cert_path)
         self.delivery = Delivery(self.outbound, self.outbound_verify, delivery, on_event=self.record,
-                                 monotonic=self.clock.monotonic, token_issuer=self.directory.issue_validation_token,
+                                 monotonic=self.clock.monotonic, token_issuer=self._validation_token,
                                  on_dropped=self._dropped)
         self.request_log: deque[dict[str, Any]] = deque(maxlen=100_000)
         self.events: deque[dict[str, Any]] = deque(maxlen=100_000)
@@ -151,6 +154,26 @@ class Emulator:
             "GRAPH_URL": self.graph_url,
             "REQUESTS_CA_BUNDLE": str(self.ca_path),
         }
+
+    # --- several tenants (tenants.py) ----------------------------------------------------------
+    def add_tenant(self, tenant_id: str | None = None) -> Tenant:
+        """Serve another tenant (a random GUID unless given); see :class:`~emulator.tenants.Tenant`."""
+        return self.tenants.add(tenant_id)
+
+    def tenant(self, tenant_id: str | None = None) -> Tenant:
+        """A served tenant by id; the first (this emulator's ``tenant_id``) by default."""
+        return self.tenants.get(tenant_id)
+
+    def consent(self, app: App | str, tenant: Tenant | str, roles: tuple[str, ...] | list[str] | None = None) -> None:
+        """Admin consent of ``app`` in ``tenant`` (roles: the app's own ``roles`` unless given)."""
+        self.tenants.consent(app, tenant, roles)
+
+    def revoke_consent(self, app: App | str, tenant: Tenant | str) -> int:
+        """Revoke ``app``'s consent in ``tenant`` (:meth:`emulator.tenants.Tenants.revoke`)."""
+        return self.tenants.revoke(app, tenant)
+
+    def _validation_token(self, key: tuple[str, str]) -> str:
+        return self.directory.issue_validation_token(key[0], tenant_id=key[1])
 
     def requests(self, method: str | None = None, path: str | None = None, status: int | None = None) -> list[dict[str, Any]]:
         """Entries of ``request_log`` matching a method, a path substring and a status."""
@@ -274,8 +297,8 @@ class Emulator:
                 sub.lost += 1
                 self.record("notification.paused", id=sub.id, changeType=kind)
                 continue
-            item = change_notification(sub, self.tenant_id, user_id, message, kind)
-            rich = sub.application_id if "encryptedContent" in item else None
+            item = change_notification(sub, sub.tenant_id or self.tenant_id, user_id, message, kind)
+            rich = (sub.application_id, sub.tenant_id or self.tenant_id) if "encryptedContent" in item else None
             self.delivery.submit(sub.notification_url, item, app_id=rich)
             sent += 1
         return sent
@@ -306,8 +329,19 @@ class Emulator:
             # Lifecycle notifications go only to lifecycleNotificationUrl; without one, Graph has nowhere to send them.
             self.record("lifecycle.undeliverable", id=sub.id, lifecycleEvent=event)
             return
-        self.delivery.submit(sub.lifecycle_url, lifecycle_notification(sub, self.tenant_id, event))
+        self.delivery.submit(sub.lifecycle_url, lifecycle_notification(sub, sub.tenant_id or self.tenant_id, event))
         self.record("lifecycle.sent", id=sub.id, lifecycleEvent=event)
+
+    def challenge(self, which: Callable[[Subscription], bool]) -> int:
+        """Pause the subscriptions ``which`` selects now and send each a ``reauthorizationRequired``; return how many."""
+        now = self.clock.now()
+        with self.subscriptions.lock:
+            subs = [s for s in self.subscriptions.items.values() if which(s)]
+            for sub in subs:
+                sub.reauthorization_required, sub.pause_at = True, now
+        for sub in subs:
+            self._send_lifecycle(sub, "reauthorizationRequired")
+        return len(subs)
 
     def _dropped(self, notifications: list[dict[str, Any]]) -> None:
         """Dropped change notifications earn their subscriptions a ``missed`` (graph-protocol.md §3)."""

@@ -3,8 +3,8 @@
 Rules from graph-protocol.md §1: expiry under 45 minutes is raised to 45;
 beyond the maximum (10,080 minutes for messages, 1,440 with resource data)
 the emulator either rejects (``expiry_mode="reject"``) or clamps
-(``"clamp"``); clientState at most 128 characters; HTTPS URLs only; 1,000
-writes per 20 s per app and tenant.
+(``"clamp"``); clientState at most 128 characters; HTTPS URLs only; 1,000 writes per 20 s per app and tenant,
+2,000 per tenant. A subscription belongs to its creator's app and tenant (``tenantId`` in its notifications).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from flask import Blueprint, current_app, g, jsonify, request
 
-from .graphapi import graph_error, prefers_immutable, require_roles
+from .graphapi import find_user, graph_error, prefers_immutable, require_roles
 from .query import QueryError, parse_filter, parse_time
 
 __all__ = ["parse_time", "format_time", "Subscription", "SubscriptionStore", "bp"]
@@ -32,7 +32,7 @@ MAX_LIFETIME_MESSAGES = dt.timedelta(minutes=10080)
 MAX_LIFETIME_RICH = dt.timedelta(minutes=1440)
 MAX_CLIENT_STATE = 128
 VALIDATION_TIMEOUT = 10.0  # seconds; not configurable at Microsoft (graph-protocol.md §1)
-WRITE_LIMIT, WRITE_WINDOW = 1000, 20.0  # per app per tenant (throttling-subscription-services)
+WRITE_LIMIT, WRITE_WINDOW, TENANT_WRITE_LIMIT = 1000, 20.0, 2000  # per app per tenant, per tenant (throttling-subscription-services)
 MAILBOX_LIMIT = 1000  # active Outlook subscriptions per mailbox, all apps together
 CHANGE_TYPES = {"created", "updated", "deleted"}
 
@@ -71,6 +71,7 @@ class Subscription:
     pause_at: dt.datetime | None = None  # delivery pauses from here unless the app reauthorizes
     next_notice: dt.datetime | None = None  # next scheduled reauthorizationRequired
     lost: int = 0  # change notifications not sent while paused
+    tenant_id: str = ""  # the tenant of the token that created it
 
     def paused(self, now: dt.datetime) -> bool:
         """Delivery paused: reauthorization was required and the app let the grace period pass."""
@@ -111,22 +112,23 @@ class Subscription:
 class SubscriptionStore:
     """Active subscriptions and the write-rate window per app."""
 
-    def __init__(self, monotonic: Any = time.monotonic) -> None:
-        self.monotonic = monotonic
+    def __init__(self, monotonic: Any = time.monotonic, tenant_id: str = "") -> None:
+        self.monotonic, self.tenant_id = monotonic, tenant_id
         self.lock = threading.RLock()
         self.items: dict[str, Subscription] = {}
-        self._writes: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._writes: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(collections.deque)
 
-    def take_write(self, app_id: str, now: float | None = None) -> float | None:
-        """Count a write; return seconds to wait if the app is over its limit."""
-        now = self.monotonic() if now is None else now
+    def take_write(self, app_id: str, now: float | None = None, *, tenant: str | None = None) -> float | None:
+        """Count a write of ``app_id`` in ``tenant`` (default: the first); seconds to wait if the app or tenant is over."""
+        now, tenant = self.monotonic() if now is None else now, tenant or self.tenant_id
         with self.lock:
-            window = self._writes[app_id]
-            while window and window[0] <= now - WRITE_WINDOW:
-                window.popleft()
-            if len(window) >= WRITE_LIMIT:
-                return max(0.1, window[0] + WRITE_WINDOW - now)
-            window.append(now)
+            windows = ((self._writes[(app_id, tenant)], WRITE_LIMIT), (self._writes[("*", tenant)], TENANT_WRITE_LIMIT))
+            for window, limit in windows:
+                while window and window[0] <= now - WRITE_WINDOW:
+                    window.popleft()
+                if len(window) >= limit:
+                    return max(0.1, window[0] + WRITE_WINDOW - now)
+            windows[0][0].append(now), windows[1][0].append(now)
             return None
 
     def watching(self, user_id: str, folder_id: str, hidden: bool, now: dt.datetime) -> list[Subscription]:
@@ -193,7 +195,7 @@ def _expiry(value: Any, rich: bool) -> dt.datetime:
 
 
 def _throttle_writes():
-    wait = _emulator().subscriptions.take_write(g.app_id)
+    wait = _emulator().subscriptions.take_write(g.app_id, tenant=g.tenant_id)
     if wait is not None:
         response, status = graph_error(429, "TooManyRequests", "Please retry again later.")
         response.headers["Retry-After"] = str(int(wait) + 1)
@@ -220,7 +222,7 @@ def create():
     if not match or not match.group("user"):
         return graph_error(400, "ExtensionError", f"Resource '{resource}' is not supported.")
     try:
-        user = emulator.mail.user(match.group("user"))
+        user = find_user(match.group("user"))
     except KeyError:
         return graph_error(404, "ResourceNotFound", f"Resource '{resource}' does not exist or one of its queried reference-property objects are not present.")
     folder_ref = match.group("folder_q") or match.group("folder")
@@ -287,7 +289,7 @@ def create():
         encryption_certificate=body.get("encryptionCertificate"),
         encryption_certificate_id=body.get("encryptionCertificateId"),
         tls_version=body.get("latestSupportedTlsVersion") or "v1_2",
-        immutable_ids=prefers_immutable(), authorized_at=now,
+        immutable_ids=prefers_immutable(), authorized_at=now, tenant_id=g.tenant_id,
     )
     with emulator.subscriptions.lock:
         emulator.subscriptions.items[sub.id] = sub
@@ -297,7 +299,7 @@ def create():
 
 def _own(subscription_id: str) -> Subscription | None:
     sub = _emulator().subscriptions.items.get(subscription_id)
-    if sub is None or sub.application_id != g.app_id:
+    if sub is None or sub.application_id != g.app_id or sub.tenant_id != g.tenant_id:
         return None
     return sub
 
@@ -312,7 +314,7 @@ def list_subscriptions():
     emulator = _emulator()
     emulator.faults.maybe_fail("subscriptions", request.method, request.path)
     with emulator.subscriptions.lock:
-        mine = [s.to_graph() for s in emulator.subscriptions.items.values() if s.application_id == g.app_id]
+        mine = [s.to_graph() for s in emulator.subscriptions.items.values() if (s.application_id, s.tenant_id) == (g.app_id, g.tenant_id)]
     return jsonify({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions", "value": mine})
 
 

@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-Key = tuple[str, str]  # (app id, mailbox user id)
+Key = tuple[str, str, str]  # (app id, tenant id, mailbox user id): limits are per app and mailbox, in one tenant
 
 
 @dataclass
@@ -67,6 +67,7 @@ class Throttle:
         self._recent: dict[Key, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._uploads: dict[Key, collections.deque[tuple[float, int]]] = collections.defaultdict(collections.deque)
         self.rejected: collections.Counter[str] = collections.Counter()
+        self.rejected_by_tenant: collections.Counter[str] = collections.Counter()  # 429s per tenant (key[1])
         self._not_before: dict[Key, float] = {}  # key -> when its last Retry-After ends (emulator clock)
         self.early = 0  # requests sent to a mailbox before its Retry-After had passed
         self.over_concurrency = 0  # requests refused for the 4-concurrent-requests limit
@@ -82,6 +83,13 @@ class Throttle:
 
     def acquire(self, key: Key, upload: int = 0) -> Rejection | None:
         """Admit one request (count it in flight) or say why not; admitted ones must be released."""
+        rejection = self._acquire(key, upload)
+        if rejection is not None:
+            with self._lock:
+                self.rejected_by_tenant[key[1]] += 1
+        return rejection
+
+    def _acquire(self, key: Key, upload: int) -> Rejection | None:
         limits = self.limits
         if not limits.enabled:
             return None
@@ -148,5 +156,6 @@ class Throttle:
             self._recent.clear()
             self._uploads.clear()
             self.rejected.clear()
+            self.rejected_by_tenant.clear()
             self._not_before.clear()
             self.early = self.over_concurrency = self.peak = 0

@@ -86,6 +86,7 @@ class UploadSession:
     expires: dt.datetime
     data: bytearray = field(default_factory=bytearray)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    tenant_id: str = ""  # the caller's tenant: in the URLs and the throttle key
 
     @property
     def next_expected(self) -> list[str]:
@@ -127,7 +128,7 @@ class UploadSessions:
 def _outlook_base(session: UploadSession) -> str:
     """``https://{emulator}/api/v2.0/Users('{id}@{tenant}')/Messages('{id}')``, as Outlook's URLs go."""
     host = request.host_url.rstrip("/")
-    return f"{host}/api/v2.0/Users('{session.user_id}@{emulator().tenant_id}')/Messages('{session.message_id}')"
+    return f"{host}/api/v2.0/Users('{session.user_id}@{session.tenant_id}')/Messages('{session.message_id}')"
 
 
 def _upload_url(session: UploadSession) -> str:
@@ -175,7 +176,7 @@ def create_upload_session(user_ref: str, folder_ref: str | None, message_id: str
             return error
         immutable_id = message["_immutableId"]
     session = emu.uploads.open(
-        emu.clock.now(), app_id=g.app_id, user_id=user.id, message_id=message_id, immutable_id=immutable_id,
+        emu.clock.now(), app_id=g.app_id, tenant_id=g.tenant_id, user_id=user.id, message_id=message_id, immutable_id=immutable_id,
         name=item["name"], size=item["size"], content_type=item.get("contentType"),
         is_inline=bool(item.get("isInline", False)), content_id=item.get("contentId"))
     emu.record("upload.session", mailbox=user.mail, id=session.id, name=session.name, size=session.size)
@@ -235,7 +236,7 @@ def upload_range(user_key: str, message_id: str, session_id: str):
     if error:
         return error
     emu = emulator()
-    key = (session.app_id, session.user_id)  # the app and mailbox of createUploadSession (throttle.py)
+    key = (session.app_id, session.tenant_id, session.user_id)  # the app, tenant and mailbox of createUploadSession (throttle.py)
     rejection = emu.throttle.acquire(key, len(data))
     if rejection is not None:
         response, status = graph_error(429, rejection.code, rejection.message)
@@ -267,7 +268,7 @@ def _accept_range(session: UploadSession, data: bytes):
         if len(session.data) < session.size:
             return jsonify({
                 "@odata.context": f"{request.host_url.rstrip('/')}/api/v2.0/$metadata#Users('{session.user_id}@"
-                                  f"{emulator().tenant_id}')/Messages('{session.message_id}')/AttachmentSessions/$entity",
+                                  f"{session.tenant_id}')/Messages('{session.message_id}')/AttachmentSessions/$entity",
                 "ExpirationDateTime": format_time(session.expires),
                 "nextExpectedRanges": session.next_expected,
             })
