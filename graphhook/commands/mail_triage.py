@@ -119,11 +119,17 @@ def attachments(graph: Any, settings: Any, args: argparse.Namespace) -> int:
     keep = tempfile.mkdtemp(prefix="graphhook-attachments-")
     options = FetchOptions(max_bytes=settings.attachment_max_bytes, spool_bytes=settings.attachment_spool_bytes,
                            keep_dir=keep, item_depth=settings.item_depth)
+    from workers.response.progress import ProgressBar
+
     fetcher = Fetcher(graph, args.mailbox, options)
+    bar = ProgressBar(label="attachments")  # on a terminal only (stderr), like purge and search
     try:
+        if bar.enabled:
+            print("fetching the message and its attachments from Graph…", file=sys.stderr, flush=True)
         record = fetcher.record(args.id, mailbox=args.mailbox)
         rows = list(_walk(record, ""))
-        for row in rows:  # Graph gives attached emails' MIME at the first level only (…/attachments/{id}/$value)
+        for done, row in enumerate(rows, 1):  # attached emails' MIME is at the first level only (…/{id}/$value)
+            bar({"done": done, "total": len(rows)})
             if row["kind"] == "item" and row["depth"] == 0 and row["id"]:
                 sink = fetcher.value(message_path(args.mailbox, args.id) + f"/attachments/{quote(row['id'], safe='')}"
                                      "/$value")
@@ -131,6 +137,7 @@ def attachments(graph: Any, settings: Any, args: argparse.Namespace) -> int:
         if args.save:
             _save(rows, args.save)
     finally:
+        bar.close()
         fetcher.close()
         shutil.rmtree(keep, ignore_errors=True)
     out = [{k: v for k, v in row.items() if k != "file"} for row in rows]
