@@ -202,14 +202,18 @@ class MailStore:
             if found is None:
                 low = ref.lower()
                 found = next((u for u in self.users.values() if u.mail.lower() == low or u.id.lower() == low), None)
-            if found is not None and (tenant is None or found.tenant_id == tenant):
+            if found is not None and (tenant is None or self.tenant_of(found) == tenant):
                 return found
         raise NotFound(f"user {ref!r}")
 
     def tenant_users(self, tenant: str) -> list[User]:
         """The users of one tenant."""
         with self.lock:
-            return [u for u in self.users.values() if u.tenant_id == tenant]
+            return [u for u in self.users.values() if self.tenant_of(u) == tenant]
+
+    def tenant_of(self, user: User) -> str:
+        """A user's tenant; one put in ``users`` directly, without a tenant, is in the first tenant (as before)."""
+        return user.tenant_id or self.tenant_id
 
     def add_message(self, user_ref: str, spec: dict[str, Any], folder: str = "inbox") -> tuple[User, Folder, dict[str, Any]]:
         """Store a new message built from ``spec``; return where it landed."""

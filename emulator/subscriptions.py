@@ -1,8 +1,7 @@
 """``/v1.0/subscriptions``: create (with the validation handshake), list, get, renew, reauthorize, delete.
 
-Rules from graph-protocol.md §1: expiry under 45 minutes is raised to 45;
-beyond the maximum (10,080 minutes for messages, 1,440 with resource data)
-the emulator either rejects (``expiry_mode="reject"``) or clamps
+Rules from graph-protocol.md §1: expiry under 45 minutes is raised to 45; beyond the maximum (10,080
+minutes for messages, 1,440 with resource data) the emulator either rejects (``expiry_mode="reject"``) or clamps
 (``"clamp"``); clientState at most 128 characters; HTTPS URLs only; 1,000 writes per 20 s per app and tenant,
 2,000 per tenant. A subscription belongs to its creator's app and tenant (``tenantId`` in its notifications).
 """
@@ -299,7 +298,7 @@ def create():
 
 def _own(subscription_id: str) -> Subscription | None:
     sub = _emulator().subscriptions.items.get(subscription_id)
-    if sub is None or sub.application_id != g.app_id or sub.tenant_id != g.tenant_id:
+    if sub is None or sub.application_id != g.app_id or (sub.tenant_id or _emulator().tenant_id) != g.tenant_id:
         return None
     return sub
 
@@ -314,7 +313,8 @@ def list_subscriptions():
     emulator = _emulator()
     emulator.faults.maybe_fail("subscriptions", request.method, request.path)
     with emulator.subscriptions.lock:
-        mine = [s.to_graph() for s in emulator.subscriptions.items.values() if (s.application_id, s.tenant_id) == (g.app_id, g.tenant_id)]
+        mine = [s.to_graph() for s in emulator.subscriptions.items.values()
+                if (s.application_id, s.tenant_id or emulator.tenant_id) == (g.app_id, g.tenant_id)]
     return jsonify({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions", "value": mine})
 
 

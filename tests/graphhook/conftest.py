@@ -3,6 +3,11 @@ HTTPS and a real Redis; returns (exit code, stdout, stderr)."""
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
+
 import pytest
 
 from graphhook.cli import main
@@ -36,3 +41,26 @@ def cli(cli_env, capsys):
         return code, out, err
 
     return run
+
+
+def on_terminal(argv: list[str], env: dict[str, str], *, stderr_too: bool = False) -> tuple[int, str]:
+    """Run ``graphhook ARGV…`` with stdout (and with ``stderr_too`` stderr) on a real pseudo-terminal, as a
+    responder does; returns (exit code, what the terminal showed)."""
+    from tests.conftest import ROOT
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "graphhook", *argv],
+                            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=follower, stderr=follower if stderr_too else subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return proc.wait(timeout=120), b"".join(chunks).decode().replace("\r\n", "\n")

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import pty
-import subprocess
-import sys
 
 from graphhook.cli import build_parser, main
-from tests.conftest import ROOT
-from tests.graphhook.conftest import ALICE, BOB
+from tests.graphhook.conftest import ALICE, BOB, on_terminal
 
 PROCESSES = {"demo", "web", "worker", "renewer"}  # long-running processes: they log JSON lines, they print no report
 
@@ -69,30 +64,15 @@ def test_subscriptions_create_refuses_a_mailbox_the_renewer_would_delete(cli, em
 def test_on_a_terminal_search_prints_a_table_and_json_on_request(cli_env, emulator):
     """The same command under a real pseudo-terminal: a table by default; --json gives JSON there too."""
     emulator.mail.add_message(ALICE, {"subject": "Invoice overdue", "from": "ceo@evil.example"})
-    env = {**os.environ, **cli_env, "PYTHONPATH": str(ROOT)}
+    def shown_on_terminal(*argv: str) -> str:
+        code, shown = on_terminal(list(argv), cli_env)
+        assert code == 0
+        return shown
 
-    def on_terminal(*argv: str) -> str:
-        leader, follower = pty.openpty()
-        proc = subprocess.Popen([sys.executable, "-m", "graphhook", *argv], env=env, stdout=follower,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        os.close(leader)
-        assert proc.wait(timeout=120) == 0, proc.stderr.read()
-        return b"".join(chunks).decode().replace("\r\n", "\n")
-
-    shown = on_terminal("mail", "search", "--mailbox", ALICE, "--from", "evil.example")
+    shown = shown_on_terminal("mail", "search", "--mailbox", ALICE, "--from", "evil.example")
     assert shown.splitlines()[0].split() == ["MAILBOX", "RECEIVEDDATETIME", "FROM", "SUBJECT", "ID"]
     assert "Invoice overdue" in shown and "1 message(s) in 1 mailbox(es)" in shown
-    rows = json.loads(on_terminal("mail", "search", "--mailbox", ALICE, "--from", "evil.example", "--json"))
+    rows = json.loads(shown_on_terminal("mail", "search", "--mailbox", ALICE, "--from", "evil.example", "--json"))
     assert [r["subject"] for r in rows] == ["Invoice overdue"]
 
 

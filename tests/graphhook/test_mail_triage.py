@@ -167,30 +167,11 @@ def test_search_across_mailboxes_rides_out_throttling_and_pages(cli, emulator):
 
 
 def test_attachments_show_progress_on_a_terminal(cli_env, emulator, tmp_path):
-    import pty
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
+    from tests.graphhook.conftest import on_terminal
 
     m = campaign(emulator)
-    leader, follower = pty.openpty()  # stdout and stderr both a terminal, as for a responder
-    proc = subprocess.Popen([sys.executable, "-m", "graphhook", "mail", "attachments", "--mailbox", ALICE, "--id",
-                             m["id"], "--save", str(tmp_path / "evidence")],
-                            env={**os.environ, **cli_env, "PYTHONPATH": str(ROOT)}, stdout=follower, stderr=follower,
-                            stdin=subprocess.DEVNULL)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(leader)
-    assert proc.wait(timeout=120) == 0
-    shown = b"".join(chunks).decode()
+    code, shown = on_terminal(["mail", "attachments", "--mailbox", ALICE, "--id", m["id"], "--save",
+                               str(tmp_path / "evidence")], cli_env, stderr_too=True)
+    assert code == 0
     assert "fetching the message and its attachments from Graph" in shown
     assert "3/3 attachments" in shown and "3 attachment(s); saved in" in shown

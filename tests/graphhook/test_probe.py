@@ -186,11 +186,14 @@ def test_renewer_records_each_loop_with_its_own_clock_and_spaces_sweep_heartbeat
 
     emulator.add_user("alice@contoso.com")
     renewer = make_renewer(fresh_context(live_settings, redis_client), emulator, [("alice@contoso.com", "inbox")])
+    before = emulator.clock.now().replace(microsecond=0)
     renewer.run(once=True, interval=60)
+    after = emulator.clock.now()
     key = f"graphhook:renewer:alive:{socket.gethostname()}"
     record = {k.decode(): v.decode() for k, v in redis_client.hgetall(key).items()}
     assert record["pid"] == str(os.getpid())
-    assert record["at"] == emulator.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    at = dt.datetime.strptime(record["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    assert before <= at <= after  # the renewer's own (injected) clock, not the wall clock
     assert 170 < redis_client.ttl(key) <= 180  # the leader lock's expiry: 3 x the interval
     assert probe.probe_renewer(redis_client, hostname=socket.gethostname())[0] is True
     # Within a sweep (one heartbeat per subscription) the record is refreshed at most every 5 s.

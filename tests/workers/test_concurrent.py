@@ -37,6 +37,13 @@ def _worker(settings, redis_client, **options) -> ConcurrentWorker:
     return ConcurrentWorker(queues, connection=redis_client, **jobformat.WORKER_OPTIONS, **options)
 
 
+def _worker_process(live_settings, emulator, tmp_path, **env: str) -> subprocess.Popen:
+    """``graphhook worker`` (the Procfile's command) as its own process, logging to ``tmp_path/worker.log``."""
+    log = open(tmp_path / "worker.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "graphhook", "worker"],
+                            env={**worker_env(live_settings, emulator), **env}, cwd=ROOT, stdout=log, stderr=log)
+
+
 @pytest.fixture
 def deferring(ctx):
     ctx.graph.defer_throttled = True
@@ -134,9 +141,7 @@ def test_a_throttled_mailbox_is_deferred_until_its_retry_after_and_fires_once(em
 
 def test_warm_shutdown_hands_back_a_job_that_outlives_the_grace_period(live_settings, emulator, redis_client,
                                                                       tmp_path):
-    env = {**worker_env(live_settings, emulator), "GRAPHHOOK_WORKER_SHUTDOWN_SECONDS": "1"}
-    log = open(tmp_path / "worker.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "graphhook", "worker"], env=env, cwd=ROOT, stdout=log, stderr=log)
+    proc = _worker_process(live_settings, emulator, tmp_path, GRAPHHOOK_WORKER_SHUTDOWN_SECONDS="1")
     try:
         queue = jobformat.queue(live_settings.queue_name, redis_client)
         long = queue.enqueue("tests.workers.concurrent_jobs.linger", 600, "long-started")
@@ -152,9 +157,7 @@ def test_warm_shutdown_hands_back_a_job_that_outlives_the_grace_period(live_sett
 
 
 def test_warm_shutdown_lets_a_short_job_finish(live_settings, emulator, redis_client, tmp_path):
-    env = {**worker_env(live_settings, emulator), "GRAPHHOOK_WORKER_SHUTDOWN_SECONDS": "120"}
-    log = open(tmp_path / "worker.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "graphhook", "worker"], env=env, cwd=ROOT, stdout=log, stderr=log)
+    proc = _worker_process(live_settings, emulator, tmp_path, GRAPHHOOK_WORKER_SHUTDOWN_SECONDS="120")
     try:
         queue = jobformat.queue(live_settings.queue_name, redis_client)
         short = queue.enqueue("tests.workers.concurrent_jobs.linger", 2, "short-started")
@@ -190,9 +193,7 @@ def test_the_scheduler_is_a_thread_so_a_killed_worker_leaves_nothing_behind(live
 
     from tests.deploy.test_worker_shutdown import process_tree
 
-    log = open(tmp_path / "worker.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "graphhook", "worker"], env=worker_env(live_settings, emulator),
-                            cwd=ROOT, stdout=log, stderr=log)
+    proc = _worker_process(live_settings, emulator, tmp_path)
     try:
         queue = jobformat.queue(live_settings.queue_name, redis_client)
         # Retries and deferred jobs come back through the scheduler, running inside the worker.
