@@ -254,9 +254,9 @@ def test_dockerfile_installs_every_package_and_runs_unprivileged():
     validate_config(ROOT / starter, env={})
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
-def test_systemd_analyze_verifies_the_units(tmp_path):
-    # The units' paths point at /opt/graphhook; verify copies that point at this checkout's virtualenv.
+def installed_copies(tmp_path: Path) -> list[str]:
+    """The units (they point at /opt/graphhook) copied to ``tmp_path`` pointing at this checkout's virtualenv and an
+    empty environment file, as systemd-analyze reads them; their file names."""
     bin_dir = str(Path(sys.executable).parent)
     (tmp_path / "graphhook.env").write_text("")
     names = []
@@ -265,7 +265,13 @@ def test_systemd_analyze_verifies_the_units(tmp_path):
         text = text.replace("/etc/graphhook/graphhook.env", str(tmp_path / "graphhook.env"))
         name = source.name.replace("@.service", "@1.service")
         (tmp_path / name).write_text(text)
-        names.append(f"./{name}")
+        names.append(name)
+    return names
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+def test_systemd_analyze_verifies_the_units(tmp_path):
+    names = [f"./{name}" for name in installed_copies(tmp_path)]
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *names], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     problems = [line for line in (proc.stdout + proc.stderr).splitlines() if "graphhook" in line]

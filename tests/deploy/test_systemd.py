@@ -22,24 +22,15 @@ import requests
 from graphhook.redis_server import free_port
 from tests.conftest import ROOT, STARTUP_GRACE, answers, wait_for
 from tests.deploy.test_manifests import SYSTEMD, unit
+from tests.deploy.test_manifests import installed_copies as manifest_copies
 
 SERVICES = ("graphhook-web.service", "graphhook-worker@.service", "graphhook-renewer.service")
 MAX_EXPOSURE = 2.0
 
 
 def installed_copies(tmp_path: Path) -> list[str]:
-    """The units with this checkout's virtualenv and an empty environment file, as systemd-analyze reads them."""
-    bin_dir = str(Path(sys.executable).parent)
-    (tmp_path / "graphhook.env").write_text("")
-    names = []
-    for source in SYSTEMD.iterdir():
-        text = source.read_text().replace("/opt/graphhook/venv/bin", bin_dir)
-        text = text.replace("/etc/graphhook/graphhook.env", str(tmp_path / "graphhook.env"))
-        name = source.name.replace("@.service", "@1.service")
-        (tmp_path / name).write_text(text)
-        if name.endswith(".service"):
-            names.append(name)
-    return names
+    """The service units only, installed as systemd-analyze reads them (tests/deploy/test_manifests.py)."""
+    return [name for name in manifest_copies(tmp_path) if name.endswith(".service")]
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
