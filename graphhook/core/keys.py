@@ -37,5 +37,15 @@ def resync_lock(user_id: str, folder: str) -> str:
     """Lock so one resync of a folder runs at a time."""
     return f"{PREFIX}:resync-lock:{user_id}:{folder.lower()}"
 
+
+def resync_followup(user_id: str, folder: str) -> str:
+    """Set while a follow-up resync of a folder is scheduled (one at a time)."""
+    return f"{PREFIX}:resync-followup:{user_id}:{folder.lower()}"
+
+
+def replaced_by(subscription_id: str) -> str:
+    """String: the id of the subscription that replaced this one (kept a day, for retried lifecycle jobs)."""
+    return f"{PREFIX}:sub:{subscription_id}:replaced-by"
+
 MAILBOXES_THROTTLED = "graphhook:mailbox:throttled"
 """Sorted set: mailbox -> end (ms) of the Retry-After Graph gave it; workers/graph/limits.py writes, /metrics counts."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from graphhook.core import keys
 from graphhook.core.errors import GraphError, NotFoundError
 from graphhook.core.notifications import Notification
 from workers.runtime import Context
@@ -20,22 +21,36 @@ from workers.subscriptions.resync import resync_folder
 log = logging.getLogger("graphhook.lifecycle")
 
 CREATE_LOCK_SECONDS = 120
+# How long a replaced subscription's id still leads to its replacement: longer than the lifecycle job's
+# retries (receiver/store.py: 10 s … 1 h), so a retry after a failed resync still resyncs.
+REPLACED_SECONDS = 24 * 3600
 
 
 def replace_subscription(ctx: Context, old: Record) -> Record:
     """Create a new subscription for the same mailbox folder as ``old`` and forget ``old``.
 
-    A per-folder lock keeps the renewer and a lifecycle job from both creating one.
+    A per-folder lock keeps the renewer and a lifecycle job from both creating one. ``old``'s id keeps
+    pointing at the replacement for a day (:func:`replacement_of`), so a lifecycle job that is retried
+    after the replacement (its resync failed, its worker died) still resyncs the gap.
     """
     with ctx.redis.lock(f"graphhook:create-lock:{old.mailbox.lower()}:{old.folder.lower()}",
                         timeout=CREATE_LOCK_SECONDS, blocking_timeout=CREATE_LOCK_SECONDS):
-        for record in registry.all_records(ctx.redis):
-            if record.key == old.key and record.id != old.id and record.state == "active":
-                registry.remove(ctx.redis, old.id)
-                return record  # someone replaced it already
-        new = operations.create(ctx.graph, ctx.redis, ctx.settings, old.mailbox, old.folder, user_id=old.user_id)
-        registry.remove(ctx.redis, old.id)
+        new = next((record for record in registry.all_records(ctx.redis)
+                    if record.key == old.key and record.id != old.id and record.state == "active"), None)
+        if new is None:  # else someone replaced it already
+            new = operations.create(ctx.graph, ctx.redis, ctx.settings, old.mailbox, old.folder, user_id=old.user_id)
+        pipe = ctx.redis.pipeline()
+        pipe.set(keys.replaced_by(old.id), new.id, ex=REPLACED_SECONDS)
+        pipe.delete(keys.subscription(old.id))
+        pipe.srem(keys.SUBSCRIPTIONS, old.id)
+        pipe.execute()
         return new
+
+
+def replacement_of(ctx: Context, subscription_id: str) -> Record | None:
+    """The registered subscription that replaced ``subscription_id``, if it was replaced within a day."""
+    new_id = ctx.redis.get(keys.replaced_by(subscription_id))
+    return registry.load(ctx.redis, new_id.decode()) if new_id else None
 
 
 def handle(ctx: Context, item: dict[str, Any]) -> str:
@@ -43,6 +58,15 @@ def handle(ctx: Context, item: dict[str, Any]) -> str:
     event = Notification.from_graph(item)
     sid = event.subscription_id
     record = registry.load(ctx.redis, sid)
+    if record is None and event.lifecycle_event in ("subscriptionRemoved", "reauthorizationRequired"):
+        new = replacement_of(ctx, sid)
+        if new is not None:
+            # Replaced already: by this same job before it failed (a retry), by a duplicate of the event, or
+            # by the renewer. Resync again (idempotent: exactly-once markers), so the gap is never skipped.
+            result = resync_folder(ctx, new.mailbox, new.folder, new.user_id, subscription_id=new.id)
+            log.info("lifecycle event %s for %s, already replaced by %s: resync enqueued %d",
+                     event.lifecycle_event, sid, new.id, result.enqueued)
+            return "resynced"
     if record is None:
         log.warning("lifecycle event %s for unregistered subscription %s ignored", event.lifecycle_event, sid)
         return "ignored"

@@ -30,7 +30,9 @@ log = logging.getLogger("graphhook.resync")
 PAGE_SIZE = 100  # Prefer: odata.maxpagesize
 RECEIVED_MARGIN = dt.timedelta(minutes=15)  # receivedDateTime may precede the item's visibility in delta
 DEFAULT_GAP_WINDOW = dt.timedelta(hours=24)  # new baseline window when no previous sync time is known
-LOCK_SECONDS = 600  # one resync of a folder at a time; a crashed one frees the folder after this
+LOCK_SECONDS = 120  # one resync of a folder at a time; renewed each page, so a crashed one frees it after this
+MAX_PASSES = 3  # a resync asked for while one runs makes the running one go again (bounded)
+RESYNC_JOB = "workers.jobs.resync_folder"
 JOB_CHUNK = 50  # notifications per enqueued job
 PROCESS_JOB = "workers.jobs.process_notifications"
 
@@ -51,13 +53,15 @@ def _delta_path(user_id: str, folder: str) -> str:
     return f"users/{user_id}/mailFolders/{folder}/messages/delta"
 
 
-def _walk(ctx: Context, url: str, params: dict[str, str] | None) -> tuple[list[dict[str, Any]], str, int]:
+def _walk(ctx: Context, url: str, params: dict[str, str] | None,
+          on_page: Callable[[], object] = lambda: None) -> tuple[list[dict[str, Any]], str, int]:
     """Follow nextLinks to the deltaLink; return the items, the deltaLink and the page count."""
     headers = {"Prefer": f"odata.maxpagesize={PAGE_SIZE}"}
     items: list[dict[str, Any]] = []
     pages = 0
     page = ctx.graph.get(url, params=params, headers=headers)
     while True:
+        on_page()
         pages += 1
         items.extend(page.get("value", []))
         if page.get("@odata.deltaLink"):
@@ -88,47 +92,81 @@ def enqueue_created(ctx: Context, user_id: str, message_ids: list[str], subscrip
 def resync_folder(ctx: Context, mailbox: str, folder: str, user_id: str, *, subscription_id: str = "",
                   since: dt.timedelta | None = None, now: dt.datetime | None = None,
                   clock: Callable[[], dt.datetime] | None = None) -> ResyncResult:
-    """Resync one folder; ``since`` asks for a backfill window on a new baseline."""
-    now = now or (clock() if clock else dt.datetime.now(dt.timezone.utc))
+    """Resync one folder; ``since`` asks for a backfill window on a new baseline.
+
+    One resync of a folder runs at a time. One asked for meanwhile is not dropped: the mail it is for
+    may have arrived after the running one read its pages. The running one goes again when it is done,
+    and a follow-up job is scheduled in case the running one's process has died.
+    """
     lock = ctx.redis.lock(keys.resync_lock(user_id, folder), timeout=LOCK_SECONDS, blocking=False)
     if not lock.acquire():
-        log.info("resync of %s/%s already running; skipped", mailbox, folder)
+        _ask_again(ctx, mailbox, folder, user_id, subscription_id)
+        log.info("resync of %s/%s already running; it goes again when done", mailbox, folder)
         return ResyncResult(mailbox, folder, "skipped")
     try:
-        state = {k.decode(): v.decode() for k, v in ctx.redis.hgetall(keys.delta(user_id, folder)).items()}
-        link, last_sync = state.get("deltaLink"), state.get("lastSync")
-        if since is not None or not link:
-            mode = "baseline"
-            window_start = now - (since or dt.timedelta(0)) - dt.timedelta(minutes=1)
-            items, new_link, pages = _walk(ctx, _delta_path(user_id, folder), _initial_params(window_start))
-            fresh = [i for i in items if "@removed" not in i]
-        else:
-            mode = "incremental"
-            cutoff = parse_time(last_sync) - RECEIVED_MARGIN if last_sync else now - DEFAULT_GAP_WINDOW
-            try:
-                items, new_link, pages = _walk(ctx, link, None)
-            except GraphError as exc:
-                if exc.status != 410:
-                    raise
-                # Token evicted (SyncStateNotFound): a new baseline starting at the last sync covers the gap.
-                mode = "rebaseline"
-                log.warning("delta token for %s/%s expired (%s); new baseline from %s", mailbox, folder, exc.code, cutoff)
-                items, new_link, pages = _walk(ctx, _delta_path(user_id, folder), _initial_params(cutoff))
-            fresh = [i for i in items if "@removed" not in i and
-                     (not i.get("receivedDateTime") or parse_time(i["receivedDateTime"]) >= cutoff)]
-        ids = list(dict.fromkeys(i["id"] for i in fresh))
-        enqueued = enqueue_created(ctx, user_id, ids, subscription_id) if ids else 0
-        ctx.redis.hset(keys.delta(user_id, folder), mapping={
-            "deltaLink": new_link, "lastSync": format_time(now), "mailbox": mailbox, "lastMode": mode,
-            "lastEnqueued": str(enqueued)})
-        log.info("resync %s/%s (%s): %d item(s) seen, %d enqueued, %d page(s)", mailbox, folder, mode,
-                 len(items), enqueued, pages)
-        return ResyncResult(mailbox, folder, mode, len(items), enqueued, pages)
+        result = None
+        for _ in range(MAX_PASSES):
+            ctx.redis.hdel(keys.delta(user_id, folder), "rerunRequested")
+            moment = now or (clock() if clock else _utcnow())
+            result = _sync(ctx, mailbox, folder, user_id, subscription_id, since if result is None else None,
+                           moment, lock.reacquire)
+            if not ctx.redis.hexists(keys.delta(user_id, folder), "rerunRequested"):
+                break
+        assert result is not None
+        return result
     finally:
         try:
             lock.release()
         except Exception:  # expired meanwhile: nothing to release
             pass
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _ask_again(ctx: Context, mailbox: str, folder: str, user_id: str, subscription_id: str) -> None:
+    """Have the running resync go again, and schedule one for when its lock would lapse if its process died."""
+    ctx.redis.hset(keys.delta(user_id, folder), "rerunRequested", "1")
+    left = max(1.0, (ctx.redis.pttl(keys.resync_lock(user_id, folder)) or 0) / 1000)  # until the lock lapses
+    if ctx.redis.set(keys.resync_followup(user_id, folder), "1", nx=True, ex=int(left) + 1):
+        jobformat.queue(ctx.settings.queue_name, ctx.redis).enqueue_in(
+            dt.timedelta(seconds=left + 5), RESYNC_JOB, mailbox, folder, user_id, subscription_id,
+            retry=Retry(max=5, interval=[5, 30, 120, 600, 1800]))
+
+
+def _sync(ctx: Context, mailbox: str, folder: str, user_id: str, subscription_id: str,
+          since: dt.timedelta | None, now: dt.datetime, on_page: Callable[[], object]) -> ResyncResult:
+    """One pass: walk the folder's delta to its end and enqueue the new messages."""
+    state = {k.decode(): v.decode() for k, v in ctx.redis.hgetall(keys.delta(user_id, folder)).items()}
+    link, last_sync = state.get("deltaLink"), state.get("lastSync")
+    if since is not None or not link:
+        mode = "baseline"
+        window_start = now - (since or dt.timedelta(0)) - dt.timedelta(minutes=1)
+        items, new_link, pages = _walk(ctx, _delta_path(user_id, folder), _initial_params(window_start), on_page)
+        fresh = [i for i in items if "@removed" not in i]
+    else:
+        mode = "incremental"
+        cutoff = parse_time(last_sync) - RECEIVED_MARGIN if last_sync else now - DEFAULT_GAP_WINDOW
+        try:
+            items, new_link, pages = _walk(ctx, link, None, on_page)
+        except GraphError as exc:
+            if exc.status != 410:
+                raise
+            # Token evicted (SyncStateNotFound): a new baseline starting at the last sync covers the gap.
+            mode = "rebaseline"
+            log.warning("delta token for %s/%s expired (%s); new baseline from %s", mailbox, folder, exc.code, cutoff)
+            items, new_link, pages = _walk(ctx, _delta_path(user_id, folder), _initial_params(cutoff), on_page)
+        fresh = [i for i in items if "@removed" not in i and
+                 (not i.get("receivedDateTime") or parse_time(i["receivedDateTime"]) >= cutoff)]
+    ids = list(dict.fromkeys(i["id"] for i in fresh))
+    enqueued = enqueue_created(ctx, user_id, ids, subscription_id) if ids else 0
+    ctx.redis.hset(keys.delta(user_id, folder), mapping={
+        "deltaLink": new_link, "lastSync": format_time(now), "mailbox": mailbox, "lastMode": mode,
+        "lastEnqueued": str(enqueued)})
+    log.info("resync %s/%s (%s): %d item(s) seen, %d enqueued, %d page(s)", mailbox, folder, mode,
+             len(items), enqueued, pages)
+    return ResyncResult(mailbox, folder, mode, len(items), enqueued, pages)
 
 
 def last_sync(ctx: Context, user_id: str, folder: str) -> dt.datetime | None:

@@ -226,3 +226,73 @@ def test_links_are_compared_parsed_by_both_parsers():
                     "https://evil.example\\@graph.microsoft.com/", "https://graph.microsoft.com:8443/",
                     "http://graph.microsoft.com/", "//graph.microsoft.com/", "https://graph.microsoft.com:x/"):
         assert links.origin(foreign) != graph, foreign
+
+
+def _lifecycle_item(record, event):
+    return {"subscriptionId": record.id, "tenantId": record.tenant_id, "clientState": record.client_state,
+            "lifecycleEvent": event, "subscriptionExpirationDateTime": record.expiration}
+
+
+def _queued_message_ids(queue):
+    return sorted(item["resourceData"]["id"] for job in queue.jobs
+                  if job.func_name == "workers.jobs.process_notifications" for item in job.args[0])
+
+
+def test_a_retried_subscription_removed_job_still_resyncs_the_gap(emulator, live_settings, redis_client):
+    """The replacement was created but the resync failed: RQ retries the job, and the gap's mail is still found."""
+    from emulator.faults import FaultRule
+    from workers.subscriptions.lifecycle import handle
+
+    ctx, record = _subscribe(emulator, live_settings, redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
+    emulator.subscriptions.items.pop(record.id)  # Graph removed it...
+    emulator.mail.add_message("alice@contoso.com", {"subject": "in the gap", "from": "x@example.com"})
+    emulator.faults.add(FaultRule(category="graph", status=500, count=1, path=r"/delta"))
+
+    with pytest.raises(GraphError):  # the first attempt replaced the subscription, then its resync failed
+        handle(ctx, _lifecycle_item(record, "subscriptionRemoved"))
+    (new,) = registry.all_records(redis_client)
+    assert new.id != record.id and _queued_message_ids(queue) == []
+
+    assert handle(ctx, _lifecycle_item(record, "subscriptionRemoved")) == "resynced"  # RQ's retry of the same job
+    assert len(_queued_message_ids(queue)) == 1  # the gap's one message (named by its immutable id)
+    assert [r.id for r in registry.all_records(redis_client)] == [new.id]  # no second replacement
+
+
+def test_a_resync_asked_for_while_one_runs_goes_again(emulator, live_settings, redis_client):
+    """Mail that arrives after the running resync read its pages is found by its next pass, not dropped."""
+    import dataclasses
+
+    ctx, record = _subscribe(emulator, live_settings, redis_client)
+    queue = jobformat.queue(live_settings.queue_name, redis_client)
+    arrived = []
+
+    class Graph:  # the real client; after the first delta page, new mail arrives and someone asks for a resync
+        def __getattr__(self, name):
+            return getattr(ctx.graph, name)
+
+        def get(self, *args, **kwargs):
+            page = ctx.graph.get(*args, **kwargs)
+            if not arrived:
+                arrived.append(emulator.mail.add_message("alice@contoso.com", {"subject": "late", "from": "x@example.com"})[2])
+                asked = resync_folder(ctx, record.mailbox, "inbox", record.user_id, subscription_id=record.id)
+                assert asked.mode == "skipped"
+            return page
+
+    result = resync_folder(dataclasses.replace(ctx, graph=Graph()), record.mailbox, "inbox", record.user_id,
+                           subscription_id=record.id)
+
+    assert result.mode == "incremental" and arrived and len(_queued_message_ids(queue)) == 1
+
+
+def test_a_resync_asked_for_while_a_dead_process_holds_the_folder_runs_when_its_lock_lapses(
+        emulator, live_settings, redis_client, start_worker):
+    ctx, record = _subscribe(emulator, live_settings, redis_client)
+    # A resync whose process was SIGKILLed: its lock lapses by itself, soon.
+    redis_client.set(keys.resync_lock(record.user_id, "inbox"), "dead process", px=1500)
+    emulator.mail.add_message("alice@contoso.com", {"subject": "while locked", "from": "x@example.com"})
+
+    assert resync_folder(ctx, record.mailbox, "inbox", record.user_id, subscription_id=record.id).mode == "skipped"
+    start_worker()
+
+    wait_for(lambda: _subjects(redis_client) == ["while locked"], timeout=60)
