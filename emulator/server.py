@@ -216,7 +216,7 @@ class Emulator:
             if not request.path.startswith("/_emulator"):
                 self.request_log.append({
                     "method": request.method, "path": request.path, "query": request.query_string.decode(),
-                    "status": response.status_code, "app": g.get("app_id"), "at": self.clock.time(),
+                    "status": response.status_code, "app": g.get("app_id"), "tenant": g.get("tenant_id"), "at": self.clock.time(),
                     "batch": request.headers.get("X-Emulator-Batch") is not None, "prefer": request.headers.get("Prefer"),
                     "ms": round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 2),
                 })

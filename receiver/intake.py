@@ -58,8 +58,10 @@ def check(notification: Notification, known: KnownSubscription | None, *, tenant
     supplied = (notification.client_state or "").encode()
     if not hmac.compare_digest(supplied, known.client_state.encode()):
         raise RejectedNotification("client_state_mismatch", f"clientState does not match subscription {known.id!r}")
-    expected = tenant_id or known.tenant_id
-    if expected and notification.tenant_id.lower() != expected.lower():
+    # The subscription's own tenant, as the registry recorded it when we created it; never the notification's
+    # claim. ``tenant_id`` (AZURE_TENANT_ID) only for records written before the registry kept it.
+    expected = known.tenant_id or tenant_id
+    if not expected or notification.tenant_id.lower() != expected.lower():
         raise RejectedNotification("tenant_mismatch", f"tenant {notification.tenant_id[:64]!r} is not ours")
     if notification.change_type is not None:
         _check_resource(notification, known)

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -87,6 +89,8 @@ def live_settings(settings, receiver):
 def worker_env(settings: Settings, emulator: Emulator) -> dict[str, str]:
     env = {**os.environ, **emulator.environment(), "REDIS_URL": settings.redis_url,
            "PUBLIC_URL": settings.public_url, "GRAPHHOOK_QUEUE": settings.queue_name}
+    if settings.config_path != Settings().config_path:
+        env["GRAPHHOOK_CONFIG"] = str(Path(settings.config_path).resolve())
     env["PYTHONPATH"] = str(ROOT)
     return env
 
@@ -96,10 +100,10 @@ def start_worker(live_settings, emulator, tmp_path):
     """Start real ``graphhook worker`` processes; all are stopped at teardown."""
     procs: list[subprocess.Popen] = []
 
-    def start(*extra: str) -> subprocess.Popen:
+    def start(*extra: str, settings: Settings | None = None) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(procs)}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "graphhook", "worker", *extra],
-                                env=worker_env(live_settings, emulator), stdout=log, stderr=log)
+                                env=worker_env(settings or live_settings, emulator), stdout=log, stderr=log)
         procs.append(proc)
         return proc
 
@@ -160,3 +164,37 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@dataclass
+class TwoTenants:
+    """Two customer tenants in one emulator, watched by one graphhook (docs/tenants.md).
+
+    ``contoso`` is the emulator's own tenant (alice@contoso.com), ``fabrikam`` another (carol@fabrikam.com);
+    one multi-tenant app (the emulator's, the environment's AZURE_CLIENT_ID) is consented in both.
+    ``settings`` points GRAPHHOOK_CONFIG at a YAML declaring both; ``write(extra)`` rewrites it.
+    """
+
+    a: Any
+    b: Any
+    settings: Settings
+    path: Path
+
+    def write(self, rules: str = "", contoso: str = "", fabrikam: str = "", top: str = "") -> None:
+        self.path.write_text(
+            f"version: 1\n{top}rules:\n{rules or '  []'}\ntenants:\n"
+            f"  contoso:\n    tenant_id: {self.a.tenant_id}\n    mailboxes: [alice@contoso.com]\n{contoso}"
+            f"  fabrikam:\n    tenant_id: {self.b.tenant_id}\n    mailboxes: [carol@fabrikam.com]\n{fabrikam}")
+
+
+@pytest.fixture
+def two_tenants(emulator, live_settings, tmp_path):
+    emulator.app_registration.multi_tenant = True
+    b = emulator.add_tenant()
+    emulator.consent(emulator.app_registration, b)
+    emulator.add_user("alice@contoso.com", "Alice")
+    b.add_user("carol@fabrikam.com", "Carol Diaz")
+    path = tmp_path / "tenants.yaml"
+    tenants = TwoTenants(emulator.tenant(), b, live_settings.replace(config_path=str(path)), path)
+    tenants.write()
+    return tenants

@@ -30,6 +30,7 @@ from rq import get_current_job
 from graphhook.core import keys, logs
 from graphhook.core.errors import GraphError, MailboxBusy, MalformedNotification, NotFoundError
 from graphhook.core.notifications import MessageRef, Notification
+from graphhook.core.settings import DEFAULT_TENANT
 from workers import metrics
 from workers.records.messages import Fetcher, FetchOptions
 from workers.runtime import Context, context
@@ -77,20 +78,46 @@ def _job_owner() -> str:
     return f"claimed:{job.id}"
 
 
-def _mailboxes(ctx: Context, subscription_ids: set[str]) -> dict[str, tuple[str, str, str]]:
-    """(mailbox, folder, Graph user id) of each registered subscription; empty strings when not registered."""
+def _mailboxes(ctx: Context, subscription_ids: set[str]) -> dict[str, tuple[str, str, str, str, str]]:
+    """(mailbox, folder, Graph user id, tenant name, tenant id) of each registered subscription; empty strings
+    when not registered."""
     pipe = ctx.redis.pipeline(transaction=False)
     ordered = sorted(subscription_ids)
     for sid in ordered:
-        pipe.hmget(keys.subscription(sid), "mailbox", "folder", "userId")
+        pipe.hmget(keys.subscription(sid), "mailbox", "folder", "userId", "tenant", "tenantId")
     out = {}
     for sid, values in zip(ordered, pipe.execute()):
-        mailbox, folder, user_id = ((value or b"").decode() for value in values)
-        out[sid] = (mailbox, folder, user_id)
+        mailbox, folder, user_id, tenant, tenant_id = ((value or b"").decode() for value in values)
+        out[sid] = (mailbox, folder, user_id, tenant or (DEFAULT_TENANT if user_id else ""), tenant_id)
     return out
 
 
-def _own_message(notification: Notification, places: dict[str, tuple[str, str, str]]) -> MessageRef | None:
+def _tenant_of(ctx: Context, notification: Notification, places: dict[str, tuple[str, ...]]) -> Context | None:
+    """The context of the tenant the notification belongs to, or None when it belongs to none of ours.
+
+    A registered subscription's tenant is the registry's, and the notification must name that tenant's
+    id. Items of an unregistered subscription (removed since, or the resync's ``delta`` items, which the
+    worker built itself) belong to the configured tenant with their tenant id.
+    """
+    _, _, _, tenant, tenant_id = places.get(notification.subscription_id, ("", "", "", "", ""))
+    claimed = notification.tenant_id.lower()
+    if tenant:
+        if tenant_id and claimed != tenant_id.lower():
+            return None
+        try:
+            return ctx.for_tenant(tenant)
+        except KeyError:  # a tenant removed from the configuration: its mail is no longer ours to act on
+            return None
+    from workers.triggers.config import config_for
+    from workers.triggers.tenants import tenants_of
+
+    for candidate in tenants_of(config_for(ctx.settings.config_path), ctx.settings):
+        if candidate.tenant_id == claimed:
+            return ctx.for_tenant(candidate.name)
+    return None
+
+
+def _own_message(notification: Notification, places: dict[str, tuple[str, ...]]) -> MessageRef | None:
     """The notification's message, or None when it is not in its subscription's mailbox (or not a message).
 
     Defence in depth behind the receiver's check (receiver/intake.py): a job planted or altered in
@@ -126,7 +153,8 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
         if notification.change_type is None:
             continue
         ref = _own_message(notification, places)
-        if ref is None:
+        tenant_ctx = _tenant_of(ctx, notification, places) if ref is not None else None
+        if ref is None or tenant_ctx is None:
             counts["refused"] += 1
             metrics.notification_handled("refused", subscription_id=notification.subscription_id,
                                          change_type=notification.change_type)
@@ -141,17 +169,18 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
             metrics.notification_handled("duplicates", **ids)
             continue
         seen.add(key)
-        claimed.append((notification, ref, key, ids))
+        ids["tenant"] = tenant_ctx.tenant
+        claimed.append((notification, ref, key, ids, tenant_ctx))
     fetchers: dict[str, Fetcher] = {}
     try:
-        prefetched = _prefetch(ctx, [(n, ref) for n, ref, _, _ in claimed], fetchers, options)
-        for notification, ref, key, ids in claimed:
+        prefetched = _prefetch([(n, ref, tenant_ctx) for n, ref, _, _, tenant_ctx in claimed], fetchers, options)
+        for notification, ref, key, ids, tenant_ctx in claimed:
             fetcher = fetchers.get(ref.user_id)
             if fetcher is None:
-                fetcher = fetchers[ref.user_id] = Fetcher(ctx.graph, ref.user_id, options)
+                fetcher = fetchers[ref.user_id] = Fetcher(tenant_ctx.graph, ref.user_id, options)
             try:
                 with logs.bind(**ids):
-                    outcome = _handle(ctx, notification, ref.user_id, ref.message_id, places, fetcher,
+                    outcome = _handle(tenant_ctx, notification, ref.user_id, ref.message_id, places, fetcher,
                                       prefetched.get(ref.message_id))
             except Exception as exc:  # noqa: BLE001 — any failure: give the message back and retry the job
                 ctx.redis.eval(_RELEASE, 1, key, owner)
@@ -185,7 +214,7 @@ def _first_failure(failures: list[Exception]) -> Exception:
     return max(failures, key=lambda exc: exc.seconds)  # type: ignore[attr-defined]
 
 
-def _prefetch(ctx: Context, claimed: list[tuple[Notification, Any]], fetchers: dict[str, Fetcher],
+def _prefetch(claimed: list[tuple[Notification, Any, Context]], fetchers: dict[str, Fetcher],
               options: FetchOptions) -> dict[str, Any]:
     """Fetch the new messages of one mailbox together in a ``$batch`` when a job holds several.
 
@@ -193,11 +222,14 @@ def _prefetch(ctx: Context, claimed: list[tuple[Notification, Any]], fetchers: d
     a message whose part failed is fetched (and its error handled) on its own afterwards.
     """
     by_user: dict[str, list[str]] = {}
-    for notification, ref in claimed:
+    contexts: dict[str, Context] = {}
+    for notification, ref, tenant_ctx in claimed:
         if notification.change_type == "created" and ref.message_id not in by_user.get(ref.user_id, []):
             by_user.setdefault(ref.user_id, []).append(ref.message_id)
+            contexts[ref.user_id] = tenant_ctx
     out: dict[str, Any] = {}
     for user_id, message_ids in by_user.items():
+        ctx = contexts[user_id]
         if len(message_ids) < 2 or not ctx.graph.batch_supported:
             continue
         fetcher = fetchers.setdefault(user_id, Fetcher(ctx.graph, user_id, options))
@@ -214,14 +246,14 @@ def _prefetch(ctx: Context, claimed: list[tuple[Notification, Any]], fetchers: d
 
 
 def _handle(ctx: Context, notification: Notification, user_id: str, message_id: str,
-            places: dict[str, tuple[str, str, str]], fetcher: Fetcher, prefetched: Any = None) -> str:
+            places: dict[str, tuple[str, ...]], fetcher: Fetcher, prefetched: Any = None) -> str:
     """Do one notification's work; return the outcome stored in its marker."""
     if notification.change_type == "deleted":
         log.info("message %s deleted from mailbox %s", message_id[-12:], user_id)
         return "deleted"
     if notification.change_type == "updated":
         return "updated"  # created triggers fired already (or will, once); updates fire none of them
-    mailbox, folder, _ = places.get(notification.subscription_id, ("", "", ""))
+    mailbox, folder = places.get(notification.subscription_id, ("", ""))[:2]
     if ctx.graph.limiter is not None:
         if mailbox:
             ctx.graph.limiter.learn(mailbox, user_id)  # actions may address the mailbox by its address
@@ -248,11 +280,12 @@ def deliver_webhook(webhook: str, event: dict[str, Any]) -> int:
     return webhooks.deliver(webhook, event)
 
 
-def resume_rules(email: dict[str, Any], rule_names: list[str], subscription_id: str = "") -> dict[str, list[str]]:
-    """Re-run rules for an email after a failure; raises so RQ retries."""
-    return engine.resume(email, rule_names, subscription_id)
+def resume_rules(email: dict[str, Any], rule_names: list[str], subscription_id: str = "",
+                 tenant: str = "") -> dict[str, list[str]]:
+    """Re-run rules for an email after a failure, in its tenant; raises so RQ retries."""
+    return engine.resume(email, rule_names, subscription_id, tenant)
 
 
-def resync_folder(mailbox: str, folder: str, user_id: str, subscription_id: str = "") -> dict[str, Any]:
-    """Delta-resync one mailbox folder (after lifecycle events and the renewer's safety sweep)."""
-    return resync.resync_job(mailbox, folder, user_id, subscription_id)
+def resync_folder(mailbox: str, folder: str, user_id: str, subscription_id: str = "", tenant: str = "") -> dict[str, Any]:
+    """Delta-resync one mailbox folder (after lifecycle events and the renewer's safety sweep), in its tenant."""
+    return resync.resync_job(mailbox, folder, user_id, subscription_id, tenant)

@@ -129,15 +129,15 @@ def token_request(ok: bool) -> None:
 
 
 def notification_handled(outcome: str, *, subscription_id: str = "", message_id: str = "",
-                         change_type: str = "", notification_id: str = "") -> None:
+                         change_type: str = "", notification_id: str = "", tenant: str = "") -> None:
     """Count one handled change notification and remember it for the status page's recent list."""
     inc("graphhook_notifications_processed", outcome=outcome)
     # One line per handled notification: the thread that ties receiver, job and message together.
     events.info("%s notification: %s", change_type or "change", outcome, extra={
         "notification_id": notification_id, "subscription_id": subscription_id, "message_id": message_id,
-        "change_type": change_type})
+        "change_type": change_type, "tenant": tenant})
     entry = {"at": time.time(), "outcome": outcome, "subscriptionId": subscription_id, "changeType": change_type,
-             "message": message_id[-16:], "notification": notification_id}
+             "message": message_id[-16:], "notification": notification_id, "tenant": tenant}
     job = get_current_job()
     if job is not None:
         entry["job"] = job.id

@@ -10,12 +10,14 @@ connection pool.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
 from graphhook.core.redisconn import connect
-from graphhook.core.settings import Settings
+from graphhook.core.settings import DEFAULT_TENANT, Settings
 from workers.graph.auth import TokenProvider
 from workers.graph.client import GraphClient, new_session
 from workers.graph.limits import MailboxLimiter
@@ -29,6 +31,33 @@ class Context:
     redis: redis.Redis
     tokens: TokenProvider
     graph: GraphClient
+    _tenants: dict[str, "Context"] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def tenant(self) -> str:
+        """The name of the tenant this context acts in (``default`` without ``tenants:``)."""
+        return self.settings.tenant
+
+    def for_tenant(self, name: str) -> "Context":
+        """The context of tenant ``name``: its token provider and Graph client, sharing this one's Redis,
+        HTTP pool and mailbox limiter; built once per process. KeyError for a tenant not configured."""
+        from workers.triggers.config import config_for
+        from workers.triggers.tenants import tenant_named
+
+        name = name or DEFAULT_TENANT
+        if name == self.settings.tenant:
+            return self
+        with self._lock:
+            found = self._tenants.get(name)
+            if found is None:
+                tenant = tenant_named(config_for(self.settings.config_path), self.settings, name)
+                found = self._tenants[name] = _build(tenant.settings(self.settings), self.redis, self.graph.session,
+                                                     self.graph.limiter)
+                found._tenants = self._tenants  # one family: any member reaches every tenant
+                found._lock = self._lock
+                self._tenants.setdefault(self.settings.tenant, self)
+            return found
 
 
 _context: Context | None = None
@@ -40,9 +69,13 @@ def build(settings: Settings, redis_client: redis.Redis | None = None) -> Contex
     r = redis_client or connect(settings)
     # One keep-alive pool per process, for the identity platform and Graph, with a connection per job thread.
     session = new_session(pool_size=max(16, settings.worker_concurrency))
-    tokens = TokenProvider(settings, r, session=session)
     limiter = MailboxLimiter(r, concurrency=settings.mailbox_concurrency, budget=settings.mailbox_budget,
                              slot_seconds=float(settings.mailbox_slot_seconds))
+    return _build(settings, r, session, limiter)
+
+
+def _build(settings: Settings, r: redis.Redis, session: Any, limiter: MailboxLimiter | None) -> Context:
+    tokens = TokenProvider(settings, r, session=session)
     graph = GraphClient(settings.graph_url, tokens.token, session=session, limiter=limiter,
                         retry_budget=float(settings.graph_retry_seconds), on_unauthorized=tokens.invalidate)
     return Context(settings, r, tokens, graph)

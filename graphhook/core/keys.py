@@ -13,7 +13,17 @@ def subscription(subscription_id: str) -> str:
 SUBSCRIPTIONS = f"{PREFIX}:subs"  # set of the ids we created and still want
 EVENTS = f"{PREFIX}:events"  # list of JSON trigger events (the built-in "record" trigger)
 PROCESSED = f"{PREFIX}:processed"  # prefix: SET NX markers that make message processing exactly-once
-TOKEN_CACHE = f"{PREFIX}:msal-cache"  # MSAL's serialized token cache (encrypted)
+TOKEN_CACHE = f"{PREFIX}:msal-cache"  # MSAL's serialized token cache (encrypted) of the default tenant
+
+
+def tenant_prefix(tenant: str) -> str:
+    """Where a named tenant's own keys live (``graphhook:t:<name>``); the default tenant keeps the plain names."""
+    return f"{PREFIX}:t:{tenant}"
+
+
+def token_cache(tenant: str = "default") -> str:
+    """MSAL's encrypted token cache of one tenant's app."""
+    return TOKEN_CACHE if tenant == "default" else f"{tenant_prefix(tenant)}:msal-cache"
 
 
 def processed(mailbox_id: str, message_id: str) -> str:

@@ -37,7 +37,7 @@ from typing import IO, Any, Iterator, Mapping
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 CORRELATION_FIELDS = ("notification_id", "subscription_id", "job_id", "message_id", "change_type", "mailbox", "rule",
-                      "webhook")
+                      "webhook", "tenant")
 _SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|CACHE_KEY|PRIVATE_KEY|CREDENTIAL", re.IGNORECASE)
 _PATTERNS = (
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*"), r"\1" + REDACTED),

@@ -18,6 +18,7 @@ from graphhook.core.errors import ConfigError
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 DEFAULT_QUEUE = "graphhook"
+DEFAULT_TENANT = "default"  # the one tenant of a configuration without tenants: (workers/triggers/tenants.py)
 MAX_WORKER_CONCURRENCY = 256
 DEFAULT_MAX_BODY = 4 * 1024 * 1024  # bytes; a 100-item rich batch is well under 1 MiB
 # Notifications in one POST. Microsoft documents no maximum (docs/intake.md#limits): Graph "may send
@@ -95,6 +96,7 @@ class Settings:
     """Everything configurable about a graphhook process."""
 
     tenant_id: str = ""
+    tenant: str = DEFAULT_TENANT  # the tenant's name in the configuration; set per tenant, never from the environment
     client_id: str = ""
     client_secret: str = field(default="", repr=False)
     client_certificate_path: str = ""

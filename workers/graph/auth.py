@@ -39,7 +39,7 @@ from workers import metrics
 log = logging.getLogger("graphhook.auth")
 
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]
-REFRESH_LOCK = f"{keys.TOKEN_CACHE}:lock"
+REFRESH_LOCK = f"{keys.TOKEN_CACHE}:lock"  # the default tenant's; a named tenant's is keys.token_cache(name) + ":lock"
 TOKEN_REQUEST_TIMEOUT = 10.0  # s for one request to the identity platform (MSAL's HTTP timeout)
 REFRESH_LOCK_SECONDS = 15  # the refresh lock lapses by itself after this (a holder that crashed)
 # A waiter stops waiting for the holder's token after this and asks itself: a token request takes
@@ -107,6 +107,8 @@ class TokenProvider:
             # MSAL from calling login.microsoftonline.com when the authority is elsewhere.
             instance_discovery=False,
         )
+        self._cache_key = keys.token_cache(settings.tenant)
+        self._lock_key = f"{self._cache_key}:lock"
         self._memo: tuple[str, float] | None = None  # (token, expires_on)
         self.requests_made = 0  # token requests this process sent to the identity platform
 
@@ -114,7 +116,7 @@ class TokenProvider:
     def _load(self) -> None:
         if self._redis is None:
             return
-        blob = self._redis.get(keys.TOKEN_CACHE)
+        blob = self._redis.get(self._cache_key)
         if not blob:
             return
         try:
@@ -125,7 +127,7 @@ class TokenProvider:
 
     def _save(self) -> None:
         if self._redis is not None and self._cache.has_state_changed:
-            self._redis.set(keys.TOKEN_CACHE, self._fernet.encrypt(self._cache.serialize().encode()))
+            self._redis.set(self._cache_key, self._fernet.encrypt(self._cache.serialize().encode()))
             self._cache.has_state_changed = False
 
     def _cached(self) -> tuple[str, float] | None:
@@ -164,7 +166,7 @@ class TokenProvider:
             return self._request()
         me = secrets.token_hex(8)
         deadline = self._clock() + LOCK_WAIT_SECONDS
-        while not self._redis.set(REFRESH_LOCK, me, nx=True, ex=REFRESH_LOCK_SECONDS):
+        while not self._redis.set(self._lock_key, me, nx=True, ex=REFRESH_LOCK_SECONDS):
             # Someone else is asking; their token lands in the shared cache.
             self._sleep(LOCK_POLL)
             self._load()
@@ -180,7 +182,7 @@ class TokenProvider:
             found = self._cached()
             return found if found is not None else self._request()
         finally:
-            self._redis.eval(_RELEASE, 1, REFRESH_LOCK, me)
+            self._redis.eval(_RELEASE, 1, self._lock_key, me)
 
     def _request(self) -> tuple[str, float]:
         result = self._app.acquire_token_for_client(scopes=GRAPH_SCOPE)

@@ -61,6 +61,7 @@ def handle(ctx: Context, item: dict[str, Any]) -> str:
     if record is None and event.lifecycle_event in ("subscriptionRemoved", "reauthorizationRequired"):
         new = replacement_of(ctx, sid)
         if new is not None:
+            ctx = ctx.for_tenant(new.tenant)
             # Replaced already: by this same job before it failed (a retry), by a duplicate of the event, or
             # by the renewer. Resync again (idempotent: exactly-once markers), so the gap is never skipped.
             result = resync_folder(ctx, new.mailbox, new.folder, new.user_id, subscription_id=new.id)
@@ -70,6 +71,7 @@ def handle(ctx: Context, item: dict[str, Any]) -> str:
     if record is None:
         log.warning("lifecycle event %s for unregistered subscription %s ignored", event.lifecycle_event, sid)
         return "ignored"
+    ctx = ctx.for_tenant(record.tenant)  # act with the token of the subscription's own tenant
     if event.lifecycle_event == "reauthorizationRequired":
         try:
             operations.reauthorize(ctx.graph, ctx.redis, sid)

@@ -114,7 +114,8 @@ def create(graph: GraphClient, r: redis.Redis, settings: Settings, mailbox: str,
     record = Record(
         id=data["id"], mailbox=mailbox, user_id=user_id, folder=folder, resource=data["resource"],
         expiration=data["expirationDateTime"], client_state=client_state, tenant_id=settings.tenant_id,
-        created_at=format_time(now), renewed_at="", state="active", rich=rich,
+        created_at=format_time(now), renewed_at="", state="active", rich=rich, tenant=settings.tenant,
+        app_id=settings.client_id,
     )
     registry.save(r, record)
     log.info("created subscription %s for %s/%s, expires %s", record.id, mailbox, folder, record.expiration)

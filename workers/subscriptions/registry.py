@@ -48,6 +48,8 @@ class Record:
     state: str = "active"  # active | renew_failed | removed
     last_error: str = ""
     rich: bool = False  # includeResourceData: encrypted content, 1,440-minute lifetime
+    tenant: str = "default"  # the tenant's name in the configuration (workers/triggers/tenants.py)
+    app_id: str = ""  # the app (client id) that created it: the audience of its validation tokens
 
     @property
     def key(self) -> tuple[str, str]:
@@ -66,6 +68,7 @@ class Record:
         data["renewedAt"] = data.pop("renewed_at")
         data["lastError"] = data.pop("last_error")
         data["rich"] = "1" if data.pop("rich") else ""
+        data["appId"] = data.pop("app_id")
         return data
 
     @classmethod
@@ -78,6 +81,7 @@ class Record:
             resource=d.get("resource", ""), expiration=d.get("expiration", ""), client_state=d["clientState"],
             tenant_id=d.get("tenantId", ""), created_at=d.get("createdAt", ""), renewed_at=d.get("renewedAt", ""),
             state=d.get("state", "active"), last_error=d.get("lastError", ""), rich=d.get("rich") == "1",
+            tenant=d.get("tenant") or "default", app_id=d.get("appId", ""),
         )
 
     def public(self) -> dict[str, str]:

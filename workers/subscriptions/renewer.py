@@ -94,7 +94,7 @@ class Renewer:
         report = Report()
         ours_url = f"{self.ctx.settings.public_url}/notifications"
         at_graph = {s["id"]: s for s in self.ctx.graph.paged("subscriptions")}
-        records = list(registry.all_records(self.ctx.redis))
+        records = [r for r in registry.all_records(self.ctx.redis) if r.tenant == self.ctx.tenant]  # this tenant's
         by_key: dict[tuple[str, str], list[Record]] = defaultdict(list)
         for record in records:
             by_key[record.key].append(record)
@@ -185,7 +185,7 @@ class Renewer:
         if stamps and self.clock() - max(stamps) < self.resync_every:
             return 0
         jobformat.queue(self.ctx.settings.queue_name, self.ctx.redis).enqueue(
-            RESYNC_JOB, record.mailbox, record.folder, record.user_id, record.id)
+            RESYNC_JOB, record.mailbox, record.folder, record.user_id, record.id, record.tenant)
         # Remember the enqueue (not as lastSync, which bounds what the resync looks at) so that
         # later passes do not enqueue it again while the job waits in the queue.
         self.ctx.redis.hset(keys.delta(record.user_id, record.folder), "resyncQueuedAt",

@@ -131,7 +131,7 @@ def _ask_again(ctx: Context, mailbox: str, folder: str, user_id: str, subscripti
     left = max(1.0, (ctx.redis.pttl(keys.resync_lock(user_id, folder)) or 0) / 1000)  # until the lock lapses
     if ctx.redis.set(keys.resync_followup(user_id, folder), "1", nx=True, ex=int(left) + 1):
         jobformat.queue(ctx.settings.queue_name, ctx.redis).enqueue_in(
-            dt.timedelta(seconds=left + 5), RESYNC_JOB, mailbox, folder, user_id, subscription_id,
+            dt.timedelta(seconds=left + 5), RESYNC_JOB, mailbox, folder, user_id, subscription_id, ctx.tenant,
             retry=Retry(max=5, interval=[5, 30, 120, 600, 1800]))
 
 
@@ -175,7 +175,13 @@ def last_sync(ctx: Context, user_id: str, folder: str) -> dt.datetime | None:
     return parse_time(value.decode()) if value else None
 
 
-def resync_job(mailbox: str, folder: str, user_id: str, subscription_id: str = "") -> dict[str, Any]:
-    """Resync one folder in this process (the ``workers.jobs.resync_folder`` job)."""
-    result = resync_folder(context(), mailbox, folder, user_id, subscription_id=subscription_id)
+def resync_job(mailbox: str, folder: str, user_id: str, subscription_id: str = "", tenant: str = "") -> dict[str, Any]:
+    """Resync one folder in this process (the ``workers.jobs.resync_folder`` job), with its tenant's token.
+
+    Jobs enqueued before tenants existed name none: the tenant of their subscription is used.
+    """
+    ctx = context()
+    if not tenant and subscription_id:
+        tenant = (ctx.redis.hget(keys.subscription(subscription_id), "tenant") or b"").decode()
+    result = resync_folder(ctx.for_tenant(tenant), mailbox, folder, user_id, subscription_id=subscription_id)
     return result.__dict__

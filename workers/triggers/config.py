@@ -44,6 +44,7 @@ from workers.triggers.model import (
     WebhookConfig,
 )
 from workers.triggers.rules import Organisation, Person, compile_condition
+from workers.triggers.tenants import parse_apps, parse_tenants, tenant_named, view
 
 VERSION = 1
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -137,7 +138,7 @@ def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | Non
     if data is None:
         data = {}
     top = _mapping(data, "top level", w, ("version", "organisation", "organization", "mailboxes", "alerts",
-                                          "webhooks", "handlers", "rules"))
+                                          "webhooks", "handlers", "rules", "apps", "tenants"))
     _refuse_inline_secrets(top, "", w)
     if top.get("version", VERSION) != VERSION:
         raise w.error("field version", f"this graphhook reads configuration version {VERSION}, got {top.get('version')!r}")
@@ -176,8 +177,16 @@ def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | Non
             continue
         rules.append(Rule(name, when, parsed, _bool(m.get("stop", False), f"{where}: field stop", w),
                           _bool(m.get("dry_run", False), f"{where}: field dry_run", w), str(m.get("description", ""))))
+    tenants: tuple = ()
+    if "tenants" in top:
+        if top.get("mailboxes"):
+            raise w.error("mailboxes", "with tenants:, list each tenant's mailboxes under it, not at the top level")
+        tenants = parse_tenants(top["tenants"], w, parse_apps(top.get("apps"), w, env), tuple(rules), webhooks,
+                                _mailboxes)
+    elif top.get("apps"):
+        raise w.error("apps", "apps: are used by tenants:; without tenants:, the app comes from AZURE_CLIENT_ID")
     return Config(path, _mailboxes(top.get("mailboxes") or [], w), org, tuple(rules),
-                  MappingProxyType(webhooks), MappingProxyType(handlers), alert_sender)
+                  MappingProxyType(webhooks), MappingProxyType(handlers), alert_sender, tenants)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -233,3 +242,9 @@ def config_for(path: str) -> Config:
         return cached[1]
     _loaded[path] = (mtime, config)
     return config
+
+
+def tenant_config(settings: Any) -> Config:
+    """The configuration as the tenant of ``settings`` sees it: its mailboxes, rules and webhooks only."""
+    config = config_for(settings.config_path)
+    return view(config, tenant_named(config, settings, settings.tenant)) if config.tenants else config

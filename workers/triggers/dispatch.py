@@ -18,18 +18,18 @@ from typing import Any
 from workers import metrics
 from workers.runtime import Context
 from workers.triggers import engine
-from workers.triggers.config import config_for
+from workers.triggers.config import tenant_config
 
 log = logging.getLogger("graphhook.dispatch")
 
 
 def dispatch(ctx: Context, record: dict[str, Any], *, subscription_id: str = "", notified_at: float | None = None) -> int:
     """Fire the triggers for one email record; return how many fired (the record trigger plus matched rules)."""
-    config = config_for(ctx.settings.config_path)
+    config = tenant_config(ctx.settings)  # this tenant's rules and webhooks, no other's
     matched = engine.evaluate(config, record)
     # Once per email even if the job is retried after this point (its actions have their own markers).
     first = engine.record(ctx.redis, {
-        "trigger": "record", "subscriptionId": subscription_id,
+        "trigger": "record", "subscriptionId": subscription_id, "tenant": ctx.tenant,
         "email": record, "notifiedAt": notified_at or time.time(),
         "rules": [r.name for r in matched], "dryRun": [r.name for r in matched if r.dry_run],
     }, events_file=ctx.settings.events_file, once_seconds=ctx.settings.dedupe_seconds,
@@ -42,7 +42,8 @@ def dispatch(ctx: Context, record: dict[str, Any], *, subscription_id: str = "",
         metrics.triggers_fired([r.name for r in matched], notified_at=notified_at)
     outcome = engine.run(ctx, config, record, matched, subscription_id=subscription_id)
     if outcome.failed:
-        job_id = engine.schedule_resume(ctx, record, [r.name for r in matched], subscription_id=subscription_id)
+        job_id = engine.schedule_resume(ctx, record, [r.name for r in matched], subscription_id=subscription_id,
+                                        tenant=ctx.tenant)
         log.warning("actions failed for message %s (%s); retrying in job %s", str(record.get("id"))[:16],
                     ", ".join(outcome.failed), job_id)
     return 1 + len(matched)

@@ -110,26 +110,30 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def schedule_resume(ctx: Any, email: Mapping[str, Any], rule_names: list[str], *, subscription_id: str = "") -> str:
+def schedule_resume(ctx: Any, email: Mapping[str, Any], rule_names: list[str], *, subscription_id: str = "",
+                    tenant: str = "") -> str:
     """Queue :func:`resume` for the given rules, retried with back-off; return the job id."""
     from rq import Retry
 
     from graphhook.core import jobformat
 
     job = jobformat.queue(ctx.settings.queue_name, ctx.redis).enqueue(
-        "workers.jobs.resume_rules", dict(email), rule_names, subscription_id, at_front=True,  # ahead of fetches
+        "workers.jobs.resume_rules", dict(email), rule_names, subscription_id, tenant or ctx.settings.tenant,
+        at_front=True,  # ahead of fetches
         retry=Retry(max=len(RESUME_BACKOFF), interval=list(RESUME_BACKOFF), enqueue_at_front=True),
         description=f"resume rules {', '.join(rule_names)} for {email.get('mailbox')}")
     return job.id
 
 
-def resume(email: dict[str, Any], rule_names: list[str], subscription_id: str = "") -> dict[str, list[str]]:
-    """Re-run rules (and all-mail triggers) for an email after a failure (the ``workers.jobs.resume_rules`` job)."""
+def resume(email: dict[str, Any], rule_names: list[str], subscription_id: str = "",
+           tenant: str = "") -> dict[str, list[str]]:
+    """Re-run rules (and all-mail triggers) for an email after a failure (the ``workers.jobs.resume_rules`` job),
+    in the tenant it was received in."""
     from workers.runtime import context
-    from workers.triggers.config import config_for
+    from workers.triggers.config import tenant_config
 
-    ctx = context()
-    config = config_for(ctx.settings.config_path)
+    ctx = context().for_tenant(tenant)
+    config = tenant_config(ctx.settings)
     by_name = {r.name: r for r in config.rules}
     rules = [by_name[n] for n in rule_names if n in by_name]
     outcome = run(ctx, config, email, rules, subscription_id=subscription_id)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from graphhook.core.settings import Settings
 from workers.triggers.rules import Condition, Organisation
 
 
@@ -74,6 +75,37 @@ class HandlerConfig:
 
 
 @dataclass(frozen=True)
+class App:
+    """An app registration: its client id and where its credential is (environment variable names)."""
+
+    name: str
+    client_id: str
+    secret: str = field(default="", repr=False)
+    certificate_path: str = ""
+    certificate_password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One customer tenant: its directory id, the app it is reached with, what is watched and what fires."""
+
+    name: str
+    tenant_id: str
+    app: App | None  # None: the environment's app (AZURE_CLIENT_ID and its credential)
+    mailboxes: tuple[MailboxWatch, ...] = ()
+    rules: tuple[str, ...] | None = None  # None: every rule
+    webhooks: tuple[str, ...] | None = None  # None: every webhook
+
+    def settings(self, base: Settings) -> Settings:
+        """``base`` with this tenant's directory id and app credential."""
+        if self.app is None:
+            return base.replace(tenant=self.name, tenant_id=self.tenant_id)
+        return base.replace(tenant=self.name, tenant_id=self.tenant_id, client_id=self.app.client_id,
+                            client_secret=self.app.secret, client_certificate_path=self.app.certificate_path,
+                            client_certificate_password=self.app.certificate_password)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration file, validated."""
 
@@ -84,6 +116,7 @@ class Config:
     webhooks: Mapping[str, WebhookConfig] = field(default_factory=lambda: MappingProxyType({}))
     handlers: Mapping[str, HandlerConfig] = field(default_factory=lambda: MappingProxyType({}))
     alert_sender: str = ""
+    tenants: tuple[Tenant, ...] = ()  # empty: one tenant, "default", from the environment (workers/triggers/tenants.py)
 
 
 EMPTY = Config()

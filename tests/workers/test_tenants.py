@@ -1,0 +1,123 @@
+"""Many tenants in one deployment, on the worker side: each tenant's mail is fetched with its own token,
+fires only its own rules, and a notification that crosses tenants is refused (docs/tenants.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from graphhook.core import jobformat, keys
+from graphhook.core.errors import ConfigError
+from tests.conftest import wait_for
+from workers import runtime
+from workers.subscriptions import registry
+from workers.subscriptions.renewer import Renewer
+from workers.triggers.config import parse_config
+
+
+def _events(redis_client):
+    return [json.loads(e) for e in redis_client.lrange(keys.EVENTS, 0, -1)]
+
+
+def _subscribe_both(two_tenants, redis_client):
+    ctx = runtime.build(two_tenants.settings, redis_client)
+    for name, mailbox in (("contoso", "alice@contoso.com"), ("fabrikam", "carol@fabrikam.com")):
+        Renewer(ctx.for_tenant(name), [(mailbox, "inbox")]).reconcile()
+    return ctx, {r.tenant: r for r in registry.all_records(redis_client)}
+
+
+def test_each_tenants_subscription_is_made_with_its_own_token_and_recorded_under_its_name(
+        two_tenants, emulator, redis_client):
+    ctx, records = _subscribe_both(two_tenants, redis_client)
+
+    assert records["contoso"].tenant_id == two_tenants.a.tenant_id and records["contoso"].mailbox == "alice@contoso.com"
+    assert records["fabrikam"].tenant_id == two_tenants.b.tenant_id and records["fabrikam"].mailbox == "carol@fabrikam.com"
+    assert {r.app_id for r in records.values()} == {emulator.client_id}
+    # Each tenant's token is cached apart: no tenant ever reads another's.
+    assert redis_client.exists(keys.token_cache("contoso")) and redis_client.exists(keys.token_cache("fabrikam"))
+    # A second pass of each tenant's renewer leaves the other tenant's subscription alone.
+    Renewer(ctx.for_tenant("contoso"), [("alice@contoso.com", "inbox")]).reconcile()
+    assert {r.tenant for r in registry.all_records(redis_client)} == {"contoso", "fabrikam"}
+    assert len(emulator.subscriptions.items) == 2
+
+
+def test_mail_fires_only_the_rules_of_its_own_tenant(two_tenants, emulator, redis_client, start_worker):
+    two_tenants.write(rules="  - name: contoso-invoices\n    when: always\n    actions: []\n"
+                            "  - name: fabrikam-all\n    when: always\n    actions: []\n",
+                      contoso="    rules: [contoso-invoices]\n", fabrikam="    rules: [fabrikam-all]\n")
+    _subscribe_both(two_tenants, redis_client)
+    start_worker(settings=two_tenants.settings)
+
+    emulator.deliver("alice@contoso.com", {"subject": "invoice for contoso", "from": "x@example.com"})
+    emulator.deliver("carol@fabrikam.com", {"subject": "invoice for fabrikam", "from": "x@example.com"})
+
+    events = wait_for(lambda: len(_events(redis_client)) == 2 and _events(redis_client), timeout=60)
+    by_subject = {e["email"]["subject"]: e for e in events}
+    assert by_subject["invoice for contoso"]["tenant"] == "contoso"
+    assert by_subject["invoice for contoso"]["rules"] == ["contoso-invoices"]
+    assert by_subject["invoice for fabrikam"]["tenant"] == "fabrikam"
+    assert by_subject["invoice for fabrikam"]["rules"] == ["fabrikam-all"]
+    # Each mailbox was read with a token of its own tenant only.
+    for tenant, mailbox in ((two_tenants.a, "alice@contoso.com"), (two_tenants.b, "carol@fabrikam.com")):
+        user_id = tenant.user(mailbox).id.lower()
+        reads = [r for r in emulator.request_log if user_id in r["path"].lower() and "/messages/" in r["path"]]
+        assert reads and {r["tenant"] for r in reads} == {tenant.tenant_id}
+
+
+def test_a_job_naming_one_tenants_subscription_and_another_tenants_mailbox_acts_on_nothing(
+        two_tenants, emulator, redis_client):
+    """A job planted in Redis (or a receiver bug): contoso's subscription, fabrikam's tenant id and mailbox."""
+    from tests.conftest import InProcessWorker
+
+    _, records = _subscribe_both(two_tenants, redis_client)
+    carol = two_tenants.b.user("carol@fabrikam.com")
+    _, _, message = emulator.mail.add_message("carol@fabrikam.com", {"subject": "only in fabrikam", "from": "x@example.com"})
+    emulator.request_log.clear()
+    contoso = records["contoso"]
+    forged = [{"subscriptionId": contoso.id, "clientState": contoso.client_state, "changeType": "created",
+               "tenantId": tenant, "resource": f"Users/{carol.id}/Messages/{message['id']}",
+               "resourceData": {"id": message["id"]}}
+              for tenant in (two_tenants.b.tenant_id, two_tenants.a.tenant_id)]
+    queue = jobformat.queue(two_tenants.settings.queue_name, redis_client)
+    job = queue.enqueue("workers.jobs.process_notifications", forged)
+    runtime.install(runtime.build(two_tenants.settings, redis_client))
+    try:
+        InProcessWorker([queue], connection=redis_client).work(burst=True)
+    finally:
+        runtime._context = None
+
+    job.refresh()
+    assert job.return_value() == {"processed": 0, "duplicates": 0, "gone": 0, "updated": 0, "deleted": 0, "refused": 2}
+    assert _events(redis_client) == []
+    assert not [r for r in emulator.request_log if carol.id.lower() in r["path"].lower()]  # nothing read
+
+
+def test_tenants_are_validated_and_secrets_stay_in_the_environment():
+    base = {"version": 1}
+    guid = "2f16a741-1111-4d5c-9f0e-9b0b2a1c7e11"
+    with pytest.raises(ConfigError, match="with tenants:, list each tenant's mailboxes under it"):
+        parse_config({**base, "mailboxes": ["a@contoso.com"], "tenants": {"contoso": {"tenant_id": guid}}})
+    with pytest.raises(ConfigError, match="listed under more than one tenant"):
+        parse_config({**base, "tenants": {"a": {"tenant_id": guid}, "b": {"tenant_id": guid.upper()}}})
+    with pytest.raises(ConfigError, match="mailbox 'x@contoso.com' is listed under tenants 'a' and 'b'"):
+        parse_config({**base, "tenants": {"a": {"tenant_id": guid, "mailboxes": ["x@contoso.com"]},
+                                          "b": {"tenant_id": guid.replace("1111", "2222"), "mailboxes": ["x@contoso.com"]}}})
+    with pytest.raises(ConfigError, match="no app is named 'msp'"):
+        parse_config({**base, "tenants": {"a": {"tenant_id": guid, "app": "msp"}}})
+    with pytest.raises(ConfigError, match="inline secrets are not allowed"):
+        parse_config({**base, "apps": {"msp": {"client_id": guid, "client_secret": "hunter2-hunter2"}},
+                      "tenants": {"a": {"tenant_id": guid, "app": "msp"}}})
+    with pytest.raises(ConfigError, match="environment variable MSP_SECRET is unset"):
+        parse_config({**base, "apps": {"msp": {"client_id": guid, "secret_env": "MSP_SECRET"}},
+                      "tenants": {"a": {"tenant_id": guid, "app": "msp"}}}, env={})
+    with pytest.raises(ConfigError, match="tenant 'Contoso Ltd'"):
+        parse_config({**base, "tenants": {"Contoso Ltd": {"tenant_id": guid}}})
+    with pytest.raises(ConfigError, match="no rule is named 'nope'"):
+        parse_config({**base, "tenants": {"a": {"tenant_id": guid, "rules": ["nope"]}}})
+    config = parse_config({**base, "apps": {"msp": {"client_id": guid, "secret_env": "MSP_SECRET"}},
+                           "tenants": {"a": {"tenant_id": guid.upper(), "app": "msp", "mailboxes": ["X@contoso.com"]}}},
+                          env={"MSP_SECRET": "a-secret-value-1234"})
+    (tenant,) = config.tenants
+    assert tenant.tenant_id == guid and tenant.mailboxes[0].address == "x@contoso.com"
+    assert "a-secret-value-1234" not in repr(config)
