@@ -59,6 +59,11 @@ class Context:
                 self._tenants.setdefault(self.settings.tenant, self)
             return found
 
+    def sibling(self, settings: Settings) -> "Context":
+        """A new context acting with ``settings`` (another tenant, another app), sharing this one's Redis, HTTP
+        pool and mailbox limiter; not cached (the renewer keeps its own, rebuilt when a tenant's config changes)."""
+        return _build(settings, self.redis, self.graph.session, self.graph.limiter)
+
 
 _context: Context | None = None
 _pid: int | None = None

@@ -1,4 +1,5 @@
-"""``graphhook renewer [--once]``: keep subscriptions alive (create, renew, recreate, delete orphans, resync)."""
+"""``graphhook renewer [--once]``: keep every tenant's subscriptions alive (create, renew, recreate, delete orphans,
+resync); each pass re-reads the configuration's tenants (workers/subscriptions/tenants.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from graphhook.core.settings import Settings
     from workers import runtime
-    from workers.subscriptions import renewer
+    from workers.subscriptions import tenants
 
     settings = Settings.from_env()
     settings.require("REDIS_URL", "PUBLIC_URL")
@@ -25,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    renewer.from_settings(ctx).run(once=args.once, interval=settings.renew_interval_seconds, stop=stop)
+    tenants.from_settings(ctx).run(once=args.once, interval=settings.renew_interval_seconds, stop=stop)
     return 0

@@ -42,7 +42,7 @@ def _state(record, at_graph: dict, now: dt.datetime, margin: dt.timedelta) -> st
 def check_desired(config_path: str, mailbox: str, folder: str) -> None:
     """Refuse a mailbox/folder the renewer would delete: it must be listed in the configuration file."""
     from graphhook.core.errors import ConfigError
-    from workers.subscriptions.renewer import desired_from_config
+    from workers.subscriptions.tenants import desired_from_config
 
     wanted = {(m.strip().lower(), f.strip().lower()) for m, f in desired_from_config(config_path)}
     if (mailbox.strip().lower(), folder.strip().lower()) not in wanted:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from graphhook.core.errors import ConfigError
     from graphhook.core.settings import Settings
     from workers import runtime
-    from workers.subscriptions import operations, registry, renewer
+    from workers.subscriptions import operations, registry, tenants
 
     as_json = args.json or (not args.table and not is_terminal() and args.action in JSON_WHEN_PIPED)
     settings = Settings.from_env()
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
         try:
-            report = renewer.from_settings(ctx, heartbeat=lock.acquire).reconcile()
+            report = tenants.from_settings(ctx, heartbeat=lock.acquire).reconcile()
         finally:
             lock.release()
         _show(dict(report.__dict__), as_json)

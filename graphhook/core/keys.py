@@ -21,6 +21,11 @@ def tenant_prefix(tenant: str) -> str:
     return f"{PREFIX}:t:{tenant}"
 
 
+def tenant_state(tenant: str) -> str: return f"{PREFIX}:t:{tenant}:state"
+"""Hash: ``state`` (ok | consent_missing | throttled | error), ``reason`` (no secrets), ``at`` (ISO time) of one tenant,
+written by the renewer and the lifecycle job (workers/subscriptions/tenant_state.py)."""
+
+
 def token_cache(tenant: str = "default") -> str:
     """MSAL's encrypted token cache of one tenant's app."""
     return TOKEN_CACHE if tenant == "default" else f"{tenant_prefix(tenant)}:msal-cache"

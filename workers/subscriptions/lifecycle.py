@@ -1,6 +1,8 @@
 """Acting on lifecycle notifications (graph-protocol.md §3).
 
-- ``reauthorizationRequired`` → reauthorize at once (renew if reauthorize fails), so delivery resumes;
+- ``reauthorizationRequired`` → reauthorize at once (renew if reauthorize fails), so delivery resumes; when the
+  tenant refuses the app (consent revoked: 403, or AADSTS700016 at the token endpoint) the tenant is recorded
+  ``consent_missing`` and the job ends (no retry loop): the renewer renews it once the tenant works again;
 - ``subscriptionRemoved`` → create a replacement, then resync the folder to cover the gap;
 - ``missed`` → resync the folder.
 """
@@ -11,10 +13,10 @@ import logging
 from typing import Any
 
 from graphhook.core import keys
-from graphhook.core.errors import GraphError, NotFoundError
+from graphhook.core.errors import AccessDeniedError, AuthError, GraphError, NotFoundError
 from graphhook.core.notifications import Notification
 from workers.runtime import Context
-from workers.subscriptions import operations, registry
+from workers.subscriptions import operations, registry, tenant_state
 from workers.subscriptions.registry import Record
 from workers.subscriptions.resync import resync_folder
 
@@ -74,17 +76,17 @@ def handle(ctx: Context, item: dict[str, Any]) -> str:
     ctx = ctx.for_tenant(record.tenant)  # act with the token of the subscription's own tenant
     if event.lifecycle_event == "reauthorizationRequired":
         try:
-            operations.reauthorize(ctx.graph, ctx.redis, sid)
-            log.info("reauthorized subscription %s", sid)
-            return "reauthorized"
-        except NotFoundError:
-            new = replace_subscription(ctx, record)
-            resync_folder(ctx, new.mailbox, new.folder, new.user_id, subscription_id=new.id)
-            return "recreated"
-        except GraphError as exc:
-            log.warning("reauthorize of %s failed (%s); renewing instead", sid, exc.code)
-            operations.renew(ctx.graph, ctx.redis, record)
-            return "renewed"
+            return _reauthorize(ctx, record)
+        except (AuthError, AccessDeniedError) as exc:
+            if not tenant_state.is_refusal(exc):
+                raise
+            # The tenant refuses the app (consent revoked, secret expired): retrying the job cannot help. Record
+            # it; the renewer retries the tenant with back-off and renews this subscription once it works again.
+            state, reason = tenant_state.classify(exc, client_id=ctx.settings.client_id, tenant_id=ctx.settings.tenant_id)
+            registry.update(ctx.redis, sid, state="reauthorize_failed", lastError=reason[:300])
+            tenant_state.mark(ctx.redis, record.tenant, state, reason)
+            log.warning("reauthorize of %s refused: %s", sid, reason)
+            return state
     if event.lifecycle_event == "subscriptionRemoved":
         registry.update(ctx.redis, sid, state="removed")
         new = replace_subscription(ctx, record)
@@ -95,3 +97,19 @@ def handle(ctx: Context, item: dict[str, Any]) -> str:
     result = resync_folder(ctx, record.mailbox, record.folder, record.user_id, subscription_id=sid)
     log.info("missed notifications on %s: resync enqueued %d", sid, result.enqueued)
     return "resynced"
+
+
+def _reauthorize(ctx: Context, record: Record) -> str:
+    """Reauthorize ``record`` (recreate it if Graph lost it; renew it if reauthorize is refused)."""
+    try:
+        operations.reauthorize(ctx.graph, ctx.redis, record.id)
+        log.info("reauthorized subscription %s", record.id)
+        return "reauthorized"
+    except NotFoundError:
+        new = replace_subscription(ctx, record)
+        resync_folder(ctx, new.mailbox, new.folder, new.user_id, subscription_id=new.id)
+        return "recreated"
+    except GraphError as exc:
+        log.warning("reauthorize of %s failed (%s); renewing instead", record.id, exc.code)
+        operations.renew(ctx.graph, ctx.redis, record)
+        return "renewed"
