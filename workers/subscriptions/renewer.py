@@ -155,8 +155,9 @@ class Renewer(Loop):
         self.alarms = True  # log the red subscriptions after the pass (the multi-tenant renewer does it once for all)
 
     # --- one pass ------------------------------------------------------------------------
-    def reconcile(self, records: Iterable[Record] | None = None) -> Report:
-        """One pass over desired and actual state; ``records``: the registry's, if already read."""
+    def reconcile(self, records: Iterable[Record] | None = None, *, renew_all: bool = False) -> Report:
+        """One pass over desired and actual state; ``records``: the registry's, if already read; ``renew_all``:
+        renew every live subscription, due or not (a tenant whose consent is back: renewing reauthorizes)."""
         report = Report()
         ours_url = f"{self.ctx.settings.public_url}/notifications"
         at_graph = {s["id"]: s for s in self.ctx.graph.paged("subscriptions")}
@@ -189,7 +190,7 @@ class Renewer(Loop):
             current = live[0]
             # A rich subscription lives one day: renew it at half-life even if the margin is longer. One whose
             # last renewal or reauthorization failed (e.g. consent was missing) is renewed now: that reauthorizes it.
-            if (current.state != "active"
+            if (renew_all or current.state != "active"
                     or current.expires() - self.clock() <= min(self.margin, operations.lifetime_of(current) / 2)):
                 due.append(current)
             report.resyncs += self._maybe_resync(current)

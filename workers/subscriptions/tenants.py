@@ -57,6 +57,7 @@ class _Slot:
     renewer: Renewer | None = None
     failures: int = 0
     retry_at: dt.datetime | None = None
+    state: str = ""  # after the last pass
 
 
 class Renewers(Loop):
@@ -94,7 +95,8 @@ class Renewers(Loop):
             slot = self._slots.get(name)
             if slot is None:
                 slot = self._slots[name] = _Slot(tenant, WriteLimiter(
-                    self.write_limit, WRITE_WINDOW, clock=lambda: self.clock().timestamp(), sleep=self.sleep))
+                    self.write_limit, WRITE_WINDOW, clock=lambda: self.clock().timestamp(), sleep=self.sleep),
+                    state=tenant_state.read(self.ctx.redis, name).get("state", ""))
             slot.tenant = tenant
             if slot.retry_at is not None and now < slot.retry_at:
                 log.info("tenant %s is %s; next try at %s", name, tenant_state.read(self.ctx.redis, name).get("state"),
@@ -111,7 +113,10 @@ class Renewers(Loop):
             for name, future in passes.items():
                 report = self.reports[name] = future.result()
                 total.add(report, prefix=f"{name}: ")
-            total.orphaned = sum(future.result() for future in orphans)
+            for future in orphans:
+                deleted, left = future.result()
+                total.deleted += deleted
+                total.orphaned += left
         for name in tenants:
             total.tenants[name] = tenant_state.read(self.ctx.redis, name).get("state", "")
         log.info("reconcile of %d tenant(s), %d due: %s; orphaned %d", len(tenants), len(due), total, total.orphaned)
@@ -125,7 +130,8 @@ class Renewers(Loop):
             if slot.renewer is None:
                 slot.renewer = self._renewer(slot)
             slot.renewer.desired = sorted({(w.address, f) for w in slot.tenant.mailboxes for f in w.folders})
-            report = slot.renewer.reconcile(records)
+            # Back from consent_missing: Graph challenged its subscriptions meanwhile; renewing reauthorizes them.
+            report = slot.renewer.reconcile(records, renew_all=slot.state == tenant_state.CONSENT_MISSING)
         except Exception as exc:  # the tenant's token, consent or Graph: recorded, retried later
             settings = slot.tenant.settings(self.ctx.settings)
             state, reason = tenant_state.classify(exc, client_id=settings.client_id, tenant_id=settings.tenant_id)
@@ -139,7 +145,7 @@ class Renewers(Loop):
             self._back_off(slot, tenant_state.THROTTLED,
                            f"{report.throttled} subscription write(s) still throttled after the retry budget")
         else:
-            slot.failures, slot.retry_at = 0, None
+            slot.failures, slot.retry_at, slot.state = 0, None, tenant_state.OK
             tenant_state.mark(self.ctx.redis, name, tenant_state.OK, now=self.clock())
         return report
 
@@ -156,17 +162,20 @@ class Renewers(Loop):
     def _back_off(self, slot: _Slot, state: str, reason: str) -> None:
         slot.failures += 1
         wait = min(BACKOFF_FIRST * 2 ** (slot.failures - 1), BACKOFF_CAP)
-        slot.retry_at = self.clock() + wait
+        slot.retry_at, slot.state = self.clock() + wait, state
         tenant_state.mark(self.ctx.redis, slot.tenant.name, state, reason, now=self.clock(), retry_at=slot.retry_at)
 
     # --- tenants no longer configured -----------------------------------------------------------
-    def _orphans(self, name: str, records: list[Record], configured: Iterable[Tenant]) -> int:
-        """Delete a removed tenant's subscriptions with its token; those it cannot delete are left to expire."""
+    def _orphans(self, name: str, records: list[Record], configured: Iterable[Tenant]) -> tuple[int, int]:
+        """Delete a removed tenant's subscriptions with its token; those it cannot delete are left to expire.
+
+        Returns (deleted, left to expire)."""
         now = self.clock()
         for record in [r for r in records if r.expires() <= now]:
             registry.remove(self.ctx.redis, record.id)  # expired at Graph too: nothing left to delete
         live = [r for r in records if r.expires() > now and r.state != "orphaned"]
         left = [r for r in records if r.expires() > now and r.state == "orphaned"]
+        deleted = 0
         if live:
             ctx = self._former_context(name, live[0], configured)
             limiter = WriteLimiter(self.write_limit, WRITE_WINDOW, clock=lambda: self.clock().timestamp(),
@@ -177,6 +186,7 @@ class Renewers(Loop):
                         raise LookupError(f"app {record.app_id} is no longer configured")
                     limiter.acquire()
                     operations.delete(ctx.graph, ctx.redis, record.id)
+                    deleted += 1
                 except Exception as exc:  # its token or consent is gone: it expires on its own
                     reason = (str(exc) if isinstance(exc, LookupError) else
                               tenant_state.classify(exc, client_id=record.app_id, tenant_id=record.tenant_id)[1])
@@ -189,7 +199,7 @@ class Renewers(Loop):
         else:
             tenant_state.forget(self.ctx.redis, name)
             self._slots.pop(name, None)
-        return len(left)
+        return deleted, len(left)
 
     def _former_context(self, name: str, record: Record, configured: Iterable[Tenant]) -> Context | None:
         """A context for a removed tenant, from its record: the environment's app or an app another tenant uses."""
