@@ -54,8 +54,9 @@ def _settings(env: Mapping[str, str], report: "Report") -> Settings | None:
 def run_checks(env: Mapping[str, str], *, config_only: bool = False, skip: Sequence[str] = (),
                session: requests.Session | None = None) -> "Report":
     """Run the checklist against the settings in ``env``; never raises for what it checks."""
-    from workers.check.checklist import OK, Report, Result, check_permissions, check_token, permissions_for
+    from workers.check.checklist import OK, Report, Result
     from workers.check.infra import check_config, check_public_url, check_redis
+    from workers.check.tenants import check_tenants
 
     try:
         redis_password = urlsplit(env.get("REDIS_URL", "")).password or ""
@@ -72,13 +73,12 @@ def run_checks(env: Mapping[str, str], *, config_only: bool = False, skip: Seque
     if "config" not in skip or config_only:
         result, config = check_config(settings.config_path, lambda path: _validate(path, env))
         report.add(result)
+        if config is not None:  # the credentials of apps: are secrets too
+            report.secrets += tuple(s for t in config.tenants if t.app for s in (t.app.secret, t.app.certificate_password))
     if config_only:
         return report
-    if "token" not in skip:
-        result, token = check_token(settings, session)
-        report.add(result)
-        if token:
-            report.extend(check_permissions(token, permissions_for(config), config_known=config is not None))
+    if "token" not in skip:  # per tenant: token, its roles against those needed, one mailbox readable
+        report.extend(check_tenants(settings, config, session))
     if "public-url" not in skip:
         report.extend(check_public_url(settings.public_url, session))
     if "redis" not in skip:

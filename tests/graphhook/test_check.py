@@ -36,6 +36,7 @@ def config_path(tmp_path):
 @pytest.fixture
 def env(emulator, redis_server, receiver, config_path):
     """A complete, correct environment: emulator identity, running receiver, real Redis, valid config."""
+    emulator.add_user("alice@contoso.com")  # the configured mailbox, which the check reads
     return {**emulator.environment(), "REDIS_URL": redis_server.url, "PUBLIC_URL": receiver.url,
             "GRAPHHOOK_CONFIG": str(config_path)}
 

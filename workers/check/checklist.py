@@ -22,7 +22,7 @@ import msal
 import requests
 
 from graphhook.core.errors import AuthError, ConfigError
-from graphhook.core.settings import Settings
+from graphhook.core.settings import DEFAULT_TENANT, Settings
 from workers.graph.auth import TokenProvider
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -100,6 +100,11 @@ def _token_fix(code: str, error_codes: tuple[int, ...], settings: Settings) -> t
         return (f"tenant {tenant!r} was not found (AADSTS90002)",
                 f"AZURE_TENANT_ID is wrong: copy the 'Directory (tenant) ID' from the Overview page of\n"
                 f"{PORTAL_APP}. If you use a national cloud, also set AZURE_AUTHORITY_HOST.")
+    if 700016 in error_codes and settings.tenant != DEFAULT_TENANT:  # a tenant of tenants: — the app is not consented
+        url = admin_consent_url(settings)
+        return (f"app {client} is not consented in tenant {settings.tenant} ({tenant}) — an admin must grant consent: "
+                f"{url}", f"a Global Administrator of tenant {settings.tenant} opens\n{url}\nand accepts the "
+                f"permissions; or fix tenant_id / app of tenant {settings.tenant} in GRAPHHOOK_CONFIG.")
     if 700016 in error_codes or code == "unauthorized_client":
         return (f"application {client!r} was not found in tenant {tenant!r} (AADSTS700016)",
                 f"AZURE_CLIENT_ID is wrong, or the app is registered in another tenant: copy the\n"
@@ -124,6 +129,11 @@ def _token_fix(code: str, error_codes: tuple[int, ...], settings: Settings) -> t
     codes = ", ".join(f"AADSTS{c}" for c in error_codes) or "no AADSTS code"
     return (f"Microsoft refused a token: {code} ({codes})",
             f"look the code up at https://login.microsoftonline.com/error?code={error_codes[0] if error_codes else ''}")
+
+
+def admin_consent_url(settings: Settings) -> str:
+    """Where an admin of the tenant grants the app its permissions (the admin consent endpoint)."""
+    return f"{settings.authority_host}/{settings.tenant_id}/adminconsent?client_id={settings.client_id}"
 
 
 def _tenant_problem(settings: Settings, session: requests.Session | None) -> tuple[str, tuple[int, ...]] | None:
