@@ -115,6 +115,7 @@ class Loop:
             if once:
                 break
             stop.wait(interval)
+        lock.release()  # stopping (or --once done): a standby, or the next command, need not wait for it to lapse
 
     def _alive(self, ttl: float, *, unless_within: dt.timedelta | None = None) -> None:
         """Record that this process still loops, leader or standby: ``graphhook probe renewer`` reads it.

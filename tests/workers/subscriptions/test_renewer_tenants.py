@@ -7,10 +7,13 @@ The renewer's clock and sleep are the emulator's, so back-off is crossed with ``
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 
-from tests.conftest import wait_for
+from tests.conftest import wait_for, worker_env
 from workers import runtime
 from workers.subscriptions import lifecycle, registry, tenant_state
 from workers.subscriptions.tenants import BACKOFF_FIRST, from_settings
@@ -200,3 +203,21 @@ def test_a_tenant_still_throttled_after_the_retry_budget_is_marked_and_retried_l
     emulator.advance(BACKOFF_FIRST.total_seconds() + 1)  # past the back-off and the write window
     assert renewers.reconcile().tenants["fabrikam"] == "ok"
     assert len(_subs_of(emulator, two_tenants.b)) == 1
+
+
+def test_the_renewer_process_and_reconcile_command_serve_every_tenant(two_tenants, emulator, redis_client):
+    env = worker_env(two_tenants.settings, emulator)
+    done = subprocess.run([sys.executable, "-m", "graphhook", "renewer", "--once"], env=env,
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert {(r.tenant, r.mailbox) for r in registry.all_records(redis_client)} == {
+        ("contoso", "alice@contoso.com"), ("fabrikam", "carol@fabrikam.com")}
+
+    emulator.revoke_consent(emulator.app_registration, two_tenants.b)
+    done = subprocess.run([sys.executable, "-m", "graphhook", "subscriptions", "reconcile", "--json"], env=env,
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 1, done.stdout + done.stderr  # a tenant failed
+    result = json.loads(done.stdout)
+    assert result["tenants"] == {"contoso": "ok", "fabrikam": "consent_missing"} and result["failed"] == 1
+    assert any(e.startswith("fabrikam: ") and "consent" in e for e in result["errors"])
+    assert emulator.client_secret not in done.stdout + done.stderr
