@@ -73,7 +73,12 @@ def handle(ctx: Context, item: dict[str, Any]) -> str:
     if record is None:
         log.warning("lifecycle event %s for unregistered subscription %s ignored", event.lifecycle_event, sid)
         return "ignored"
-    ctx = ctx.for_tenant(record.tenant)  # act with the token of the subscription's own tenant
+    try:
+        ctx = ctx.for_tenant(record.tenant)  # act with the token of the subscription's own tenant
+    except KeyError:  # its tenant was removed from the configuration: the renewer deletes it or lets it expire
+        log.warning("lifecycle event %s for %s of tenant %s, no longer configured, ignored", event.lifecycle_event,
+                    sid, record.tenant)
+        return "ignored"
     if event.lifecycle_event == "reauthorizationRequired":
         try:
             return _reauthorize(ctx, record)

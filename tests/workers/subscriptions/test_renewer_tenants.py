@@ -221,3 +221,15 @@ def test_the_renewer_process_and_reconcile_command_serve_every_tenant(two_tenant
     assert result["tenants"] == {"contoso": "ok", "fabrikam": "consent_missing"} and result["failed"] == 1
     assert any(e.startswith("fabrikam: ") and "consent" in e for e in result["errors"])
     assert emulator.client_secret not in done.stdout + done.stderr
+
+
+def test_a_lifecycle_event_for_a_removed_tenants_subscription_is_ignored_not_retried(
+        two_tenants, emulator, redis_client):
+    _renewers(two_tenants, emulator, redis_client).reconcile()
+    (record,) = [r for r in registry.all_records(redis_client) if r.tenant == "fabrikam"]
+    _write(two_tenants, contoso=["alice@contoso.com"])
+
+    ctx = runtime.build(two_tenants.settings, redis_client)
+    item = {"subscriptionId": record.id, "tenantId": record.tenant_id, "clientState": record.client_state,
+            "lifecycleEvent": "reauthorizationRequired", "subscriptionExpirationDateTime": record.expiration}
+    assert lifecycle.handle(ctx, item) == "ignored"
