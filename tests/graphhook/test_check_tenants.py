@@ -20,6 +20,7 @@ def test_every_tenant_is_checked_token_roles_and_a_mailbox(two_tenants, emulator
     report = run_checks(_env(two_tenants, emulator, redis_server, receiver))
 
     assert not report.failed, report.render()
+    assert "(2 tenant(s), 2 mailbox(es), 0 rule(s))" in _item(report, "configuration").detail
     for name, mailbox in (("contoso", "alice@contoso.com"), ("fabrikam", "carol@fabrikam.com")):
         assert _item(report, f"token {name}").status == "ok"
         assert _item(report, f"{name}: permission Mail.Read").status == "ok"

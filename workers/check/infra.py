@@ -177,6 +177,8 @@ def check_config(path: str, validate: Callable[[str], Any] | None = None) -> tup
                       "fix the file named by GRAPHHOOK_CONFIG, then run `graphhook check --config-only`"), None
     except GraphhookError as exc:
         return Result(name, FAIL, f"{path}: {exc}", "fix the file named by GRAPHHOOK_CONFIG"), None
-    mailboxes = len(getattr(config, "mailboxes", ()))
+    tenants = getattr(config, "tenants", ()) or ()
+    mailboxes = len(getattr(config, "mailboxes", ())) + sum(len(t.mailboxes) for t in tenants)
     rules = len(getattr(config, "rules", ()))
-    return Result(name, OK, f"{path} is valid ({mailboxes} mailbox(es), {rules} rule(s))"), config
+    counted = f"{len(tenants)} tenant(s), " if tenants else ""
+    return Result(name, OK, f"{path} is valid ({counted}{mailboxes} mailbox(es), {rules} rule(s))"), config
