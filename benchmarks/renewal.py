@@ -174,8 +174,9 @@ def _sweep(emulator, r, settings, tenants) -> dict:
             "tenants": len(tenants), "ok": sum(1 for state in report.tenants.values() if state == "ok")}
 
 
-def measure_tenants(tenants: int = TENANTS, per_tenant: int = PER_TENANT) -> dict:
-    """``tenants`` × ``per_tenant`` renewals by the per-tenant renewer, against the same number in one tenant."""
+def measure_tenants(tenants: int = TENANTS, per_tenant: int = PER_TENANT, latency: float = 0.0) -> dict:
+    """``tenants`` × ``per_tenant`` renewals by the per-tenant renewer, against the same number in one tenant;
+    ``latency``: seconds each Graph call takes (a ``$batch`` once), as Graph's do."""
     from emulator import Emulator
     from graphhook.core.settings import Settings
     from graphhook.redis_server import RedisServer
@@ -187,6 +188,7 @@ def measure_tenants(tenants: int = TENANTS, per_tenant: int = PER_TENANT) -> dic
         public_url = "https://127.0.0.1:1"
         settings = Settings.from_env({**emulator.environment(), "REDIS_URL": server.url, "PUBLIC_URL": public_url})
         emulator.app_registration.multi_tenant = True
+        emulator.latency = latency
         solo = [_seed_tenant(emulator, r, public_url, "solo", emulator.tenant(), tenants * per_tenant)]
         emulator.advance(6 * 24 * 3600 + 3600)  # ~23 h left: every one is inside the 24 h margin
         baseline = _sweep(emulator, r, settings, solo)  # one tenant: the write limit serializes 10,000 writes
@@ -202,15 +204,16 @@ def measure_tenants(tenants: int = TENANTS, per_tenant: int = PER_TENANT) -> dic
             "ratio": baseline["graph_time_s"] / spread["graph_time_s"] if spread["graph_time_s"] else float("nan")}
 
 
-def run_tenants(quick: bool = False, report: "Report | None" = None) -> "Report":
+def run_tenants(quick: bool = False, report: "Report | None" = None, latency_ms: int = 0) -> "Report":
     """100 tenants × 100 mailboxes (10 × 200 with ``quick``) against as many renewals in one tenant."""
     from benchmarks import Report
 
     tenants, per_tenant = (10, 200) if quick else (TENANTS, PER_TENANT)
-    f = measure_tenants(tenants, per_tenant)
+    f = measure_tenants(tenants, per_tenant, latency_ms / 1000)
     b, t = f["baseline"], f["tenants"]
     report = report or Report("renewal sweep, many tenants")
-    report.add("many tenants: subscriptions", f"{tenants} tenants x {per_tenant} mailboxes = {tenants * per_tenant}")
+    report.add("many tenants: subscriptions", f"{tenants} tenants x {per_tenant} mailboxes = {tenants * per_tenant}"
+                                              + (f", {latency_ms} ms per Graph call" if latency_ms else ""))
     report.add("many tenants: renewals", f"{t['renewed']} ({t['failed']} failed, {t['throttled_429']} answered 429), "
                                          f"{t['ok']} of {t['tenants']} tenants ok")
     report.add("many tenants: Graph time", f"{t['graph_time_s']:.1f} s (wall {t['wall_s']:.1f} s)")
@@ -240,9 +243,10 @@ def run(quick: bool = False) -> "Report":
 
 
 def main() -> int:
-    """``python -m benchmarks.renewal [--quick] [--tenants]``: one tenant's sweep, or the many-tenant mode."""
+    """``python -m benchmarks.renewal [--quick] [--tenants [--latency-ms N]]``: both sweeps, or the many-tenant one."""
     quick = "--quick" in sys.argv
-    print((run_tenants(quick) if "--tenants" in sys.argv else run(quick=quick)).render())
+    latency = int(sys.argv[sys.argv.index("--latency-ms") + 1]) if "--latency-ms" in sys.argv else 0
+    print((run_tenants(quick, latency_ms=latency) if "--tenants" in sys.argv else run(quick=quick)).render())
     return 0
 
 
