@@ -88,7 +88,7 @@ def handle(ctx: Context, item: dict[str, Any]) -> str:
             # The tenant refuses the app (consent revoked, secret expired): retrying the job cannot help. Record
             # it; the renewer retries the tenant with back-off and renews this subscription once it works again.
             state, reason = tenant_state.classify(exc, client_id=ctx.settings.client_id, tenant_id=ctx.settings.tenant_id)
-            registry.update(ctx.redis, sid, state="reauthorize_failed", lastError=reason[:300])
+            registry.update(ctx.redis, sid, state="renew_failed", lastError=reason[:300])
             tenant_state.mark(ctx.redis, record.tenant, state, reason)
             log.warning("reauthorize of %s refused: %s", sid, reason)
             return state

@@ -99,8 +99,7 @@ class Renewers(Loop):
                     state=tenant_state.read(self.ctx.redis, name).get("state", ""))
             slot.tenant = tenant
             if slot.retry_at is not None and now < slot.retry_at:
-                log.info("tenant %s is %s; next try at %s", name, tenant_state.read(self.ctx.redis, name).get("state"),
-                         registry.format_time(slot.retry_at))
+                log.info("tenant %s is %s; next try at %s", name, slot.state, registry.format_time(slot.retry_at))
                 continue
             due.append(name)
         gone = sorted(set(by_tenant) - set(tenants))
@@ -156,8 +155,9 @@ class Renewers(Loop):
         return renewer
 
     def _context(self, tenant: Tenant) -> Context:
-        settings = tenant.settings(self.ctx.settings)
-        return self.ctx if settings == self.ctx.settings else self.ctx.sibling(settings)
+        # Always a context of its own, even for the environment's tenant: after a refusal it is dropped, and
+        # with it MSAL's in-memory token, so the next try asks the token endpoint.
+        return self.ctx.sibling(tenant.settings(self.ctx.settings))
 
     def _back_off(self, slot: _Slot, state: str, reason: str) -> None:
         slot.failures += 1

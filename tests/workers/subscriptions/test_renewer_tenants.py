@@ -112,7 +112,8 @@ def test_a_reauthorization_refused_by_a_revoked_tenant_is_recorded_not_retried(t
     assert lifecycle.handle(ctx, item) == "consent_missing"  # the job ends: RQ does not retry it in a loop
 
     assert _state(redis_client, "fabrikam")["state"] == "consent_missing"
-    assert registry.load(redis_client, record.id).state == "reauthorize_failed"
+    refused = registry.load(redis_client, record.id)
+    assert refused.state == "renew_failed" and "consent" in refused.last_error  # red on the status page
     assert _state(redis_client, "contoso")["state"] == "ok"
 
 
