@@ -121,3 +121,31 @@ def test_tenants_are_validated_and_secrets_stay_in_the_environment():
     (tenant,) = config.tenants
     assert tenant.tenant_id == guid and tenant.mailboxes[0].address == "x@contoso.com"
     assert "a-secret-value-1234" not in repr(config)
+
+
+def test_webhooks_fire_only_for_the_tenants_that_list_them_with_content_read_in_the_emails_tenant(
+        two_tenants, emulator, redis_client, start_worker, monkeypatch):
+    import base64
+
+    from tests.workers.sink import Sink
+
+    sink = Sink().start()
+    try:
+        monkeypatch.setenv("FABRIKAM_SOAR_SECRET", "a-signing-secret-of-fabrikam")
+        two_tenants.write(top=f"webhooks:\n  fabrikam-soar: {{url: '{sink.url}', secret_env: FABRIKAM_SOAR_SECRET, "
+                              f"all_mail: true, include_content: true, backoff: [0]}}\n",
+                          contoso="    webhooks: []\n", fabrikam="    webhooks: [fabrikam-soar]\n")
+        _subscribe_both(two_tenants, redis_client)
+        start_worker(settings=two_tenants.settings)
+        attachment = {"name": "invoice.pdf", "contentType": "application/pdf", "content": b"%PDF fabrikam only"}
+        emulator.deliver("alice@contoso.com", {"subject": "to contoso", "from": "x@example.com", "attachments": [attachment]})
+        emulator.deliver("carol@fabrikam.com", {"subject": "to fabrikam", "from": "x@example.com", "attachments": [attachment]})
+
+        wait_for(lambda: len(_events(redis_client)) == 2 and sink.requests, timeout=60)
+        wait_for(lambda: not jobformat.queue(two_tenants.settings.queue_name, redis_client).count, timeout=60)
+        (delivered,) = [json.loads(r.body) for r in sink.requests]
+        assert delivered["tenant"] == "fabrikam" and delivered["email"]["subject"] == "to fabrikam"
+        (file,) = delivered["email"]["attachments"]
+        assert base64.b64decode(file["contentBytes"]) == b"%PDF fabrikam only"
+    finally:
+        sink.stop()
