@@ -66,12 +66,29 @@ _pid: int | None = None
 
 def build(settings: Settings, redis_client: redis.Redis | None = None) -> Context:
     """Build the process context from settings (entry points call this once)."""
+    settings = _acting(settings)
     r = redis_client or connect(settings)
     # One keep-alive pool per process, for the identity platform and Graph, with a connection per job thread.
     session = new_session(pool_size=max(16, settings.worker_concurrency))
     limiter = MailboxLimiter(r, concurrency=settings.mailbox_concurrency, budget=settings.mailbox_budget,
                              slot_seconds=float(settings.mailbox_slot_seconds))
     return _build(settings, r, session, limiter)
+
+
+def require_graph(settings: Settings) -> None:
+    """ConfigError naming what is missing to call Graph, counting an app named by the configuration's tenants."""
+    _acting(settings).require_graph()
+
+
+def _acting(settings: Settings) -> Settings:
+    """The settings a process acts with by default: the environment's app, or, when the environment names no
+    tenant or app and the configuration declares ``tenants:`` (one app per customer), the first tenant's."""
+    if settings.tenant_id and settings.client_id and (settings.client_secret or settings.client_certificate_path):
+        return settings
+    from workers.triggers.config import config_for
+
+    config = config_for(settings.config_path)
+    return config.tenants[0].settings(settings) if config.tenants else settings
 
 
 def _build(settings: Settings, r: redis.Redis, session: Any, limiter: MailboxLimiter | None) -> Context:

@@ -149,3 +149,48 @@ def test_webhooks_fire_only_for_the_tenants_that_list_them_with_content_read_in_
         assert base64.b64decode(file["contentBytes"]) == b"%PDF fabrikam only"
     finally:
         sink.stop()
+
+
+def test_a_tenant_that_revoked_consent_or_is_throttled_does_not_stop_the_others(
+        two_tenants, emulator, redis_client, start_worker):
+    from emulator.faults import FaultRule
+
+    _subscribe_both(two_tenants, redis_client)
+    start_worker(settings=two_tenants.settings)
+    carol = two_tenants.b.user("carol@fabrikam.com")
+    # fabrikam: every read of carol's mailbox is throttled for a long while...
+    emulator.faults.add(FaultRule(category="graph", status=429, rate=1.0, retry_after=600, path=carol.id))
+    emulator.deliver("carol@fabrikam.com", {"subject": "throttled in fabrikam", "from": "x@example.com"})
+    emulator.deliver("alice@contoso.com", {"subject": "contoso while fabrikam is throttled", "from": "x@example.com"})
+    wait_for(lambda: [e["email"]["subject"] for e in _events(redis_client)] == ["contoso while fabrikam is throttled"],
+             timeout=60)
+
+    # ...then fabrikam's admin revokes the app's consent: contoso's mail still flows.
+    emulator.revoke_consent(emulator.app_registration, two_tenants.b)
+    redis_client.delete(keys.token_cache("fabrikam"))
+    emulator.mail.add_message("carol@fabrikam.com", {"subject": "after revocation", "from": "x@example.com"})
+    emulator.deliver("alice@contoso.com", {"subject": "contoso after fabrikam revoked", "from": "x@example.com"})
+    wait_for(lambda: "contoso after fabrikam revoked" in [e["email"]["subject"] for e in _events(redis_client)],
+             timeout=60)
+    assert all(e["tenant"] == "contoso" for e in _events(redis_client))
+
+
+def test_with_one_app_per_customer_the_environment_needs_no_app_of_its_own(two_tenants, emulator, redis_client,
+                                                                             monkeypatch):
+    """apps: with secret_env per customer; AZURE_TENANT_ID / AZURE_CLIENT_ID / the secret unset."""
+    own = two_tenants.b.add_app()
+    monkeypatch.setenv("FABRIKAM_APP_SECRET", own.secret)
+    monkeypatch.setenv("CONTOSO_APP_SECRET", emulator.app_registration.secret)
+    two_tenants.write(top=f"apps:\n  contoso-app: {{client_id: {emulator.client_id}, secret_env: CONTOSO_APP_SECRET}}\n"
+                          f"  fabrikam-app: {{client_id: {own.client_id}, secret_env: FABRIKAM_APP_SECRET}}\n",
+                      contoso="    app: contoso-app\n", fabrikam="    app: fabrikam-app\n")
+    bare = two_tenants.settings.replace(tenant_id="", client_id="", client_secret="")
+
+    ctx = runtime.build(bare, redis_client)
+
+    assert ctx.tenant == "contoso"
+    fabrikam = ctx.for_tenant("fabrikam")
+    assert fabrikam.settings.client_id == own.client_id
+    assert [u["mail"] for u in fabrikam.graph.paged("users")] == ["carol@fabrikam.com"]
+    with pytest.raises(KeyError, match="no tenant is named 'northwind'"):
+        ctx.for_tenant("northwind")
