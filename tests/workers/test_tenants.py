@@ -194,3 +194,23 @@ def test_with_one_app_per_customer_the_environment_needs_no_app_of_its_own(two_t
     assert [u["mail"] for u in fabrikam.graph.paged("users")] == ["carol@fabrikam.com"]
     with pytest.raises(KeyError, match="no tenant is named 'northwind'"):
         ctx.for_tenant("northwind")
+
+
+def test_a_tenant_whose_app_changes_in_the_configuration_gets_a_new_token_provider(two_tenants, emulator, redis_client):
+    import os
+    import time
+
+    ctx = runtime.build(two_tenants.settings, redis_client)
+    before = ctx.for_tenant("fabrikam")
+    assert ctx.for_tenant("fabrikam") is before  # built once
+    own = two_tenants.b.add_app()
+    os.environ["FABRIKAM_APP_SECRET"] = own.secret
+    try:
+        two_tenants.write(top=f"apps:\n  fabrikam-app: {{client_id: {own.client_id}, secret_env: FABRIKAM_APP_SECRET}}\n",
+                          fabrikam="    app: fabrikam-app\n")
+        os.utime(two_tenants.path, (time.time() + 5, time.time() + 5))  # a new mtime, however coarse the clock
+        after = ctx.for_tenant("fabrikam")
+    finally:
+        del os.environ["FABRIKAM_APP_SECRET"]
+    assert after is not before and after.settings.client_id == own.client_id
+    assert [u["mail"] for u in after.graph.paged("users")] == ["carol@fabrikam.com"]
