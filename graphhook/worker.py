@@ -23,7 +23,7 @@ def run_worker(settings: Settings, *, burst: bool = False, mode: str = "concurre
     ``simple`` (one job at a time in this process) or ``fork`` (RQ's work horse per job).
     """
     settings.require("REDIS_URL")
-    settings.require_graph()
+    runtime.require_graph(settings)
     # Fail at start, naming the file, rule and field, rather than on the first job.
     config_for(settings.config_path)
     rich.preload(settings)  # likewise unusable decryption keys (GRAPHHOOK_ENCRYPTION_KEYS)

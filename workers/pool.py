@@ -20,6 +20,7 @@ from rq.worker_pool import WorkerPool
 from graphhook.core import jobformat, logs
 from graphhook.core.redisconn import connect
 from graphhook.core.settings import Settings
+from workers import runtime
 from workers.concurrent import ConcurrentWorker
 from workers.records import rich
 from workers.triggers.config import config_for
@@ -30,7 +31,7 @@ log = logging.getLogger("graphhook.pool")
 def run(settings: Settings, *, processes: int = 1, burst: bool = False) -> int:
     """Run ``processes`` non-forking workers on graphhook's queue until stopped (or empty with ``burst``)."""
     settings.require("REDIS_URL")
-    settings.require_graph()
+    runtime.require_graph(settings)
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes!r}")
     config_for(settings.config_path)  # a broken configuration stops the worker at start, not on the first job

@@ -31,8 +31,7 @@ class Context:
     redis: redis.Redis
     tokens: TokenProvider
     graph: GraphClient
-    _tenants: dict[str, "Context"] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _family: "_Family | None" = field(default=None, repr=False)
 
     @property
     def tenant(self) -> str:
@@ -41,22 +40,23 @@ class Context:
 
     def for_tenant(self, name: str) -> "Context":
         """The context of tenant ``name``: its token provider and Graph client, sharing this one's Redis,
-        HTTP pool and mailbox limiter; built once per process. KeyError for a tenant not configured."""
+        HTTP pool and mailbox limiter. Built on first use, and again when the configuration changes that
+        tenant's directory or app. KeyError for a tenant not configured."""
         from workers.triggers.config import config_for
         from workers.triggers.tenants import tenant_named
 
         name = name or DEFAULT_TENANT
-        if name == self.settings.tenant:
+        family = self._family or _Family(self.settings, {self.settings.tenant: self})
+        self._family = family
+        config = config_for(self.settings.config_path)
+        if name == self.settings.tenant and (not config.tenants or name == DEFAULT_TENANT):
             return self
-        with self._lock:
-            found = self._tenants.get(name)
-            if found is None:
-                tenant = tenant_named(config_for(self.settings.config_path), self.settings, name)
-                found = self._tenants[name] = _build(tenant.settings(self.settings), self.redis, self.graph.session,
-                                                     self.graph.limiter)
-                found._tenants = self._tenants  # one family: any member reaches every tenant
-                found._lock = self._lock
-                self._tenants.setdefault(self.settings.tenant, self)
+        wanted = tenant_named(config, family.base, name).settings(family.base)
+        with family.lock:
+            found = family.members.get(name)
+            if found is None or found.settings != wanted:
+                found = family.members[name] = _build(wanted, self.redis, self.graph.session, self.graph.limiter)
+                found._family = family
             return found
 
     def sibling(self, settings: Settings) -> "Context":
@@ -65,18 +65,46 @@ class Context:
         return _build(settings, self.redis, self.graph.session, self.graph.limiter)
 
 
+@dataclass
+class _Family:
+    """The contexts of one process, one per tenant, and the environment's settings they are derived from."""
+
+    base: Settings
+    members: dict[str, Context]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 _context: Context | None = None
 _pid: int | None = None
 
 
 def build(settings: Settings, redis_client: redis.Redis | None = None) -> Context:
     """Build the process context from settings (entry points call this once)."""
+    base, settings = settings, _acting(settings)
     r = redis_client or connect(settings)
     # One keep-alive pool per process, for the identity platform and Graph, with a connection per job thread.
     session = new_session(pool_size=max(16, settings.worker_concurrency))
     limiter = MailboxLimiter(r, concurrency=settings.mailbox_concurrency, budget=settings.mailbox_budget,
                              slot_seconds=float(settings.mailbox_slot_seconds))
-    return _build(settings, r, session, limiter)
+    ctx = _build(settings, r, session, limiter)
+    ctx._family = _Family(base, {settings.tenant: ctx})
+    return ctx
+
+
+def require_graph(settings: Settings) -> None:
+    """ConfigError naming what is missing to call Graph, counting an app named by the configuration's tenants."""
+    _acting(settings).require_graph()
+
+
+def _acting(settings: Settings) -> Settings:
+    """The settings a process acts with by default: the environment's app, or, when the environment names no
+    tenant or app and the configuration declares ``tenants:`` (one app per customer), the first tenant's."""
+    if settings.tenant_id and settings.client_id and (settings.client_secret or settings.client_certificate_path):
+        return settings
+    from workers.triggers.config import config_for
+
+    config = config_for(settings.config_path)
+    return config.tenants[0].settings(settings) if config.tenants else settings
 
 
 def _build(settings: Settings, r: redis.Redis, session: Any, limiter: MailboxLimiter | None) -> Context:

@@ -121,3 +121,96 @@ def test_tenants_are_validated_and_secrets_stay_in_the_environment():
     (tenant,) = config.tenants
     assert tenant.tenant_id == guid and tenant.mailboxes[0].address == "x@contoso.com"
     assert "a-secret-value-1234" not in repr(config)
+
+
+def test_webhooks_fire_only_for_the_tenants_that_list_them_with_content_read_in_the_emails_tenant(
+        two_tenants, emulator, redis_client, start_worker, monkeypatch):
+    import base64
+
+    from tests.workers.sink import Sink
+
+    sink = Sink().start()
+    try:
+        monkeypatch.setenv("FABRIKAM_SOAR_SECRET", "a-signing-secret-of-fabrikam")
+        two_tenants.write(top=f"webhooks:\n  fabrikam-soar: {{url: '{sink.url}', secret_env: FABRIKAM_SOAR_SECRET, "
+                              f"all_mail: true, include_content: true, backoff: [0]}}\n",
+                          contoso="    webhooks: []\n", fabrikam="    webhooks: [fabrikam-soar]\n")
+        _subscribe_both(two_tenants, redis_client)
+        start_worker(settings=two_tenants.settings)
+        attachment = {"name": "invoice.pdf", "contentType": "application/pdf", "content": b"%PDF fabrikam only"}
+        emulator.deliver("alice@contoso.com", {"subject": "to contoso", "from": "x@example.com", "attachments": [attachment]})
+        emulator.deliver("carol@fabrikam.com", {"subject": "to fabrikam", "from": "x@example.com", "attachments": [attachment]})
+
+        wait_for(lambda: len(_events(redis_client)) == 2 and sink.requests, timeout=60)
+        wait_for(lambda: not jobformat.queue(two_tenants.settings.queue_name, redis_client).count, timeout=60)
+        (delivered,) = [json.loads(r.body) for r in sink.requests]
+        assert delivered["tenant"] == "fabrikam" and delivered["email"]["subject"] == "to fabrikam"
+        (file,) = delivered["email"]["attachments"]
+        assert base64.b64decode(file["contentBytes"]) == b"%PDF fabrikam only"
+    finally:
+        sink.stop()
+
+
+def test_a_tenant_that_revoked_consent_or_is_throttled_does_not_stop_the_others(
+        two_tenants, emulator, redis_client, start_worker):
+    from emulator.faults import FaultRule
+
+    _subscribe_both(two_tenants, redis_client)
+    start_worker(settings=two_tenants.settings)
+    carol = two_tenants.b.user("carol@fabrikam.com")
+    # fabrikam: every read of carol's mailbox is throttled for a long while...
+    emulator.faults.add(FaultRule(category="graph", status=429, rate=1.0, retry_after=600, path=carol.id))
+    emulator.deliver("carol@fabrikam.com", {"subject": "throttled in fabrikam", "from": "x@example.com"})
+    emulator.deliver("alice@contoso.com", {"subject": "contoso while fabrikam is throttled", "from": "x@example.com"})
+    wait_for(lambda: [e["email"]["subject"] for e in _events(redis_client)] == ["contoso while fabrikam is throttled"],
+             timeout=60)
+
+    # ...then fabrikam's admin revokes the app's consent: contoso's mail still flows.
+    emulator.revoke_consent(emulator.app_registration, two_tenants.b)
+    redis_client.delete(keys.token_cache("fabrikam"))
+    emulator.mail.add_message("carol@fabrikam.com", {"subject": "after revocation", "from": "x@example.com"})
+    emulator.deliver("alice@contoso.com", {"subject": "contoso after fabrikam revoked", "from": "x@example.com"})
+    wait_for(lambda: "contoso after fabrikam revoked" in [e["email"]["subject"] for e in _events(redis_client)],
+             timeout=60)
+    assert all(e["tenant"] == "contoso" for e in _events(redis_client))
+
+
+def test_with_one_app_per_customer_the_environment_needs_no_app_of_its_own(two_tenants, emulator, redis_client,
+                                                                             monkeypatch):
+    """apps: with secret_env per customer; AZURE_TENANT_ID / AZURE_CLIENT_ID / the secret unset."""
+    own = two_tenants.b.add_app()
+    monkeypatch.setenv("FABRIKAM_APP_SECRET", own.secret)
+    monkeypatch.setenv("CONTOSO_APP_SECRET", emulator.app_registration.secret)
+    two_tenants.write(top=f"apps:\n  contoso-app: {{client_id: {emulator.client_id}, secret_env: CONTOSO_APP_SECRET}}\n"
+                          f"  fabrikam-app: {{client_id: {own.client_id}, secret_env: FABRIKAM_APP_SECRET}}\n",
+                      contoso="    app: contoso-app\n", fabrikam="    app: fabrikam-app\n")
+    bare = two_tenants.settings.replace(tenant_id="", client_id="", client_secret="")
+
+    ctx = runtime.build(bare, redis_client)
+
+    assert ctx.tenant == "contoso"
+    fabrikam = ctx.for_tenant("fabrikam")
+    assert fabrikam.settings.client_id == own.client_id
+    assert [u["mail"] for u in fabrikam.graph.paged("users")] == ["carol@fabrikam.com"]
+    with pytest.raises(KeyError, match="no tenant is named 'northwind'"):
+        ctx.for_tenant("northwind")
+
+
+def test_a_tenant_whose_app_changes_in_the_configuration_gets_a_new_token_provider(two_tenants, emulator, redis_client):
+    import os
+    import time
+
+    ctx = runtime.build(two_tenants.settings, redis_client)
+    before = ctx.for_tenant("fabrikam")
+    assert ctx.for_tenant("fabrikam") is before  # built once
+    own = two_tenants.b.add_app()
+    os.environ["FABRIKAM_APP_SECRET"] = own.secret
+    try:
+        two_tenants.write(top=f"apps:\n  fabrikam-app: {{client_id: {own.client_id}, secret_env: FABRIKAM_APP_SECRET}}\n",
+                          fabrikam="    app: fabrikam-app\n")
+        os.utime(two_tenants.path, (time.time() + 5, time.time() + 5))  # a new mtime, however coarse the clock
+        after = ctx.for_tenant("fabrikam")
+    finally:
+        del os.environ["FABRIKAM_APP_SECRET"]
+    assert after is not before and after.settings.client_id == own.client_id
+    assert [u["mail"] for u in after.graph.paged("users")] == ["carol@fabrikam.com"]

@@ -190,7 +190,7 @@ class Runner:
     def send_webhook(self, name: str, *, rule: str | None, scope: str = "") -> str:
         """Queue a signed delivery of this email's event to webhook ``name``; return the job id."""
         event = webhooks.build_event(self.record, webhook=name, rule=rule, message_id=self.current_id,
-                                     subscription_id=self.subscription_id, scope=scope)
+                                     subscription_id=self.subscription_id, scope=scope, tenant=self.ctx.tenant)
         return webhooks.enqueue(self.ctx.redis, self.ctx.settings.queue_name, self.config.webhooks[name], event,
                                 done_marker=(self._marker, MARKER_TTL) if self._marker else None)
 

@@ -80,10 +80,11 @@ def event_id(mailbox: str, message_id: str, scope: str, webhook: str) -> str:
 
 
 def build_event(record: Mapping[str, Any], *, webhook: str, rule: str | None, message_id: str,
-                subscription_id: str = "", scope: str = "") -> dict[str, Any]:
+                subscription_id: str = "", scope: str = "", tenant: str = "") -> dict[str, Any]:
     """The versioned event for one email (graphhook format); ``message_id`` is its current id."""
     mailbox = str(record.get("mailbox") or "")
-    return {
+    extra = {"tenant": tenant} if tenant and tenant != "default" else {}  # with tenants: configured
+    return {**extra,
         "schema": EVENT_SCHEMA,
         "id": event_id(mailbox, str(record.get("id") or ""), scope or (rule or "all_mail"), webhook),
         "type": "email.matched" if rule else "email.received",
@@ -219,7 +220,8 @@ def deliver(webhook: str, event: dict[str, Any]) -> int:
     from workers.runtime import context
     from workers.triggers.config import config_for
 
-    ctx = context()
+    # Attachment content is read with the token of the tenant the email came from, never another's.
+    ctx = context().for_tenant(str(event.get("tenant") or ""))
     hook = config_for(ctx.settings.config_path).webhooks.get(webhook)
     if hook is None:
         _dead(ctx.redis, webhook, event, f"webhook {webhook!r} is no longer configured", 0)
