@@ -59,10 +59,18 @@ class Context:
                 found._family = family
             return found
 
+    @property
+    def base(self) -> Settings:
+        """The environment's settings, from which every tenant's are derived (``Tenant.settings(ctx.base)``)."""
+        return self._family.base if self._family else self.settings
+
     def sibling(self, settings: Settings) -> "Context":
         """A new context acting with ``settings`` (another tenant, another app), sharing this one's Redis, HTTP
-        pool and mailbox limiter; not cached (the renewer keeps its own, rebuilt when a tenant's config changes)."""
-        return _build(settings, self.redis, self.graph.session, self.graph.limiter)
+        pool, mailbox limiter and family; not cached: the renewer keeps its own per tenant, and drops one whose
+        token was refused (with MSAL's in-memory cache), and reaches tenants no longer configured with it."""
+        found = _build(settings, self.redis, self.graph.session, self.graph.limiter)
+        found._family = self._family
+        return found
 
 
 @dataclass

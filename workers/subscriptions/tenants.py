@@ -132,7 +132,7 @@ class Renewers(Loop):
             # Back from consent_missing: Graph challenged its subscriptions meanwhile; renewing reauthorizes them.
             report = slot.renewer.reconcile(records, renew_all=slot.state == tenant_state.CONSENT_MISSING)
         except Exception as exc:  # the tenant's token, consent or Graph: recorded, retried later
-            settings = slot.tenant.settings(self.ctx.settings)
+            settings = slot.tenant.settings(self.ctx.base)
             state, reason = tenant_state.classify(exc, client_id=settings.client_id, tenant_id=settings.tenant_id)
             if tenant_state.is_refusal(exc):
                 # Ask the identity platform next time: a cached token hides why (e.g. AADSTS700016).
@@ -157,7 +157,7 @@ class Renewers(Loop):
     def _context(self, tenant: Tenant) -> Context:
         # Always a context of its own, even for the environment's tenant: after a refusal it is dropped, and
         # with it MSAL's in-memory token, so the next try asks the token endpoint.
-        return self.ctx.sibling(tenant.settings(self.ctx.settings))
+        return self.ctx.sibling(tenant.settings(self.ctx.base))
 
     def _back_off(self, slot: _Slot, state: str, reason: str) -> None:
         slot.failures += 1
@@ -203,7 +203,7 @@ class Renewers(Loop):
 
     def _former_context(self, name: str, record: Record, configured: Iterable[Tenant]) -> Context | None:
         """A context for a removed tenant, from its record: the environment's app or an app another tenant uses."""
-        base = self.ctx.settings
+        base = self.ctx.base
         app: App | None = None
         if record.app_id and record.app_id.lower() != base.client_id.lower():
             app = next((t.app for t in configured if t.app and t.app.client_id == record.app_id.lower()), None)
@@ -235,6 +235,6 @@ def from_settings(ctx: Context, **kwargs: object) -> Renewers:
     from workers.triggers.tenants import tenants_of
 
     s = ctx.settings
-    return Renewers(ctx, lambda: tenants_of(config_for(s.config_path), s),
+    return Renewers(ctx, lambda: tenants_of(config_for(s.config_path), ctx.base),
                     margin=dt.timedelta(minutes=s.renew_margin_minutes),
                     resync_every=dt.timedelta(minutes=s.resync_every_minutes), **kwargs)  # type: ignore[arg-type]
