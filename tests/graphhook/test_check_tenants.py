@@ -53,3 +53,19 @@ def test_a_mailbox_of_another_tenant_is_reported_not_found(two_tenants, emulator
     mailbox = _item(report, "mailbox contoso")
     assert mailbox.status == "fail" and "carol@fabrikam.com was not found in tenant contoso" in mailbox.detail
     assert "another tenant" in mailbox.fix
+
+
+def test_a_wrong_secret_of_a_customers_app_names_that_tenant(two_tenants, emulator, redis_server, receiver):
+    own = two_tenants.b.add_app()
+    wrong = "8f3c2a1e-0b7d-4c55-9e61-2f4a9d0c7b13"  # a Secret ID, pasted instead of the value
+    two_tenants.write(top=f"apps:\n  fabrikam-app: {{client_id: {own.client_id}, secret_env: FABRIKAM_APP_SECRET}}\n",
+                      fabrikam="    app: fabrikam-app\n")
+
+    report = run_checks({**_env(two_tenants, emulator, redis_server, receiver), "FABRIKAM_APP_SECRET": wrong},
+                        skip=["public-url"])
+
+    token = _item(report, "token fabrikam")
+    assert token.status == "fail" and "AADSTS7000215" in token.detail
+    assert "the secret of tenant fabrikam's app" in token.fix and "secret_env" in token.fix
+    assert wrong not in report.render()
+    assert _item(report, "token contoso").status == "ok"

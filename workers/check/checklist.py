@@ -96,6 +96,8 @@ class Report:
 def _token_fix(code: str, error_codes: tuple[int, ...], settings: Settings) -> tuple[str, str]:
     """(what it means, how to fix it) for one of Microsoft's token errors."""
     tenant, client = settings.tenant_id, settings.client_id
+    secret = ("AZURE_CLIENT_SECRET" if settings.tenant == DEFAULT_TENANT else
+              f"the secret of tenant {settings.tenant}'s app (the variable its secret_env names, or AZURE_CLIENT_SECRET)")
     if 90002 in error_codes or code == "invalid_tenant":
         return (f"tenant {tenant!r} was not found (AADSTS90002)",
                 f"AZURE_TENANT_ID is wrong: copy the 'Directory (tenant) ID' from the Overview page of\n"
@@ -113,10 +115,10 @@ def _token_fix(code: str, error_codes: tuple[int, ...], settings: Settings) -> t
     if 7000222 in error_codes:
         return ("the client secret has expired (AADSTS7000222)",
                 f"create a new client secret in {PORTAL_APP} → Certificates & secrets,\n"
-                f"set AZURE_CLIENT_SECRET to its Value, and note the new expiry date.")
+                f"set {secret} to its Value, and note the new expiry date.")
     if 7000215 in error_codes:
         return ("Microsoft rejected the client secret (AADSTS7000215 invalid_client)",
-                f"AZURE_CLIENT_SECRET is wrong. Did you paste the secret ID instead of its value?\n"
+                f"{secret} is wrong. Did you paste the secret ID instead of its value?\n"
                 f"In {PORTAL_APP} → Certificates & secrets, the 'Value' column is the secret\n"
                 f"(shown only right after creation); 'Secret ID' is not. If the value is lost, create a new secret.")
     if 700027 in error_codes or 700023 in error_codes or 50027 in error_codes:

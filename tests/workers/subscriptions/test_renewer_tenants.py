@@ -173,7 +173,7 @@ def _use_up_writes(emulator, tenant, seconds_ago: float) -> None:
 
 
 def test_a_tenant_throttled_on_subscription_writes_does_not_hold_up_the_other(two_tenants, emulator, redis_client):
-    _use_up_writes(emulator, two_tenants.b, seconds_ago=12)  # fabrikam: 429, Retry-After 9 s
+    _use_up_writes(emulator, two_tenants.b, seconds_ago=8)  # fabrikam: 429, Retry-After 13 s
     renewers = _renewers(two_tenants, emulator, redis_client)
     done = {}
     sweep = threading.Thread(target=lambda: done.setdefault("report", renewers.reconcile()))
