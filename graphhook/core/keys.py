@@ -26,6 +26,12 @@ def tenant_state(tenant: str) -> str: return f"{PREFIX}:t:{tenant}:state"
 written by the renewer and the lifecycle job (workers/subscriptions/tenant_state.py)."""
 
 
+def orphans(tenant: str) -> str:
+    """Hash: subscription id → expiration of a removed tenant's subscriptions that could not be deleted (its
+    token no longer works); they expire at Graph on their own, and the key with the last of them."""
+    return f"{tenant_prefix(tenant)}:orphans"
+
+
 def token_cache(tenant: str = "default") -> str:
     """MSAL's encrypted token cache of one tenant's app."""
     return TOKEN_CACHE if tenant == "default" else f"{tenant_prefix(tenant)}:msal-cache"

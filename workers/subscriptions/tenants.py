@@ -9,8 +9,8 @@ A tenant that fails — its token refused (AADSTS700016 / 7000215 / 7000222), Gr
 (401 / 403), still throttled after the retry budget, or any other error — is recorded in
 ``graphhook.core.keys.tenant_state`` (:mod:`workers.subscriptions.tenant_state`) and retried on a later
 pass with exponential back-off; the other tenants' passes go on untouched. Subscriptions of tenants no
-longer configured are deleted with their tenant's token while it still works, else marked ``orphaned``
-and left to expire (at most 7 days).
+longer configured are deleted with their tenant's token while it still works, else left to expire (at
+most 7 days): either way they leave the registry, and those left are listed in ``keys.orphans(tenant)``.
 """
 
 from __future__ import annotations
@@ -169,36 +169,43 @@ class Renewers(Loop):
     def _orphans(self, name: str, records: list[Record], configured: Iterable[Tenant]) -> tuple[int, int]:
         """Delete a removed tenant's subscriptions with its token; those it cannot delete are left to expire.
 
-        Returns (deleted, left to expire)."""
+        Either way they leave the registry, so the receiver refuses their notifications and nothing alarms
+        about them; the ones left are listed in ``keys.orphans(name)`` until the last expires. Returns
+        (deleted, left to expire)."""
         now = self.clock()
-        for record in [r for r in records if r.expires() <= now]:
-            registry.remove(self.ctx.redis, record.id)  # expired at Graph too: nothing left to delete
-        live = [r for r in records if r.expires() > now and r.state != "orphaned"]
-        left = [r for r in records if r.expires() > now and r.state == "orphaned"]
-        deleted = 0
-        if live:
-            ctx = self._former_context(name, live[0], configured)
-            limiter = WriteLimiter(self.write_limit, WRITE_WINDOW, clock=lambda: self.clock().timestamp(),
-                                   sleep=self.sleep)
-            for record in live:
+        live = [r for r in records if r.expires() > now]
+        for record in records:
+            if record.expires() <= now:
+                registry.remove(self.ctx.redis, record.id)  # expired at Graph too: nothing left to delete
+        deleted, left, reason = 0, [], ""
+        ctx = self._former_context(name, live[0], configured) if live else None
+        if live and ctx is None:
+            reason = f"app {live[0].app_id} is no longer configured"
+        limiter = WriteLimiter(self.write_limit, WRITE_WINDOW, clock=lambda: self.clock().timestamp(), sleep=self.sleep)
+        for record in live:
+            if ctx is not None and not left:  # after one refusal, the others would be refused too
                 try:
-                    if ctx is None:
-                        raise LookupError(f"app {record.app_id} is no longer configured")
                     limiter.acquire()
                     operations.delete(ctx.graph, ctx.redis, record.id)
                     deleted += 1
-                except Exception as exc:  # its token or consent is gone: it expires on its own
-                    reason = (str(exc) if isinstance(exc, LookupError) else
-                              tenant_state.classify(exc, client_id=record.app_id, tenant_id=record.tenant_id)[1])
-                    registry.update(self.ctx.redis, record.id, state="orphaned", lastError=reason[:300])
-                    left.append(record)
+                    continue
+                except Exception as exc:  # its token or consent is gone
+                    reason = tenant_state.classify(exc, client_id=record.app_id, tenant_id=record.tenant_id)[1]
+            left.append(record)
         if left:
-            until = max(r.expiration for r in left)
-            log.warning("tenant %s is no longer configured; %d of its subscriptions could not be deleted and are left "
-                        "to expire (the last at %s)", name, len(left), until, extra={"tenant": name})
-        else:
-            tenant_state.forget(self.ctx.redis, name)
-            self._slots.pop(name, None)
+            key = keys.orphans(name)
+            with self.ctx.redis.pipeline() as pipe:
+                pipe.hset(key, mapping={r.id: r.expiration for r in left})
+                pipe.expireat(key, max(r.expires() for r in left))
+                for record in left:
+                    pipe.delete(keys.subscription(record.id))
+                    pipe.srem(keys.SUBSCRIPTIONS, record.id)
+                pipe.execute()
+            log.warning("tenant %s is no longer configured and %d of its subscriptions could not be deleted (%s); they "
+                        "are left to expire, the last at %s", name, len(left), reason,
+                        max(r.expiration for r in left), extra={"tenant": name})
+        tenant_state.forget(self.ctx.redis, name)
+        self._slots.pop(name, None)
         return deleted, len(left)
 
     def _former_context(self, name: str, record: Record, configured: Iterable[Tenant]) -> Context | None:

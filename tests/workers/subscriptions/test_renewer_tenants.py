@@ -8,11 +8,13 @@ The renewer's clock and sleep are the emulator's, so back-off is crossed with ``
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 import threading
 
+from graphhook.core import keys
 from tests.conftest import wait_for, worker_env
 from workers import runtime
 from workers.subscriptions import lifecycle, registry, tenant_state
@@ -133,23 +135,30 @@ def test_a_tenant_removed_from_the_configuration_loses_its_subscriptions_at_the_
     assert len(_subs_of(emulator, two_tenants.a)) == 1
 
 
-def test_a_removed_tenant_whose_consent_is_gone_is_left_orphaned_and_not_retried(two_tenants, emulator, redis_client):
+def test_a_removed_tenant_whose_consent_is_gone_is_left_to_expire_and_not_retried(
+        two_tenants, emulator, redis_client, caplog):
     renewers = _renewers(two_tenants, emulator, redis_client)
     renewers.reconcile()
+    (record,) = [r for r in registry.all_records(redis_client) if r.tenant == "fabrikam"]
     emulator.revoke_consent(emulator.app_registration, two_tenants.b)
-    redis_client.delete("graphhook:t:fabrikam:msal-cache")  # as after the token's hour: the endpoint is asked
+    redis_client.delete(keys.token_cache("fabrikam"))  # as after the token's hour: the token endpoint is asked
 
     _write(two_tenants, contoso=["alice@contoso.com"])
-    assert renewers.reconcile().orphaned == 1
-    (record,) = [r for r in registry.all_records(redis_client) if r.tenant == "fabrikam"]
-    assert record.state == "orphaned" and "AADSTS700016" in record.last_error
+    with caplog.at_level(logging.WARNING, logger="graphhook.renewer"):
+        report = renewers.reconcile()
+
+    assert report.orphaned == 1 and report.deleted == 0 and report.tenants == {"contoso": "ok"}
+    assert len(_subs_of(emulator, two_tenants.b)) == 1  # still at Graph, expiring on its own
+    # Out of the registry (the receiver refuses its notifications), listed until it expires.
+    assert {r.tenant for r in registry.all_records(redis_client)} == {"contoso"}
+    assert redis_client.hget(keys.orphans("fabrikam"), record.id).decode() == record.expiration
+    assert redis_client.ttl(keys.orphans("fabrikam")) > 6 * 24 * 3600
+    warning = next(r.getMessage() for r in caplog.records if "no longer configured" in r.getMessage())
+    assert "fabrikam" in warning and "AADSTS700016" in warning and record.expiration in warning
 
     seen = len(_touching(emulator, two_tenants.b))
-    assert renewers.reconcile().orphaned == 1
-    assert len(_touching(emulator, two_tenants.b)) == seen  # no token asked for again, every pass
-    emulator.advance(7 * 24 * 3600)  # expired at Graph on its own: forgotten
-    renewers.reconcile()
-    assert {r.tenant for r in registry.all_records(redis_client)} == {"contoso"}
+    assert renewers.reconcile().orphaned == 0
+    assert len(_touching(emulator, two_tenants.b)) == seen  # never tried again
 
 
 def test_a_tenant_added_to_the_configuration_is_subscribed_at_the_next_pass(two_tenants, emulator, redis_client):
