@@ -202,7 +202,9 @@ class Renewer(Loop):
                 self._write(report, "deleted", lambda r=record: operations.delete(self.ctx.graph, self.ctx.redis, r.id))
         known = {r.id for r in records}
         for sid, sub in at_graph.items():  # ours at Graph (same notification URL) but not in the registry
-            if sid not in known and sub.get("notificationUrl") == ours_url:
+            # Looked up again: ``records`` may have been read before a lifecycle job registered a replacement.
+            if (sid not in known and sub.get("notificationUrl") == ours_url
+                    and registry.load(self.ctx.redis, sid) is None):
                 self._write(report, "deleted", lambda s=sid: operations.delete(self.ctx.graph, self.ctx.redis, s))
         log.info("reconcile %s: %s", self.ctx.tenant, report)
         if self.alarms:
