@@ -123,7 +123,9 @@ def _show(values: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(values)
     else:
-        pairs({k: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in values.items()})
+        pairs({k: ", ".join(map(str, v)) if isinstance(v, (list, tuple))
+               else ", ".join(f"{n}: {state}" for n, state in v.items()) if isinstance(v, dict) else v
+               for k, v in values.items()})
 
 
 def _list(ctx: Any, settings: Any, registry: Any) -> list[dict[str, Any]]:
