@@ -21,9 +21,9 @@ def tenant_prefix(tenant: str) -> str:
     return f"{PREFIX}:t:{tenant}"
 
 
+# Hash: ``state`` (ok | consent_missing | throttled | error), ``reason`` (no secrets), ``at`` (ISO time) of one tenant,
+# written by the renewer and the lifecycle job (workers/subscriptions/tenant_state.py), read by /metrics and status.
 def tenant_state(tenant: str) -> str: return f"{PREFIX}:t:{tenant}:state"
-"""Hash: ``state`` (ok | consent_missing | throttled | error), ``reason`` (no secrets), ``at`` (ISO time) of one tenant,
-written by the renewer and the lifecycle job (workers/subscriptions/tenant_state.py)."""
 
 
 def orphans(tenant: str) -> str:
