@@ -11,6 +11,7 @@ def subscription(subscription_id: str) -> str:
 
 
 SUBSCRIPTIONS = f"{PREFIX}:subs"  # set of the ids we created and still want
+TENANTS = f"{PREFIX}:tenants"  # set of tenant names whose state is kept (tenant_state): shown even without subscriptions
 EVENTS = f"{PREFIX}:events"  # list of JSON trigger events (the built-in "record" trigger)
 PROCESSED = f"{PREFIX}:processed"  # prefix: SET NX markers that make message processing exactly-once
 TOKEN_CACHE = f"{PREFIX}:msal-cache"  # MSAL's serialized token cache (encrypted) of the default tenant
@@ -19,6 +20,11 @@ TOKEN_CACHE = f"{PREFIX}:msal-cache"  # MSAL's serialized token cache (encrypted
 def tenant_prefix(tenant: str) -> str:
     """Where a named tenant's own keys live (``graphhook:t:<name>``); the default tenant keeps the plain names."""
     return f"{PREFIX}:t:{tenant}"
+
+
+def tenant_state(tenant: str) -> str: return f"{PREFIX}:t:{tenant}:state"
+"""Hash: ``state`` (ok | consent_missing | throttled | error), ``reason`` (no secrets), ``at`` (ISO time) of one tenant,
+written by the renewer and the lifecycle job (workers/subscriptions/tenant_state.py)."""
 
 
 def token_cache(tenant: str = "default") -> str:

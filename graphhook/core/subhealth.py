@@ -53,6 +53,7 @@ class SubscriptionView:
     renewed_at: str
     state: str
     last_error: str
+    tenant: str = "default"  # the tenant's name in the configuration (older records: the default tenant)
 
     @classmethod
     def from_redis(cls, values: Mapping[bytes, bytes]) -> "SubscriptionView | None":
@@ -62,7 +63,8 @@ class SubscriptionView:
             return None
         return cls(id=d["id"], mailbox=d.get("mailbox", ""), user_id=d.get("userId", ""), folder=d.get("folder", ""),
                    expiration=d.get("expiration", ""), renewed_at=d.get("renewedAt", ""),
-                   state=d.get("state", "active"), last_error=d.get("lastError", ""))
+                   state=d.get("state", "active"), last_error=d.get("lastError", ""),
+                   tenant=d.get("tenant") or "default")
 
     def seconds_left(self, now: dt.datetime) -> float:
         """Seconds until expiration (negative once expired; -inf when unknown)."""
