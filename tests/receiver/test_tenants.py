@@ -177,3 +177,28 @@ def test_with_an_app_per_customer_each_tenants_tokens_are_for_its_own_app(two_te
     two_tenants.a.deliver("alice@contoso.com", {"subject": "contoso", "from": "x@example.com"})
     two_tenants.b.deliver("carol@fabrikam.com", {"subject": "fabrikam", "from": "x@example.com"})
     wait_for(lambda: len(_enqueued(two_tenants.settings, redis_client)) == 3)
+
+
+def _samples(receiver) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(_metrics(receiver)) for s in family.samples}
+
+
+def test_each_tenants_mail_is_counted_under_its_tenant_from_intake_to_trigger(two_tenants, emulator, receiver,
+                                                                            redis_client, subscribed, start_worker):
+    start_worker(settings=two_tenants.settings)
+    two_tenants.a.deliver("alice@contoso.com", {"subject": "one", "from": "x@example.com"})
+    two_tenants.a.deliver("alice@contoso.com", {"subject": "two", "from": "x@example.com"})
+    two_tenants.b.deliver("carol@fabrikam.com", {"subject": "three", "from": "x@example.com"})
+
+    def fired(tenant: str) -> float:
+        return _samples(receiver).get(("graphhook_triggers_fired_total", (("rule", "record"), ("tenant", tenant))), 0)
+
+    wait_for(lambda: fired("contoso") == 2 and fired("fabrikam") == 1, timeout=60)
+    samples = _samples(receiver)
+    for tenant, n in (("contoso", 2), ("fabrikam", 1)):
+        assert samples[("graphhook_notifications_accepted_total", (("kind", "change"), ("tenant", tenant)))] == n
+        assert samples[("graphhook_notifications_processed_total", (("outcome", "processed"), ("tenant", tenant)))] == n
+        assert samples[("graphhook_tenant_subscriptions", (("health", "ok"), ("tenant", tenant)))] == 1

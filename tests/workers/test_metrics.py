@@ -167,3 +167,17 @@ def test_deferred_jobs_and_throttled_mailboxes_are_visible(emulator, live_settin
     assert value(scrape(receiver, emulator), "graphhook_queue_jobs", queue=live_settings.queue_name,
                  state="scheduled") == 1
     assert total(scrape(receiver, emulator), "graphhook_job_failures_total") == 0  # waiting is not failing
+
+
+def test_counts_written_before_the_tenant_label_still_show_with_an_empty_tenant(redis_client):
+    from graphhook.core import observe
+
+    redis_client.hset(observe.key("graphhook_notifications_processed"), "processed", 7)  # an older worker's field
+    metrics.flush(redis_client)
+    metrics.notification_handled("processed", subscription_id="s", tenant="contoso")
+    metrics.triggers_fired([], tenant="contoso")
+    assert metrics.flush(redis_client)
+    seen = _collected(redis_client)
+    assert seen[("graphhook_notifications_processed_total", (("outcome", "processed"), ("tenant", "")))] == 7
+    assert seen[("graphhook_notifications_processed_total", (("outcome", "processed"), ("tenant", "contoso")))] == 1
+    assert seen[("graphhook_triggers_fired_total", (("rule", "record"), ("tenant", "contoso")))] == 1
