@@ -272,7 +272,10 @@ class TokenValidator:
 
         ``required``: (app id, tenant id) pairs that must each have a valid token, else ``validation_token_missing``.
         """
-        allowed, tokens = _pairs(parties, tenants, self.client_id), list(tokens)
+        allowed, tokens, required = _pairs(parties, tenants, self.client_id), list(tokens), list(required)
+        if any(not (app and tenant) for app, tenant in required):  # fail closed: a pair we cannot check is not met
+            raise RejectedNotification("validation_token_invalid", "a rich notification's subscription has no app id "
+                                       "(AZURE_CLIENT_ID is not set and none is recorded): cannot check the audience")
         if len(tokens) > MAX_TOKENS:
             raise RejectedNotification("validation_token_invalid",
                                        f"{len(tokens)} validation tokens in one POST; Graph sends one per app and tenant")
