@@ -21,6 +21,7 @@ from rq.exceptions import DeserializationError
 
 from graphhook.core import jobformat, keys, observe
 from graphhook.core.logs import redact
+from graphhook.core.settings import DEFAULT_TENANT
 from graphhook.core.subhealth import RED, SubscriptionView, countdown, parse_time
 
 RECENT_ROWS = 20
@@ -42,7 +43,7 @@ class SubscriptionRow:
     countdown: str
     renewed_at: str
     last_error: str
-    tenant: str = "default"
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from graphhook.core.settings import DEFAULT_TENANT
+
 RED = frozenset({"at_risk", "renew_failed", "removed", "expired"})
 HEALTHS = ("ok", "renewing", "at_risk", "renew_failed", "removed", "expired")
 
@@ -53,7 +55,7 @@ class SubscriptionView:
     renewed_at: str
     state: str
     last_error: str
-    tenant: str = "default"  # the tenant's name in the configuration (older records: the default tenant)
+    tenant: str = DEFAULT_TENANT  # the tenant's name in the configuration (older records: the default tenant)
 
     @classmethod
     def from_redis(cls, values: Mapping[bytes, bytes]) -> "SubscriptionView | None":
@@ -64,7 +66,7 @@ class SubscriptionView:
         return cls(id=d["id"], mailbox=d.get("mailbox", ""), user_id=d.get("userId", ""), folder=d.get("folder", ""),
                    expiration=d.get("expiration", ""), renewed_at=d.get("renewedAt", ""),
                    state=d.get("state", "active"), last_error=d.get("lastError", ""),
-                   tenant=d.get("tenant") or "default")
+                   tenant=d.get("tenant") or DEFAULT_TENANT)
 
     def seconds_left(self, now: dt.datetime) -> float:
         """Seconds until expiration (negative once expired; -inf when unknown)."""
