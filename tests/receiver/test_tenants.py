@@ -29,8 +29,8 @@ def _subscribe(settings, redis_client) -> dict[str, registry.Record]:
     return {r.tenant: r for r in registry.all_records(redis_client)}
 
 
-def _post(receiver, emulator, body) -> int:
-    return requests.post(f"{receiver.url}/notifications", data=json.dumps(body), verify=str(emulator.ca_path),
+def _post(receiver, emulator, body, path: str = "/notifications") -> int:
+    return requests.post(f"{receiver.url}{path}", data=json.dumps(body), verify=str(emulator.ca_path),
                          headers={"Content-Type": "application/json"}, timeout=10).status_code
 
 
@@ -82,9 +82,15 @@ def test_one_tenants_subscription_naming_another_tenant_is_refused(two_tenants, 
     ]}
     assert _post(receiver, emulator, body) == 202
     assert _enqueued(two_tenants.settings, redis_client) == []
+    event = {"subscriptionId": contoso.id, "subscriptionExpirationDateTime": contoso.expiration,
+             "clientState": contoso.client_state, "tenantId": two_tenants.b.tenant_id,
+             "lifecycleEvent": "reauthorizationRequired"}
+    assert _post(receiver, emulator, {"value": [event]}, path="/lifecycle") == 202
+    assert not [j for j in jobformat.queue(two_tenants.settings.queue_name, redis_client).jobs
+                if j.func_name == "workers.jobs.handle_lifecycle"]
     # Counted under the subscription's tenant from the registry, never the claimed one.
     text = _metrics(receiver)
-    assert 'graphhook_notifications_rejected_total{reason="tenant_mismatch",tenant="contoso"} 3.0' in text
+    assert 'graphhook_notifications_rejected_total{reason="tenant_mismatch",tenant="contoso"} 4.0' in text
     assert not [line for line in text.splitlines() if line.startswith("graphhook_notifications_") and "fabrikam" in line]
 
 
