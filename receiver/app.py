@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         JOBS=JobWriter(r, settings.queue_name),
         METRICS=Metrics(),
         CLOCK=clock or utc_now,
+        # With tenants: every subscription records its app id (the audience of its validation tokens), so the
+        # receiver needs no AZURE_CLIENT_ID of its own: one app per customer may leave it unset.
+        NEEDS_CLIENT_ID=not _declares_tenants(settings.config_path),
         TOKENS=token_validator or TokenValidator(
             client_id=settings.client_id,
             key_source=OpenIdJwks(settings.openid_config_url, ca_bundle=settings.ca_bundle).key_for),
@@ -274,7 +277,7 @@ def _readyz() -> Response:
     problems = []
     try:
         settings.validate()
-        settings.require("REDIS_URL", "AZURE_CLIENT_ID")
+        settings.require("REDIS_URL", *(("AZURE_CLIENT_ID",) if current_app.config["NEEDS_CLIENT_ID"] else ()))
     except ConfigError as exc:
         problems.append(f"settings: {exc}")
     try:
@@ -285,3 +288,15 @@ def _readyz() -> Response:
         return _text("\n".join(problems) + "\n", 503)
     return _text("ready\n", 200)
 
+
+
+def _declares_tenants(path: str) -> bool:
+    """Whether the configuration file declares ``tenants:`` (read once, at start; unreadable: it does not)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False  # the workers report what is wrong with it; the receiver keeps the single-tenant requirement
+    return isinstance(data, dict) and bool(data.get("tenants"))

@@ -208,3 +208,13 @@ def test_each_tenants_mail_is_counted_under_its_tenant_from_intake_to_trigger(tw
         assert samples[("graphhook_notifications_accepted_total", (("kind", "change"), ("tenant", tenant)))] == n
         assert samples[("graphhook_notifications_processed_total", (("outcome", "processed"), ("tenant", tenant)))] == n
         assert samples[("graphhook_tenant_subscriptions", (("health", "ok"), ("tenant", tenant)))] == 1
+
+
+def test_with_an_app_per_customer_the_receiver_is_ready_without_an_app_of_its_own(two_tenants, redis_client):
+    from receiver.app import create_app
+
+    ready = create_app(two_tenants.settings.replace(client_id=""), redis_client=redis_client).test_client()
+    assert ready.get("/readyz").status_code == 200
+    single = create_app(two_tenants.settings.replace(client_id="", config_path="missing.yaml"), redis_client=redis_client)
+    response = single.test_client().get("/readyz")
+    assert response.status_code == 503 and b"AZURE_CLIENT_ID" in response.data
