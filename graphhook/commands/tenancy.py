@@ -29,6 +29,13 @@ def configured(settings: Any) -> tuple[Any, ...]:
     return tenants_of(config_for(settings.config_path), settings)
 
 
+def declared(settings: Any) -> bool:
+    """Whether the configuration declares ``tenants:`` (rather than the one ``default`` tenant)."""
+    from workers.triggers.config import config_for
+
+    return bool(config_for(settings.config_path).tenants)
+
+
 def several(settings: Any) -> bool:
     """Whether more than one tenant is configured (tables then show a TENANT column)."""
     return len(configured(settings)) > 1
@@ -57,6 +64,11 @@ def context(args: argparse.Namespace, settings: Any, ctx: Any = None) -> Any:
     tenant = chosen(settings, getattr(args, "tenant", None))
     tenant.settings(settings).require_graph()
     return (ctx or runtime.build(settings)).for_tenant(tenant.name)
+
+
+def resume_hint(tenant: str) -> str:
+    """`` --tenant NAME`` for commands printed for the user to run again (nothing for ``default``)."""
+    return "" if tenant == "default" else f" --tenant {tenant}"
 
 
 def desired(tenant: Any) -> list[tuple[str, str]]:

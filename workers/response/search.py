@@ -279,3 +279,31 @@ def iter_mailboxes(client: GraphClient, *, limit: int | None = None, page_size: 
     users = client.paged("users", params={"$select": "id,mail,userPrincipalName", "$top": str(page_size)})
     addresses = (str(u["mail"]) for u in users if u.get("mail"))
     yield from addresses if limit is None else itertools.islice(addresses, limit)
+
+
+def outside_directory(client: GraphClient, addresses: list[str], *, concurrency: int = 8) -> dict[str, str]:
+    """The addresses that are not users of the client's tenant, each with why; empty when all are.
+
+    ``GET /users/{address}`` with the tenant's token (https://learn.microsoft.com/graph/api/user-get)
+    answers 404 for another tenant's mailbox — the same answer as for a typo — so a purge checks before
+    acting. One that could not be checked (any other error) is listed too: a purge must not guess.
+    """
+    import concurrent.futures as cf
+
+    from graphhook.core.errors import GraphError, NotFoundError
+
+    def why(address: str) -> str:
+        try:
+            client.get(user_path(address), params={"$select": "id"})
+        except NotFoundError:
+            return "not in this tenant's directory"
+        except GraphError as exc:
+            return f"could not be checked: {exc.status} {exc.code}".strip()
+        return ""
+
+    if not addresses:
+        return {}
+    with cf.ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(addresses))),
+                               thread_name_prefix="directory") as pool:
+        answers = list(pool.map(why, addresses))
+    return {address: reason for address, reason in zip(addresses, answers) if reason}
