@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     files = [LocalFile.open(path) for path in args.attach] if action == "send" else []
     settings = Settings.from_env()
     settings.require("REDIS_URL")  # the token cache and the per-mailbox limiter are shared through Redis
-    graph = tenancy.context(args, settings).graph  # the tenant's token: other tenants' mailboxes are out of reach
+    graph = tenancy.context(settings, args.tenant).graph  # the tenant's token: no other tenant's mailbox
 
     if action in mail_triage.ACTIONS:
         return mail_triage.ACTIONS[action](graph, settings, args)

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
-    ctx = tenancy.context(args, settings)  # the tenant's token: it reaches that tenant's directory only
+    ctx = tenancy.context(settings, args.tenant)  # the tenant's token: it reaches that tenant's directory only
     again = f"graphhook purge --resume {{}}{tenancy.resume_hint(ctx.tenant)}"
     if args.resume:
         purge = Purge.load(ctx.graph, ctx.redis, args.resume, tenant=ctx.tenant)

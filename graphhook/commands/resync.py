@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
-    ctx = tenancy.context(args, settings)  # the tenant's token: its own mailboxes only
+    ctx = tenancy.context(settings, args.tenant)  # the tenant's token: its own mailboxes only
     args.mailbox, args.folder = args.mailbox.strip(), args.folder.strip()
     user_id = operations.user_id_of(ctx.graph, args.mailbox)
     sub_id = next((r.id for r in registry.all_records(ctx.redis)

@@ -56,14 +56,15 @@ def _read(path: str) -> dict[str, Any]:
     return record
 
 
-def _fetch(settings: Any, args: argparse.Namespace, mailbox: str, message_id: str, folder: str | None) -> dict[str, Any]:
+def _fetch(settings: Any, mailbox: str, message_id: str, folder: str | None, *,
+           tenant: str | None = None) -> dict[str, Any]:
     from urllib.parse import quote
 
     from workers.graph.mailbox import user_path
     from workers.records.messages import Fetcher, FetchOptions
 
     settings.require("REDIS_URL")
-    graph = tenancy.context(args, settings).graph
+    graph = tenancy.context(settings, tenant).graph
     fetcher = Fetcher(graph, mailbox, FetchOptions(max_bytes=settings.attachment_max_bytes,
                                                    spool_bytes=settings.attachment_spool_bytes,
                                                    item_depth=settings.item_depth, fetch_mime=settings.fetch_mime))
@@ -95,7 +96,8 @@ def run_test(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     config = validate_config(settings.config_path)
     config = view(config, tenancy.chosen(settings, args.tenant))
-    record = _fetch(settings, args, args.mailbox.strip(), args.id, args.folder) if by_id else _read(args.record)
+    record = (_fetch(settings, args.mailbox.strip(), args.id, args.folder, tenant=args.tenant) if by_id
+              else _read(args.record))
     specs = {str(r.get("name")): r.get("when") for r in (yaml.safe_load(open(config.path)) or {}).get("rules") or []
              if isinstance(r, dict)} if config.path else {}
     would_run = {r.name for r in evaluate(config, record)}

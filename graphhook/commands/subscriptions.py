@@ -2,7 +2,8 @@
 
 ``create`` only creates what the renewer keeps: a mailbox and folder listed under ``mailboxes`` in
 ``GRAPHHOOK_CONFIG`` (the tenant's, when ``tenants:`` is declared). The renewer deletes every
-subscription not listed there, so a one-off subscription would vanish at its next pass; ``create`` refuses one and says what to add to the file.
+subscription not listed there, so a one-off subscription would vanish at its next pass; ``create``
+refuses one and says what to add to the file.
 ``--tenant`` names the tenant acted in (required for changes when several are configured); ``list``
 without it shows every tenant's, with a TENANT column when there are several (``tenant`` in JSON).
 """
@@ -56,7 +57,8 @@ def check_desired(tenant: Any, config_path: str, mailbox: str, folder: str) -> N
         raise ConfigError(
             f"{mailbox}/{folder} is not under {where} in {config_path} (GRAPHHOOK_CONFIG), and the renewer "
             f"deletes every subscription not listed there. Add it to that file:\n{head}"
-            f"{indent}  mailboxes:\n{indent}    - address: {mailbox.strip()}\n{indent}      folders: [{folder.strip()}]\n"
+            f"{indent}  mailboxes:\n{indent}    - address: {mailbox.strip()}\n"
+            f"{indent}      folders: [{folder.strip()}]\n"
             f"then run: graphhook subscriptions reconcile (or let the renewer create it)")
 
 
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.mailbox:
             raise ConfigError("subscriptions create needs --mailbox ADDRESS")
         check_desired(tenant, settings.config_path, args.mailbox, args.folder)
-    ctx = tenancy.context(args, settings)
+    ctx = tenancy.context(settings, args.tenant)
     if args.action == "create":
         record = operations.create(ctx.graph, ctx.redis, ctx.settings, args.mailbox.strip(), args.folder.strip())
         _show(record.public(), as_json)

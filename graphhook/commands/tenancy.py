@@ -8,7 +8,6 @@ Graph client (:meth:`workers.runtime.Context.for_tenant`), which can reach only 
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from graphhook.core.errors import ConfigError
@@ -56,12 +55,12 @@ def chosen(settings: Any, name: str | None) -> Any:
     return tenants[0]
 
 
-def context(args: argparse.Namespace, settings: Any, ctx: Any = None) -> Any:
-    """The runtime context of the tenant ``args.tenant`` names (resolved before anything is built), with the
+def context(settings: Any, name: str | None, ctx: Any = None) -> Any:
+    """The runtime context of the tenant ``--tenant`` names (resolved before anything is built), with the
     credentials to call Graph in it (ConfigError naming what is missing)."""
     from workers import runtime
 
-    tenant = chosen(settings, getattr(args, "tenant", None))
+    tenant = chosen(settings, name)
     tenant.settings(settings).require_graph()
     return (ctx or runtime.build(settings)).for_tenant(tenant.name)
 
