@@ -178,3 +178,28 @@ def test_subscriptions_are_made_listed_and_deleted_per_tenant(cli, emulator, two
     code, out, err = cli("subscriptions", "delete", "--tenant", "fabrikam", "--id", row["id"])
     assert code == 0, err
     assert row["id"] not in emulator.subscriptions.items and len(emulator.subscriptions.items) == 1
+
+
+def test_rules_test_with_a_tenant_reads_its_mailbox_and_evaluates_only_its_rules(cli, emulator, two_tenants):
+    two_tenants.write(rules="  - name: contoso-payroll\n    when: {subject: payroll}\n    actions: []\n"
+                            "  - name: fabrikam-payroll\n    when: {subject: payroll}\n    actions: []\n",
+                      contoso="    rules: [contoso-payroll]\n", fabrikam="    rules: [fabrikam-payroll]\n")
+    _, _, message = emulator.mail.add_message(CAROL, CAMPAIGN)
+
+    code, out, err = cli("rules", "test", "--tenant", "fabrikam", "--mailbox", CAROL, "--id", message["id"], "--json")
+
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["matched"] == ["fabrikam-payroll"] and [r["name"] for r in result["rules"]] == ["fabrikam-payroll"]
+    assert {r["tenant"] for r in _graph_requests(emulator)} == {two_tenants.b.tenant_id}
+
+
+def test_resync_with_a_tenant_reads_its_mailbox_with_its_token(cli, emulator, two_tenants):
+    emulator.mail.add_message(CAROL, CAMPAIGN)
+
+    code, out, err = cli("resync", "--tenant", "fabrikam", "--mailbox", CAROL, "--since", "1d", "--json")
+
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["tenant"] == "fabrikam" and result["mailbox"] == CAROL and result["seen"] == 1
+    assert {r["tenant"] for r in _graph_requests(emulator)} == {two_tenants.b.tenant_id}
