@@ -31,12 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mailbox", help="mailbox address (create; must be in the configuration's mailboxes)")
     p.add_argument("--folder", default="inbox", help="folder (create; default inbox)")
     p.add_argument("--id", help="subscription id (renew, delete; renew without --id renews all)")
-    tenancy.add_tenant_flag(p)  # list without it: every tenant; the other actions act in one tenant
+    tenancy.add_tenant_flag(p, help="the configured tenant (required to change subscriptions when several are "
+                                    "configured; list without it: every tenant's)")
     add_format_flags(p)
     p.set_defaults(func=run)
 
 
-def _state(record, at_graph: dict, now: dt.datetime, margin: dt.timedelta) -> str:
+def _state(record, at_graph: dict | None, now: dt.datetime, margin: dt.timedelta) -> str:
+    if at_graph is None:
+        return "unchecked"  # Graph's list of this tenant could not be read (said on stderr)
     if record.id not in at_graph:
         return "missing"
     if record.state != "active":
@@ -84,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
         _show(record.public(), as_json)
     elif args.action == "renew":
         records = [r for r in registry.all_records(ctx.redis) if not args.id or r.id == args.id]
-        _same_tenant(records, ctx.tenant)
         if args.id and not records:
             raise ConfigError(f"no registered subscription {args.id!r}; see: graphhook subscriptions list")
+        if args.id:
+            _same_tenant(records[0], ctx.tenant)
         rows = []
         for record in (r for r in records if r.tenant == ctx.tenant):
             renewed = operations.renew(ctx.graph, ctx.redis, record)
@@ -103,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.id:
             raise ConfigError("subscriptions delete needs --id SUBSCRIPTION_ID (see: graphhook subscriptions list)")
         found = registry.load(ctx.redis, args.id)
-        _same_tenant([found] if found else [], ctx.tenant)
+        if found is not None:
+            _same_tenant(found, ctx.tenant)
         operations.delete(ctx.graph, ctx.redis, args.id)
         print_json({"id": args.id, "deleted": True}) if as_json else print(f"deleted {args.id}")
     elif args.action == "reconcile":
@@ -111,14 +116,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _same_tenant(records: list[Any], tenant: str) -> None:
+def _same_tenant(record: Any, tenant: str) -> None:
     """Refuse to act on a subscription of another tenant (its id was given with the wrong --tenant)."""
     from graphhook.core.errors import ConfigError
 
-    other = next((r for r in records if r.id and r.tenant != tenant and len(records) == 1), None)
-    if other is not None:
-        raise ConfigError(f"subscription {other.id!r} belongs to tenant {other.tenant!r}, not {tenant!r}; "
-                          f"add --tenant {other.tenant}")
+    if record.tenant != tenant:
+        raise ConfigError(f"subscription {record.id!r} belongs to tenant {record.tenant!r}, not {tenant!r}; "
+                          f"use --tenant {record.tenant}")
 
 
 def _reconcile(ctx: Any, tenant: Any, as_json: bool) -> int:
@@ -154,6 +158,7 @@ def _show(values: dict[str, Any], as_json: bool) -> None:
 
 def _list(args: argparse.Namespace, settings: Any, as_json: bool) -> int:
     """Every registered subscription (of ``--tenant``, or of every tenant) next to what Graph lists for its tenant."""
+    from graphhook.core.errors import AuthError, GraphError
     from workers import runtime
     from workers.subscriptions import registry
 
@@ -167,14 +172,18 @@ def _list(args: argparse.Namespace, settings: Any, as_json: bool) -> int:
     for tenant in tenants:
         tctx = ctx.for_tenant(tenant.name)
         tctx.settings.require_graph()
-        at_graph = {s["id"]: s for s in tctx.graph.paged("subscriptions")}  # what this tenant's token sees
+        try:  # what this tenant's token sees; a tenant whose consent is gone must not hide the others
+            at_graph: dict[str, Any] | None = {s["id"]: s for s in tctx.graph.paged("subscriptions")}
+        except (AuthError, GraphError) as exc:
+            print(f"graphhook: tenant {tenant.name}: Graph's subscriptions could not be listed: {exc}", file=sys.stderr)
+            at_graph = None
         for record in (r for r in records if r.tenant == tenant.name):
             rows.append({"id": record.id, "tenant": record.tenant, "mailbox": record.mailbox,
                          "folder": record.folder, "resource": record.resource, "expiration": record.expiration,
                          "state": _state(record, at_graph, now, margin), "lastRenewal": record.renewed_at or "never",
                          "createdAt": record.created_at})
         known = {r.id for r in records}
-        for sid, sub in at_graph.items():
+        for sid, sub in (at_graph or {}).items():
             if sid not in known:
                 rows.append({"id": sid, "tenant": tenant.name, "mailbox": "", "folder": "",
                              "resource": sub.get("resource", ""), "expiration": sub.get("expirationDateTime", ""),

@@ -13,11 +13,10 @@ from typing import Any
 from graphhook.core.errors import ConfigError
 
 
-def add_tenant_flag(parser: Any, *, optional_with_several: bool = False) -> None:
-    """Add ``--tenant NAME``; ``optional_with_several``: leaving it out means every tenant (listings)."""
-    parser.add_argument("--tenant", metavar="NAME", default=None,
-                        help="the configured tenant to act in (required when several are configured)"
-                        if not optional_with_several else "only this configured tenant (default: every tenant)")
+def add_tenant_flag(parser: Any, *,
+                    help: str = "the configured tenant to act in (required when several are configured)") -> None:
+    """Add ``--tenant NAME``."""
+    parser.add_argument("--tenant", metavar="NAME", default=None, help=help)
 
 
 def configured(settings: Any) -> tuple[Any, ...]:

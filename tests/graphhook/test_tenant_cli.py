@@ -203,3 +203,16 @@ def test_resync_with_a_tenant_reads_its_mailbox_with_its_token(cli, emulator, tw
     result = json.loads(out)
     assert result["tenant"] == "fabrikam" and result["mailbox"] == CAROL and result["seen"] == 1
     assert {r["tenant"] for r in _graph_requests(emulator)} == {two_tenants.b.tenant_id}
+
+
+def test_a_tenant_whose_consent_was_revoked_does_not_hide_the_others_subscriptions(cli, emulator, two_tenants):
+    for tenant, address in (("contoso", ALICE), ("fabrikam", CAROL)):
+        assert cli("subscriptions", "create", "--tenant", tenant, "--mailbox", address, "--json")[0] == 0
+    emulator.revoke_consent(emulator.app_registration, two_tenants.b)
+
+    code, out, err = cli("subscriptions", "list", "--json")
+
+    assert code == 0, err
+    states = {row["tenant"]: row["state"] for row in json.loads(out)}
+    assert states == {"contoso": "active", "fabrikam": "unchecked"}
+    assert "tenant fabrikam: Graph's subscriptions could not be listed" in err
