@@ -107,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     settings.require("REDIS_URL")
     ctx = tenancy.context(settings, args.tenant)  # the tenant's token: it reaches that tenant's directory only
-    again = f"graphhook purge --resume {{}}{tenancy.resume_hint(ctx.tenant)}"
     if args.resume:
         purge = Purge.load(ctx.graph, ctx.redis, args.resume, tenant=ctx.tenant)
     else:
@@ -121,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         purge = Purge.create(ctx.graph, ctx.redis, spec, boxes, tenant=ctx.tenant)
     what = "dry run" if purge.spec.dry_run else f"{purge.spec.mode} delete"
     print(f"purge {purge.id}: {what} across {len(purge.mailboxes):,} mailboxes of tenant {ctx.tenant} "
-          f"(if interrupted: {again.format(purge.id)})", file=sys.stderr)
+          f"(if interrupted: {_resume(purge.id, ctx.tenant)})", file=sys.stderr)
 
     bar = ProgressBar(sys.stderr, enabled=False if args.quiet else None)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop request finishes the removals in flight
@@ -138,9 +137,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         _table(report, sys.stdout)
     if result.interrupted:
-        print(f"purge {purge.id} interrupted; continue it with: {again.format(purge.id)}", file=sys.stderr)
+        print(f"purge {purge.id} interrupted; continue it with: {_resume(purge.id, ctx.tenant)}", file=sys.stderr)
         return 130
     return 0 if result.ok else 1
+
+
+def _resume(purge_id: str, tenant: str) -> str:
+    """The command that continues a purge (its state is the tenant's)."""
+    return f"graphhook purge --resume {purge_id}{tenancy.flag(tenant)}"
 
 
 def _refuse_outside(ctx: Any, boxes: list[str], concurrency: int) -> None:

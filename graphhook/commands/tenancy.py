@@ -64,8 +64,8 @@ def context(settings: Any, name: str | None, ctx: Any = None) -> Any:
     return (ctx or runtime.build(settings)).for_tenant(tenant.name)
 
 
-def resume_hint(tenant: str) -> str:
-    """`` --tenant NAME`` for commands printed for the user to run again (nothing for ``default``)."""
+def flag(tenant: str) -> str:
+    """`` --tenant NAME`` for a command printed for the user to run (nothing for ``default``)."""
     return "" if tenant == "default" else f" --tenant {tenant}"
 
 
