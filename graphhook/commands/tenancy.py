@@ -61,7 +61,11 @@ def context(settings: Any, name: str | None, ctx: Any = None) -> Any:
 
     tenant = chosen(settings, name)
     tenant.settings(settings).require_graph()
-    return (ctx or runtime.build(settings)).for_tenant(tenant.name)
+    found = (ctx or runtime.build(settings)).for_tenant(tenant.name)
+    if found.settings.tenant_id.lower() != tenant.tenant_id.lower():  # never act in a directory not named
+        raise ConfigError(f"tenant {tenant.name!r} is configured with directory {tenant.tenant_id!r} but would act "
+                          f"in {found.settings.tenant_id!r}; a tenant under tenants: must not be named 'default'")
+    return found
 
 
 def flag(tenant: str) -> str:

@@ -216,3 +216,17 @@ def test_a_tenant_whose_consent_was_revoked_does_not_hide_the_others_subscriptio
     states = {row["tenant"]: row["state"] for row in json.loads(out)}
     assert states == {"contoso": "active", "fabrikam": "unchecked"}
     assert "tenant fabrikam: Graph's subscriptions could not be listed" in err
+
+
+def test_a_tenant_named_default_never_acts_in_the_environments_directory(cli, emulator, two_tenants):
+    """``default`` is the name of the environment's tenant: one declared under tenants: with another directory
+    must not be served with AZURE_TENANT_ID's token."""
+    text = two_tenants.path.read_text().replace("  fabrikam:\n", "  default:\n")
+    two_tenants.path.write_text(text)
+    emulator.mail.add_message(ALICE, CAMPAIGN)
+
+    code, out, err = cli("purge", "--tenant", "default", "--mailbox", ALICE, "--message-id", CAMPAIGN_ID, "--yes")
+
+    assert code == 2 and out == ""
+    assert "must not be named 'default'" in err
+    assert _graph_requests(emulator) == []
