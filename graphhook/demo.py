@@ -143,7 +143,7 @@ def run_demo(*, messages: int = 20, workers: int = 2, timeout: float = 120.0, ou
             time.sleep(0.1)
         quarantined = _folder_count(quarantine, "Quarantine")
         latencies = sorted(e["firedAt"] - delivered_at[e["email"]["id"]] for e in fired if e["email"]["id"] in delivered_at)
-        accepted = _metric(app, "graphhook_notifications_accepted_total")
+        accepted = _metric(app, "graphhook_notifications_accepted_total", kind="change")
         unique = len({e["email"]["id"] for e in fired})
         with_attachments = sum(1 for e in fired if e["email"]["attachments"])
         say("")
@@ -190,12 +190,10 @@ def _folder_count(user, name: str) -> int:
     return sum(len(f.messages) for f in user.folders.values() if f.display_name == name)
 
 
-def _metric(app, name: str) -> float:
+def _metric(app, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (e.g. over every tenant)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     body, _ = app.config["METRICS"].render()
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == name:
-                return sample.value
-    return 0.0
+    return sum(sample.value for family in text_string_to_metric_families(body.decode()) for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())

@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         JOBS=JobWriter(r, settings.queue_name),
         METRICS=Metrics(),
         CLOCK=clock or utc_now,
+        # With tenants: every subscription records its app id (the audience of its validation tokens), so the
+        # receiver needs no AZURE_CLIENT_ID of its own: one app per customer may leave it unset.
+        NEEDS_CLIENT_ID=not _declares_tenants(settings.config_path),
         TOKENS=token_validator or TokenValidator(
             client_id=settings.client_id,
             key_source=OpenIdJwks(settings.openid_config_url, ca_bundle=settings.ca_bundle).key_for),
@@ -154,7 +157,7 @@ def _intake(config: dict, settings: Settings, metrics: Metrics) -> Response:
 
     try:
         accepted, known = _checked(config, settings, collection, rejected)
-        accepted = _verified(config, collection, accepted, known, rejected)
+        accepted = _verified(config, settings, collection, accepted, known, rejected)
         changes, events = [], []
         for n in accepted:
             (events if n.is_lifecycle else changes).append(n.to_job())
@@ -169,20 +172,30 @@ def _intake(config: dict, settings: Settings, metrics: Metrics) -> Response:
         return _text("cannot verify validation tokens now, retry later\n", 503)
     finally:
         _summarize(metrics, collection, rejected)
-    metrics.accepted("change", len(changes))
-    metrics.accepted("lifecycle", len(events))
+    for (kind, tenant), count in Counter(("lifecycle" if n.is_lifecycle else "change", _tenant(known, n))
+                                         for n in accepted).items():
+        metrics.accepted(kind, count, tenant=tenant)
     return _text("", 202)
 
 
+def _tenant(known: dict[str, KnownSubscription | None], notification: Notification) -> str:
+    """The metrics label of a notification's tenant: its subscription's, from the registry ("" when unknown)."""
+    subscription = known.get(notification.subscription_id)
+    return subscription.tenant if subscription is not None else ""
+
+
 class _Rejections:
-    """What one POST had rejected: counts by reason, and the first detail worth an operator's eye."""
+    """What one POST had rejected: counts by reason (and by tenant), and the first detail worth an operator's eye."""
 
     def __init__(self, counts: Counter[str]) -> None:
         self.counts = counts
+        self.by_tenant: Counter[tuple[str, str]] = Counter({(r, ""): n for r, n in counts.items()})
         self.detail = ""
 
-    def add(self, exc: RejectedNotification, count: int = 1) -> None:
-        self.counts[exc.reason] += count
+    def add(self, exc: RejectedNotification, tenant: str = "") -> None:
+        """Count one rejected notification; ``tenant`` is its registry tenant's name ("" when not known)."""
+        self.counts[exc.reason] += 1
+        self.by_tenant[(exc.reason, tenant)] += 1
         self.detail = self.detail or str(exc)[:200]
 
 
@@ -190,8 +203,8 @@ def _summarize(metrics: Metrics, collection: Collection, rejected: _Rejections) 
     """One log line per POST with rejections, counted by reason: never a line per item (a POST is attacker-sized)."""
     if not rejected.counts:
         return
-    for reason, count in rejected.counts.items():
-        metrics.rejected(reason, count)
+    for (reason, tenant), count in rejected.by_tenant.items():
+        metrics.rejected(reason, count, tenant=tenant)
     total = len(collection.notifications) + len(collection.malformed)
     reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(rejected.counts.items()))
     first = rejected.detail or (collection.malformed[0][:200] if collection.malformed else "")
@@ -214,13 +227,13 @@ def _checked(config: dict, settings: Settings, collection: Collection, rejected:
         try:
             check(notification, known[notification.subscription_id], tenant_id=settings.tenant_id)
         except RejectedNotification as exc:
-            rejected.add(exc)
+            rejected.add(exc, _tenant(known, notification))
             continue
         accepted.append(notification)
     return accepted, known
 
 
-def _verified(config: dict, collection: Collection, accepted: list[Notification],
+def _verified(config: dict, settings: Settings, collection: Collection, accepted: list[Notification],
               known: dict[str, KnownSubscription | None], rejected: _Rejections) -> list[Notification]:
     """All of ``accepted``, or none if the POST's validation tokens do not all verify.
 
@@ -229,19 +242,27 @@ def _verified(config: dict, collection: Collection, accepted: list[Notification]
     A change of a rich subscription (the registry's ``rich``) needs them even when its
     ``encryptedContent`` was left out: otherwise dropping that field would skip the check.
     Lifecycle notifications carry none (change-notifications-lifecycle-events).
+    Graph sends one token per app and tenant: each must be for the app and tenant the registry
+    recorded for one of the accepted items' subscriptions, and each rich item's pair needs its own.
     The dataSignature check and decryption follow in the worker, before anything is acted on.
     """
-    rich = any(n.encrypted_content is not None
-               or (not n.is_lifecycle and getattr(known.get(n.subscription_id), "rich", True)) for n in accepted)
+    rich = [n for n in accepted if n.encrypted_content is not None
+            or (not n.is_lifecycle and getattr(known.get(n.subscription_id), "rich", True))]
     if not accepted or not (rich or collection.validation_tokens):
         return accepted
+
+    def party(n: Notification) -> tuple[str, str]:  # accepted items' subscriptions are all known
+        return known[n.subscription_id].party(client_id=settings.client_id, tenant_id=settings.tenant_id)  # type: ignore[union-attr]
+
     try:
         if rich and not collection.validation_tokens:
             raise RejectedNotification("validation_token_missing", "rich notification without validationTokens")
         validator: TokenValidator = config["TOKENS"]
-        validator.validate_all(collection.validation_tokens, tenants={n.tenant_id for n in accepted})
+        validator.validate_all(collection.validation_tokens, parties={party(n) for n in accepted},
+                               required={party(n) for n in rich})
     except RejectedNotification as exc:
-        rejected.add(exc, len(accepted))
+        for n in accepted:
+            rejected.add(exc, _tenant(known, n))
         return []
     return accepted
 
@@ -256,7 +277,7 @@ def _readyz() -> Response:
     problems = []
     try:
         settings.validate()
-        settings.require("REDIS_URL", "AZURE_CLIENT_ID")
+        settings.require("REDIS_URL", *(("AZURE_CLIENT_ID",) if current_app.config["NEEDS_CLIENT_ID"] else ()))
     except ConfigError as exc:
         problems.append(f"settings: {exc}")
     try:
@@ -267,3 +288,15 @@ def _readyz() -> Response:
         return _text("\n".join(problems) + "\n", 503)
     return _text("ready\n", 200)
 
+
+
+def _declares_tenants(path: str) -> bool:
+    """Whether the configuration file declares ``tenants:`` (read once, at start; unreadable: it does not)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False  # the workers report what is wrong with it; the receiver keeps the single-tenant requirement
+    return isinstance(data, dict) and bool(data.get("tenants"))

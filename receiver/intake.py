@@ -2,9 +2,11 @@
 
 A notification is accepted only if its subscription is one we created, its
 clientState equals that subscription's (compared in constant time), its
-tenant is ours (graph-protocol.md §2) and, for a change, its ``resource`` names
-the mailbox the subscription watches: a leaked clientState must not let anyone
-point graphhook at another mailbox.
+tenant is the one the registry recorded for that subscription (graph-protocol.md §2;
+never the notification's own claim, so one tenant's subscription cannot carry another
+tenant's notifications) and, for a change, its ``resource`` names the mailbox the
+subscription watches: a leaked clientState must not let anyone point graphhook at
+another mailbox.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from dataclasses import dataclass, field
 
 from graphhook.core.errors import MalformedNotification, RejectedNotification
 from graphhook.core.notifications import Notification
+from graphhook.core.settings import DEFAULT_TENANT
 
 # The registry hash fields the receiver reads (workers/subscriptions/registry.py writes them).
-REGISTRY_FIELDS = ("clientState", "tenantId", "userId", "rich")
+REGISTRY_FIELDS = ("clientState", "tenantId", "userId", "rich", "appId", "tenant")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class KnownSubscription:
     tenant_id: str
     user_id: str = ""  # the watched mailbox's Graph object id; empty: changes are refused (fail closed)
     rich: bool = True  # includeResourceData: its changes need validation tokens
+    app_id: str = ""  # the client id that created it: the audience of its validation tokens ("": AZURE_CLIENT_ID)
+    tenant: str = DEFAULT_TENANT  # the tenant's name in the configuration: a bounded metrics label
 
     @classmethod
     def from_redis(cls, subscription_id: str, values: dict) -> "KnownSubscription | None":
@@ -48,7 +53,11 @@ class KnownSubscription:
         if not state:
             return None
         rich = raw("rich") is None or text("rich") == "1"
-        return cls(subscription_id, state, tenant, text("userId"), rich)
+        return cls(subscription_id, state, tenant, text("userId"), rich, text("appId"), text("tenant") or DEFAULT_TENANT)
+
+    def party(self, *, client_id: str, tenant_id: str) -> tuple[str, str]:
+        """(app id, tenant id) its validation tokens must be for; the arguments stand in for older records."""
+        return self.app_id or client_id, self.tenant_id or tenant_id
 
 
 def check(notification: Notification, known: KnownSubscription | None, *, tenant_id: str) -> None:

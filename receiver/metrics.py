@@ -66,10 +66,12 @@ class Metrics:
         self._extra: tuple[Collector, ...] = ()
         self._received = Counter("graphhook_notifications_received", "Notifications in POST bodies, before checks",
                                  registry=self.registry)
-        self._accepted = Counter("graphhook_notifications_accepted", "Notifications persisted on Redis, by kind",
-                                 ["kind"], registry=self.registry)
-        self._rejected = Counter("graphhook_notifications_rejected", "Notifications or POSTs rejected, by reason",
-                                 ["reason"], registry=self.registry)
+        # ``tenant``: the name the registry recorded for the notification's subscription (bounded by the
+        # configuration, never the notification's claim); "" when the subscription is unknown or the POST unread.
+        self._accepted = Counter("graphhook_notifications_accepted", "Notifications persisted on Redis, by kind "
+                                 "and tenant", ["kind", "tenant"], registry=self.registry)
+        self._rejected = Counter("graphhook_notifications_rejected", "Notifications or POSTs rejected, by reason "
+                                 "and tenant", ["reason", "tenant"], registry=self.registry)
         self._handshakes = Counter("graphhook_validation_handshakes", "Validation handshakes answered",
                                    registry=self.registry)
         self._unavailable = Counter("graphhook_intake_unavailable", "POSTs answered 503 (Redis or signing keys failed)",
@@ -77,21 +79,24 @@ class Metrics:
         self._latency = Histogram("graphhook_intake_seconds", "Time to check and persist a notification POST",
                                   buckets=LATENCY_BUCKETS, registry=self.registry)
         # Children bound once: .labels() per POST costs a lock and a lookup on the hot path.
-        self._accepted_by_kind = {kind: self._accepted.labels(kind) for kind in ("change", "lifecycle")}
+        self._accepted_by: dict[tuple[str, str], Counter] = {}
 
     def received(self, n: int) -> None:
         """Count notifications seen in a POST body."""
         self._received.inc(n)
 
-    def accepted(self, kind: str, n: int = 1) -> None:
-        """Count notifications persisted (kind: change or lifecycle)."""
+    def accepted(self, kind: str, n: int = 1, *, tenant: str = "") -> None:
+        """Count notifications persisted (kind: change or lifecycle) of one tenant."""
         if n:
-            (self._accepted_by_kind.get(kind) or self._accepted.labels(kind)).inc(n)
+            child = self._accepted_by.get((kind, tenant))
+            if child is None:
+                child = self._accepted_by.setdefault((kind, tenant), self._accepted.labels(kind, tenant))
+            child.inc(n)
 
-    def rejected(self, reason: str, n: int = 1) -> None:
-        """Count rejections under a short reason label."""
+    def rejected(self, reason: str, n: int = 1, *, tenant: str = "") -> None:
+        """Count rejections under a short reason label (and the subscription's tenant, when known)."""
         if n:
-            self._rejected.labels(reason).inc(n)
+            self._rejected.labels(reason, tenant).inc(n)
 
     def handshake(self) -> None:
         """Count an answered validation handshake."""

@@ -1,6 +1,7 @@
 """What the status page shows, read from Redis into plain values (no Flask here).
 
-Sources: the subscription registry (``graphhook:sub:*``), delta state
+Sources: the subscription registry (``graphhook:sub:*``), each tenant's state
+(``graphhook:t:{name}:state``, written by the renewer), delta state
 (``graphhook:delta:*``), the workers' recent-notifications list, the record
 trigger's events (``graphhook:events``), RQ's own queues and registries.
 Nothing secret is read into these values (clientState stays in Redis), and
@@ -20,7 +21,8 @@ from rq.exceptions import DeserializationError
 
 from graphhook.core import jobformat, keys, observe
 from graphhook.core.logs import redact
-from graphhook.core.subhealth import RED, countdown, parse_time
+from graphhook.core.settings import DEFAULT_TENANT
+from graphhook.core.subhealth import RED, SubscriptionView, countdown, parse_time
 
 RECENT_ROWS = 20
 SUBSCRIPTION_ROWS = 500  # red ones first; the rest are counted, not listed (the page stays light)
@@ -41,6 +43,25 @@ class SubscriptionRow:
     countdown: str
     renewed_at: str
     last_error: str
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    """One tenant's line: its subscriptions, its state as the renewer recorded it, and what last went wrong."""
+
+    name: str
+    subscriptions: int
+    alarms: int
+    state: str  # ok | consent_missing | throttled | error; "" when the renewer has recorded none
+    since: str
+    retry_at: str
+    error: str  # the state's reason when not ok, else the last error of one of its subscriptions (redacted)
+
+    @property
+    def red(self) -> bool:
+        """Whether the tenant needs an operator: a state other than ok, or a subscription alarm."""
+        return self.state not in ("", "ok") or self.alarms > 0
 
 
 @dataclass(frozen=True)
@@ -69,8 +90,19 @@ class Status:
     failed: list[FailedJob] = field(default_factory=list)
     dead_webhooks: int = 0
     total_subscriptions: int = 0
+    tenants: list[TenantRow] = field(default_factory=list)
 
     alarms: int = 0  # subscriptions shown red
+
+    @property
+    def multi_tenant(self) -> bool:
+        """More than one tenant: the page names each row's tenant."""
+        return len(self.tenants) > 1
+
+    @property
+    def show_tenants(self) -> bool:
+        """The per-tenant summary: with several tenants, or when the only one is not ok."""
+        return self.multi_tenant or any(t.state not in ("", "ok") for t in self.tenants)
 
 
 def _iso(moment: dt.datetime | None) -> str:
@@ -95,10 +127,12 @@ def gather(r: redis.Redis, *, margin: dt.timedelta, now: dt.datetime | None = No
         status.subscriptions.append(SubscriptionRow(
             id=view.id, mailbox=view.mailbox, folder=view.folder, health=health, red=health in RED,
             expiration=_iso(expires), expires_epoch=expires.timestamp() if expires else 0.0,
-            countdown=countdown(view.seconds_left(now)), renewed_at=view.renewed_at, last_error=redact(view.last_error)))
+            countdown=countdown(view.seconds_left(now)), renewed_at=view.renewed_at, last_error=redact(view.last_error),
+            tenant=view.tenant))
     status.subscriptions.sort(key=lambda row: not row.red)  # alarms on top, otherwise by mailbox and folder
     status.total_subscriptions = len(status.subscriptions)
     status.alarms = sum(1 for row in status.subscriptions if row.red)
+    status.tenants = _tenants(r, views, status.subscriptions)
     del status.subscriptions[SUBSCRIPTION_ROWS:]
     status.resyncs = _resyncs(r, {v.user_id.lower(): v.mailbox for v in views if v.user_id})
     status.notifications = _recent_notifications(r)
@@ -110,6 +144,25 @@ def gather(r: redis.Redis, *, margin: dt.timedelta, now: dt.datetime | None = No
         status.failed.extend(_failed(r, queue))
     status.dead_webhooks = int(r.llen(observe.WEBHOOKS_FAILED))
     return status
+
+
+def _tenants(r: redis.Redis, views: list[SubscriptionView], rows: list[SubscriptionRow]) -> list[TenantRow]:
+    """Per tenant (from the registry and ``keys.TENANTS``): subscriptions, alarms, recorded state, last error."""
+    names = observe.tenant_names(r, views)
+    states = observe.tenant_states(r, names)
+    by_tenant: dict[str, list[SubscriptionRow]] = {}
+    for row in rows:
+        by_tenant.setdefault(row.tenant, []).append(row)
+    out = []
+    for name in names:
+        mine = by_tenant.get(name, [])
+        recorded = states.get(name, observe.TenantState())
+        errors = [row.last_error for row in sorted(mine, key=lambda row: not row.red) if row.last_error]
+        error = recorded.reason if recorded.state not in ("", "ok") and recorded.reason else (errors[0] if errors else "")
+        out.append(TenantRow(name=name, subscriptions=len(mine), alarms=sum(1 for row in mine if row.red),
+                             state=recorded.state, since=recorded.at, retry_at=recorded.retry_at,
+                             error=redact(error)[:300]))
+    return out
 
 
 def _resyncs(r: redis.Redis, mailboxes: dict[str, str]) -> list[dict[str, str]]:
@@ -151,6 +204,7 @@ def _fired(r: redis.Redis) -> list[dict[str, Any]]:
         email = event.get("email") or {}
         sender = email.get("from") or {}
         rows.append({"when": _epoch_iso(event.get("firedAt")), "mailbox": email.get("mailbox", ""),
+                     "tenant": event.get("tenant") or "",
                      "subject": email.get("subject", ""), "sender": sender.get("address", ""),
                      "rules": event.get("rules") or [], "dry_run": event.get("dryRun") or []})
     return rows

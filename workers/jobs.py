@@ -157,19 +157,20 @@ def process_notifications(items: list[dict[str, Any]]) -> dict[str, int]:
         if ref is None or tenant_ctx is None:
             counts["refused"] += 1
             metrics.notification_handled("refused", subscription_id=notification.subscription_id,
-                                         change_type=notification.change_type)
+                                         change_type=notification.change_type,
+                                         tenant=places.get(notification.subscription_id, ("",) * 4)[3])
             continue
         etag = (notification.resource_data or {}).get("@odata.etag")
         key = marker(ref.user_id, ref.message_id, notification.change_type, etag)
         ids = {"notification_id": logs.notification_id(notification.to_job()), "message_id": ref.message_id,
-               "subscription_id": notification.subscription_id, "change_type": notification.change_type}
+               "subscription_id": notification.subscription_id, "change_type": notification.change_type,
+               "tenant": tenant_ctx.tenant}
         # The same notification twice in this job would pass the claim twice (this job owns it).
         if key in seen or not claim(keys=[key], args=[owner, CLAIM_SECONDS]):
             counts["duplicates"] += 1
             metrics.notification_handled("duplicates", **ids)
             continue
         seen.add(key)
-        ids["tenant"] = tenant_ctx.tenant
         claimed.append((notification, ref, key, ids, tenant_ctx))
     fetchers: dict[str, Fetcher] = {}
     try:

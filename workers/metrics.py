@@ -130,8 +130,11 @@ def token_request(ok: bool) -> None:
 
 def notification_handled(outcome: str, *, subscription_id: str = "", message_id: str = "",
                          change_type: str = "", notification_id: str = "", tenant: str = "") -> None:
-    """Count one handled change notification and remember it for the status page's recent list."""
-    inc("graphhook_notifications_processed", outcome=outcome)
+    """Count one handled change notification and remember it for the status page's recent list.
+
+    ``tenant``: the name of the subscription's tenant from the registry or configuration (a bounded label), "" if none.
+    """
+    inc("graphhook_notifications_processed", outcome=outcome, tenant=tenant)
     # One line per handled notification: the thread that ties receiver, job and message together.
     events.info("%s notification: %s", change_type or "change", outcome, extra={
         "notification_id": notification_id, "subscription_id": subscription_id, "message_id": message_id,
@@ -146,11 +149,11 @@ def notification_handled(outcome: str, *, subscription_id: str = "", message_id:
         del _recent[RECENT_KEEP:]
 
 
-def triggers_fired(rules: Iterable[str], *, notified_at: float | None = None) -> None:
-    """The record trigger and each matched rule fired; observe end-to-end latency from the notification."""
-    inc("graphhook_triggers_fired", rule="record")
+def triggers_fired(rules: Iterable[str], *, notified_at: float | None = None, tenant: str = "") -> None:
+    """The record trigger and each matched rule fired in ``tenant``; observe end-to-end latency from the notification."""
+    inc("graphhook_triggers_fired", rule="record", tenant=tenant)
     for rule in rules:
-        inc("graphhook_triggers_fired", rule=rule)
+        inc("graphhook_triggers_fired", rule=rule, tenant=tenant)
     started = notified_at if notified_at is not None else _notified_at()
     if started is not None:
         observe_seconds("graphhook_notification_to_trigger_seconds", time.time() - started)

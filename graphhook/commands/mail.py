@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from graphhook.core.errors import ConfigError, GraphError
 from graphhook.output import add_format_flags, pairs, print_json, table, wants_json
 
-from . import mail_triage
+from . import mail_triage, tenancy
 from .criteria import add_criteria, add_mailbox_sources, listed_mailboxes, query_from, source_count, split_addresses
 
 SEARCH_COLUMNS = ("mailbox", "receivedDateTime", "from", "subject", "id")
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             a.add_argument("--mailbox", required=True, help="mailbox address")
         if message:
             a.add_argument("--id", required=True, help="Graph message id (from mail search)")
+        tenancy.add_tenant_flag(a)
         add_format_flags(a, piped_json=True)
         a.set_defaults(func=run)
         return a
@@ -104,7 +105,6 @@ def _one_mailbox(value: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run one mail action; print its table (or JSON); 0 on success, 1 when a mailbox or the action failed."""
     from graphhook.core.settings import Settings
-    from workers import runtime
 
     action = args.mail_action
     query = None
@@ -124,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
     files = [LocalFile.open(path) for path in args.attach] if action == "send" else []
     settings = Settings.from_env()
     settings.require("REDIS_URL")  # the token cache and the per-mailbox limiter are shared through Redis
-    settings.require_graph()
-    graph = runtime.build(settings).graph
+    graph = tenancy.context(settings, args.tenant).graph  # the tenant's token: no other tenant's mailbox
 
     if action in mail_triage.ACTIONS:
         return mail_triage.ACTIONS[action](graph, settings, args)

@@ -6,8 +6,11 @@ terminal and neither flag is given, the JSON report goes to stdout and the summa
 as before. The purge id and the progress bar (on a terminal) always go to stderr.
 
 A purge that removes mail asks for confirmation on a terminal; without one it needs ``--yes``.
+A purge acts in one tenant (``--tenant``, required when several are configured): with ``tenants:``
+declared, every listed mailbox must be in that tenant's directory, or nothing is searched or removed.
 Exit status: 0 when every mailbox was settled, 1 on partial failure, 130 when interrupted (resume
-with ``--resume ID``), 2 for a refused purge (bad options, no confirmation, more than 50,000 mailboxes).
+with ``--resume ID``), 2 for a refused purge (bad options, no confirmation, more than 50,000 mailboxes,
+mailboxes outside the tenant).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from graphhook.core.errors import ConfigError
 from graphhook.output import add_format_flags, print_json, table, wants_json
 
+from . import tenancy
 from .criteria import add_criteria, add_mailbox_sources, given, listed_mailboxes, query_from, source_count
 
 
@@ -44,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--concurrency", type=int, default=None, metavar="N",
                      help="mailboxes worked at once (default 8; Graph's 4 requests per mailbox are always kept)")
     how.add_argument("--quiet", action="store_true", help="no progress bar and no summary table on stderr")
+    tenancy.add_tenant_flag(how)  # one tenant per purge: its token, its directory, its saved state
     add_format_flags(p, piped_json=True)
     p.set_defaults(func=run)
 
@@ -66,7 +71,6 @@ def _confirm(spec: Any, mailboxes: int) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start (or resume) a purge; print the report; 0 all settled, 1 partial failure, 130 interrupted."""
     from graphhook.core.settings import Settings
-    from workers import runtime
     from workers.response.progress import ProgressBar
     from workers.response.purge import (
         DEFAULT_CONCURRENCY,
@@ -102,20 +106,21 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
-    settings.require_graph()
-    ctx = runtime.build(settings)
+    ctx = tenancy.context(settings, args.tenant)  # the tenant's token: it reaches that tenant's directory only
     if args.resume:
-        purge = Purge.load(ctx.graph, ctx.redis, args.resume)
+        purge = Purge.load(ctx.graph, ctx.redis, args.resume, tenant=ctx.tenant)
     else:
         if args.all_mailboxes:
             boxes = list(iter_mailboxes(ctx.graph, limit=MAX_MAILBOXES + 1))
             check_mailbox_count(len(boxes))
+        elif tenancy.declared(settings):
+            _refuse_outside(ctx, normalise_mailboxes(boxes), concurrency)
         if ask:
             _confirm(spec, len(normalise_mailboxes(boxes)))
-        purge = Purge.create(ctx.graph, ctx.redis, spec, boxes)
+        purge = Purge.create(ctx.graph, ctx.redis, spec, boxes, tenant=ctx.tenant)
     what = "dry run" if purge.spec.dry_run else f"{purge.spec.mode} delete"
-    print(f"purge {purge.id}: {what} across {len(purge.mailboxes):,} mailboxes "
-          f"(if interrupted: graphhook purge --resume {purge.id})", file=sys.stderr)
+    print(f"purge {purge.id}: {what} across {len(purge.mailboxes):,} mailboxes of tenant {ctx.tenant} "
+          f"(if interrupted: {_resume(purge.id, ctx.tenant)})", file=sys.stderr)
 
     bar = ProgressBar(sys.stderr, enabled=False if args.quiet else None)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop request finishes the removals in flight
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
-    report = result.to_dict()
+    report = {**result.to_dict(), "tenant": ctx.tenant}
     if wants_json(args):
         print_json(report)
         if not args.json and not args.quiet:  # piped without a flag: the summary on stderr, as before
@@ -132,9 +137,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         _table(report, sys.stdout)
     if result.interrupted:
-        print(f"purge {purge.id} interrupted; continue it with: graphhook purge --resume {purge.id}", file=sys.stderr)
+        print(f"purge {purge.id} interrupted; continue it with: {_resume(purge.id, ctx.tenant)}", file=sys.stderr)
         return 130
     return 0 if result.ok else 1
+
+
+def _resume(purge_id: str, tenant: str) -> str:
+    """The command that continues a purge (its state is the tenant's)."""
+    return f"graphhook purge --resume {purge_id}{tenancy.flag(tenant)}"
+
+
+def _refuse_outside(ctx: Any, boxes: list[str], concurrency: int) -> None:
+    """Refuse, before any search or removal, a purge naming mailboxes outside the tenant's directory."""
+    from workers.response.search import outside_directory
+
+    outside = outside_directory(ctx.graph, boxes, concurrency=concurrency)
+    if outside:
+        shown = "\n".join(f"  {address}: {why}" for address, why in list(outside.items())[:20])
+        more = f"\n  … and {len(outside) - 20:,} more" if len(outside) > 20 else ""
+        raise ConfigError(f"purge refused: {len(outside):,} of the mailboxes are not in tenant {ctx.tenant!r} "
+                          f"(a purge acts in one tenant; purge another tenant's with its own --tenant):\n"
+                          f"{shown}{more}")
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -1,4 +1,5 @@
-"""``graphhook resync --mailbox ADDRESS [--folder NAME] [--since 24h]``: delta resync of one mailbox folder."""
+"""``graphhook resync --mailbox ADDRESS [--folder NAME] [--since 24h] [--tenant NAME]``: delta resync of one mailbox
+folder, in the tenant named (required when several are configured)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 
 from graphhook.core.errors import ConfigError
 from graphhook.output import add_format_flags, pairs, wants_json
+
+from . import tenancy
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -27,26 +30,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folder", default="inbox", help="folder (default inbox)")
     p.add_argument("--since", type=parse_duration, default=None,
                    help="backfill window for a new baseline, e.g. 24h (default: changes since the last sync)")
+    tenancy.add_tenant_flag(p)
     add_format_flags(p, piped_json=True)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from graphhook.core.settings import Settings
-    from workers import runtime
     from workers.subscriptions import operations, registry
     from workers.subscriptions.resync import resync_folder
 
     settings = Settings.from_env()
     settings.require("REDIS_URL")
-    ctx = runtime.build(settings)
+    ctx = tenancy.context(settings, args.tenant)  # the tenant's token: its own mailboxes only
     args.mailbox, args.folder = args.mailbox.strip(), args.folder.strip()
     user_id = operations.user_id_of(ctx.graph, args.mailbox)
     sub_id = next((r.id for r in registry.all_records(ctx.redis)
-                   if r.key == (args.mailbox.lower(), args.folder.lower())), "")
+                   if r.tenant == ctx.tenant and r.key == (args.mailbox.lower(), args.folder.lower())), "")
     result = resync_folder(ctx, args.mailbox, args.folder, user_id, subscription_id=sub_id, since=args.since)
     if wants_json(args):
-        print(json.dumps(result.__dict__))  # one line, as before
+        print(json.dumps({**result.__dict__, "tenant": ctx.tenant}))  # one line, as before
     else:
-        pairs({"mailbox": args.mailbox, "folder": args.folder, **result.__dict__})
+        pairs({"tenant": ctx.tenant, "mailbox": args.mailbox, "folder": args.folder, **result.__dict__})
     return 0

@@ -17,6 +17,8 @@ from typing import Any
 from graphhook.core.errors import ConfigError
 from graphhook.output import add_format_flags, print_json, table, wants_json
 
+from . import tenancy
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``graphhook rules test``."""
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     test.add_argument("--mailbox", help="the message's mailbox (with --id)")
     test.add_argument("--id", help="the Graph message id (from graphhook mail search)")
     test.add_argument("--folder", help="the folder name the rules see (default: the message's folder)")
+    tenancy.add_tenant_flag(test)  # the tenant's mailbox and token, and only the rules that apply to it
     add_format_flags(test)
     test.set_defaults(func=run_test)
 
@@ -53,16 +56,15 @@ def _read(path: str) -> dict[str, Any]:
     return record
 
 
-def _fetch(settings: Any, mailbox: str, message_id: str, folder: str | None) -> dict[str, Any]:
+def _fetch(settings: Any, mailbox: str, message_id: str, folder: str | None, *,
+           tenant: str | None = None) -> dict[str, Any]:
     from urllib.parse import quote
 
-    from workers import runtime
     from workers.graph.mailbox import user_path
     from workers.records.messages import Fetcher, FetchOptions
 
     settings.require("REDIS_URL")
-    settings.require_graph()
-    graph = runtime.build(settings).graph
+    graph = tenancy.context(settings, tenant).graph
     fetcher = Fetcher(graph, mailbox, FetchOptions(max_bytes=settings.attachment_max_bytes,
                                                    spool_bytes=settings.attachment_spool_bytes,
                                                    item_depth=settings.item_depth, fetch_mime=settings.fetch_mime))
@@ -86,13 +88,16 @@ def run_test(args: argparse.Namespace) -> int:
     from workers.triggers.config import validate_config
     from workers.triggers.engine import evaluate
     from workers.triggers.explain import explain
+    from workers.triggers.tenants import view
 
     by_id = bool(args.mailbox or args.id)
     if by_id == bool(args.record) or (by_id and not (args.mailbox and args.id)):
         raise ConfigError("give a message (--mailbox ADDRESS --id MESSAGE_ID) or a record FILE, not both")
     settings = Settings.from_env()
     config = validate_config(settings.config_path)
-    record = _fetch(settings, args.mailbox.strip(), args.id, args.folder) if by_id else _read(args.record)
+    config = view(config, tenancy.chosen(settings, args.tenant))
+    record = (_fetch(settings, args.mailbox.strip(), args.id, args.folder, tenant=args.tenant) if by_id
+              else _read(args.record))
     specs = {str(r.get("name")): r.get("when") for r in (yaml.safe_load(open(config.path)) or {}).get("rules") or []
              if isinstance(r, dict)} if config.path else {}
     would_run = {r.name for r in evaluate(config, record)}

@@ -11,6 +11,7 @@ def subscription(subscription_id: str) -> str:
 
 
 SUBSCRIPTIONS = f"{PREFIX}:subs"  # set of the ids we created and still want
+TENANTS = f"{PREFIX}:tenants"  # set of tenant names whose state is kept (tenant_state): shown even without subscriptions
 EVENTS = f"{PREFIX}:events"  # list of JSON trigger events (the built-in "record" trigger)
 PROCESSED = f"{PREFIX}:processed"  # prefix: SET NX markers that make message processing exactly-once
 TOKEN_CACHE = f"{PREFIX}:msal-cache"  # MSAL's serialized token cache (encrypted) of the default tenant

@@ -9,8 +9,11 @@ and written in one pipelined round trip after each job, see
 Prometheus counters and histograms. Values survive worker restarts and
 scaling; any web process (or gunicorn worker) exposes the same totals.
 
-Also read at scrape time, straight from Redis: RQ queue depths and the
-registered subscriptions' health (:mod:`graphhook.core.subhealth`).
+Also read at scrape time, straight from Redis: RQ queue depths, the
+registered subscriptions' health (:mod:`graphhook.core.subhealth`), counted per
+tenant too, and each tenant's state (``keys.tenant_state``, written by the renewer).
+Tenant names come from the registry and the renewer, never from a notification,
+so the ``tenant`` label is bounded by the configuration.
 
 Mailbox addresses and subscription ids are not in the default exposition: a
 scrape shows subscriptions counted by health and the soonest expiry, and
@@ -45,6 +48,7 @@ RECENT_NOTIFICATIONS = f"{keys.PREFIX}:recent:notifications"  # capped JSON list
 RULE_STATS = f"{keys.PREFIX}:rules:stats"  # hash rule → matches (written by workers/triggers/engine.py as RULE_STATS)
 WEBHOOKS_FAILED = f"{keys.PREFIX}:webhooks:failed"  # dead letters (workers/triggers/webhooks.py FAILED)
 LABEL_SEP, PART_SEP = "\x1f", "\x1e"
+TENANT_STATES = ("ok", "consent_missing", "throttled", "error")  # keys.tenant_state's ``state`` (the renewer writes it)
 # Seconds: jobs, Graph round trips and notification-to-trigger latency are all in this range.
 SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -66,15 +70,15 @@ SPECS: dict[str, Spec] = {
     "graphhook_job_failures": Spec("counter", "RQ job runs that raised (each retry counts), by function", ("function",)),
     "graphhook_job_seconds": Spec("histogram", "Time an RQ job ran, by function", ("function",)),
     "graphhook_notifications_processed": Spec(
-        "counter", "Change notifications handled by workers, by outcome (processed | duplicates | gone | updated | deleted)",
-        ("outcome",)),
+        "counter", "Change notifications handled by workers, by outcome (processed | duplicates | gone | updated | deleted "
+        "| refused) and tenant", ("outcome", "tenant")),
     "graphhook_graph_requests": Spec("counter", "HTTP requests sent to Microsoft Graph, by method and status "
                                      "(error: no answer)", ("method", "status")),
     "graphhook_graph_throttled": Spec("counter", "Graph answers 429/503/504 (throttling), by status", ("status",)),
     "graphhook_token_acquisitions": Spec("counter", "Tokens requested from the identity platform, by outcome",
                                          ("outcome",)),
-    "graphhook_triggers_fired": Spec("counter", "Triggers fired, by rule (record: the built-in record trigger)",
-                                     ("rule",)),
+    "graphhook_triggers_fired": Spec("counter", "Triggers fired, by rule (record: the built-in record trigger) "
+                                     "and tenant", ("rule", "tenant")),
     "graphhook_webhook_deliveries": Spec("counter", "Outbound webhook deliveries that succeeded, by webhook", ("webhook",)),
     "graphhook_webhook_failures": Spec("counter", "Outbound webhook delivery attempts that failed, by webhook and "
                                        "whether it was the last (final: kept for replay)", ("webhook", "final")),
@@ -117,7 +121,10 @@ def write(pipe: "redis.client.Pipeline", counts: Mapping[tuple[str, str], float]
 
 
 def _labels(spec: Spec, field: str) -> list[str]:
+    """A field's label values; labels added to a spec since the field was written read as ""."""
     values = field.split(LABEL_SEP) if spec.labels else []
+    if len(values) < len(spec.labels):  # e.g. counts from before the tenant label: no tenant, as for an unknown one
+        values += [""] * (len(spec.labels) - len(values))
     return values if len(values) == len(spec.labels) else []
 
 
@@ -202,7 +209,8 @@ class RedisCollector(Collector):
                                    "removed and expired are alarms)", labels=("subscription", "mailbox", "folder", "health"))
         by_health = dict.fromkeys(HEALTHS, 0)
         soonest: float | None = None
-        for view in subscriptions(self._redis):
+        views = subscriptions(self._redis)
+        for view in views:
             health = view.health(now, self._margin)
             by_health[health] += 1
             left = view.seconds_left(now)
@@ -216,10 +224,61 @@ class RedisCollector(Collector):
         for health, n in by_health.items():
             count.add_metric([health], n)
         yield count
+        yield from self._tenants(views, now)
         if soonest is not None:
             yield GaugeMetricFamily("graphhook_subscription_soonest_expiry_seconds",
                                     "Seconds until the first registered subscription expires (-1: one has expired)",
                                     value=soonest)
+
+
+    def _tenants(self, views: list[SubscriptionView], now: dt.datetime) -> Iterator[object]:
+        """Subscriptions per tenant and health, and each tenant's state (1 for the one it is in)."""
+        names = tenant_names(self._redis, views)
+        per_tenant = GaugeMetricFamily("graphhook_tenant_subscriptions", "Registered subscriptions by tenant and health",
+                                       labels=("tenant", "health"))
+        counts = {(name, health): 0 for name in names for health in HEALTHS}
+        for view in views:
+            counts[(view.tenant, view.health(now, self._margin))] += 1
+        for (name, health), n in counts.items():
+            per_tenant.add_metric([name, health], n)
+        yield per_tenant
+        state = GaugeMetricFamily("graphhook_tenant_state", "Each tenant's state as the renewer last recorded it: 1 for "
+                                  "the state it is in (ok, consent_missing, throttled, error)", labels=("tenant", "state"))
+        for name, recorded in tenant_states(self._redis, names).items():
+            if recorded.state in TENANT_STATES:
+                for candidate in TENANT_STATES:
+                    state.add_metric([name, candidate], 1.0 if candidate == recorded.state else 0.0)
+        yield state
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """A tenant's state as recorded in ``keys.tenant_state`` ("" everywhere when never recorded)."""
+
+    state: str = ""
+    reason: str = ""
+    at: str = ""
+    retry_at: str = ""
+
+
+def tenant_names(r: redis.Redis, views: Iterable[SubscriptionView]) -> list[str]:
+    """Tenants to report: those of registered subscriptions and those whose state is kept (``keys.TENANTS``)."""
+    names = {view.tenant for view in views} | {n.decode() for n in r.smembers(keys.TENANTS)}
+    return sorted(names)
+
+
+def tenant_states(r: redis.Redis, names: Iterable[str]) -> dict[str, TenantState]:
+    """The recorded state of each tenant that has one (one pipelined round trip)."""
+    names = list(names)
+    pipe = r.pipeline(transaction=False)
+    for name in names:
+        pipe.hmget(keys.tenant_state(name), "state", "reason", "at", "retryAt")
+    out = {}
+    for name, values in zip(names, pipe.execute() if names else []):
+        state, reason, at, retry_at = ((v or b"").decode(errors="replace") for v in values)
+        if state:
+            out[name] = TenantState(state, reason, at, retry_at)
+    return out
 
 
 def queue_depths(queue: Any) -> dict[str, int]:

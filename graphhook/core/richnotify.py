@@ -192,7 +192,14 @@ class SigningKeysUnavailable(DecryptionError):
 
 
 class TokenValidator:
-    """Validates every ``validationTokens`` JWT of a POST, as Microsoft requires and a little stricter."""
+    """Validates every ``validationTokens`` JWT of a POST, as Microsoft requires and a little stricter.
+
+    A token is for one app (``aud``) and one tenant (its issuer); Graph sends one per app and tenant pair
+    of the POST's notifications. Each token must be for a pair the POST's subscriptions belong to (the
+    registry's app and tenant, never the notification's claim), and with ``required`` each of those pairs
+    must have a token: a valid token of tenant A cannot vouch for tenant B's items in the same POST.
+    ``client_id`` (AZURE_CLIENT_ID) is the app of ``tenants=`` (the single-tenant form).
+    """
 
     def __init__(self, *, client_id: str, key_source: Callable[[str], Any],
                  clock: Callable[[], float] = time.time) -> None:
@@ -202,9 +209,16 @@ class TokenValidator:
         self._verified: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def validate(self, token: str, *, tenants: Iterable[str]) -> dict[str, Any]:
-        """Claims of a valid token, else RejectedNotification (or SigningKeysUnavailable)."""
-        allowed = {t.lower() for t in tenants if t}
+    def validate(self, token: str, *, tenants: Iterable[str] = (),
+                 parties: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
+        """Claims of a valid token, else RejectedNotification (or SigningKeysUnavailable).
+
+        ``parties``: the (app id, tenant id) pairs the token may be for; ``tenants``: (``client_id``, tenant) pairs.
+        """
+        allowed = _pairs(parties, tenants, self.client_id)
+        if not {app for app, _ in allowed}:  # PyJWT would skip the audience check for an empty audience
+            raise RejectedNotification("validation_token_invalid",
+                                       "AZURE_CLIENT_ID is not set and no app id is recorded: cannot check the audience")
         with self._lock:
             claims = self._verified.get(token)
         if claims is None or claims["exp"] + CLOCK_SKEW < self._clock():
@@ -213,20 +227,25 @@ class TokenValidator:
                 if len(self._verified) >= _TOKEN_CACHE_SIZE:
                     self._verified.clear()
                 self._verified[token] = claims
-        issuers = {f"https://sts.windows.net/{t}/" for t in allowed} | {
-            f"https://login.microsoftonline.com/{t}/v2.0" for t in allowed}
-        if str(claims.get("iss", "")).lower() not in issuers:
+        tenant = token_tenant(claims)
+        if tenant not in {t for _, t in allowed}:
             raise RejectedNotification("validation_token_invalid",
                                        f"validation token issuer {str(claims.get('iss'))[:100]!r} is not one of our tenants")
+        audience = claims.get("aud")
+        if not isinstance(audience, str) or audience.lower() not in {app for app, _ in allowed}:
+            raise RejectedNotification("validation_token_invalid",
+                                       f"validation token rejected: Audience {str(audience)[:64]!r} is not our app")
+        if (audience.lower(), tenant) not in allowed:
+            raise RejectedNotification("validation_token_invalid", f"validation token for app {audience[:64]!r} in "
+                                       f"tenant {tenant[:64]!r}: no subscription of that app in that tenant")
         return claims
 
     def _verify(self, token: str) -> dict[str, Any]:
+        """Signature, algorithm, times and Graph's appid; the audience is checked by :meth:`validate`."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise RejectedNotification("validation_token_invalid", f"validation token is not a JWT: {exc}") from exc
-        if not self.client_id:  # PyJWT would skip the audience check for an empty audience
-            raise RejectedNotification("validation_token_invalid", "AZURE_CLIENT_ID is not set: cannot check the audience")
         if header.get("alg") != "RS256":
             raise RejectedNotification("validation_token_invalid",
                                        f"validation token algorithm {str(header.get('alg'))[:16]!r} is not RS256")
@@ -237,8 +256,9 @@ class TokenValidator:
         except jwt.PyJWTError as exc:  # unknown kid, malformed JWKS
             raise RejectedNotification("validation_token_invalid", f"validation token key: {exc}") from exc
         try:
-            claims = jwt.decode(token, key, algorithms=["RS256"], audience=self.client_id, leeway=CLOCK_SKEW,
-                                options={"require": ["exp", "nbf", "aud", "iss"]})
+            # The audience is one of several apps, and differs between POSTs: checked after the cache, per POST.
+            claims = jwt.decode(token, key, algorithms=["RS256"], leeway=CLOCK_SKEW,
+                                options={"require": ["exp", "nbf", "aud", "iss"], "verify_aud": False})
         except jwt.PyJWTError as exc:
             raise RejectedNotification("validation_token_invalid", f"validation token rejected: {exc}") from exc
         if claims.get("appid") != GRAPH_NOTIFICATION_APPID:
@@ -246,11 +266,40 @@ class TokenValidator:
                                        f"validation token appid {str(claims.get('appid'))[:64]!r} is not Microsoft Graph's")
         return claims
 
-    def validate_all(self, tokens: Iterable[str], *, tenants: Iterable[str]) -> None:
-        """Validate each token; the first failure raises (the whole POST is then suspect)."""
-        tenants, tokens = list(tenants), list(tokens)
+    def validate_all(self, tokens: Iterable[str], *, tenants: Iterable[str] = (),
+                     parties: Iterable[tuple[str, str]] = (), required: Iterable[tuple[str, str]] = ()) -> None:
+        """Validate each token; the first failure raises (the whole POST is then suspect).
+
+        ``required``: (app id, tenant id) pairs that must each have a valid token, else ``validation_token_missing``.
+        """
+        allowed, tokens, required = _pairs(parties, tenants, self.client_id), list(tokens), list(required)
+        if any(not (app and tenant) for app, tenant in required):  # fail closed: a pair we cannot check is not met
+            raise RejectedNotification("validation_token_invalid", "a rich notification's subscription has no app id "
+                                       "(AZURE_CLIENT_ID is not set and none is recorded): cannot check the audience")
         if len(tokens) > MAX_TOKENS:
             raise RejectedNotification("validation_token_invalid",
                                        f"{len(tokens)} validation tokens in one POST; Graph sends one per app and tenant")
+        covered = set()
         for token in tokens:
-            self.validate(token, tenants=tenants)
+            claims = self.validate(token, parties=allowed)
+            covered.add((str(claims["aud"]).lower(), token_tenant(claims)))
+        for app, tenant in sorted(_pairs(required, (), "") - covered):
+            raise RejectedNotification("validation_token_missing",
+                                       f"no validation token for app {app[:64]!r} in tenant {tenant[:64]!r}")
+
+
+def _pairs(parties: Iterable[tuple[str, str]], tenants: Iterable[str], client_id: str) -> set[tuple[str, str]]:
+    """(app id, tenant id) pairs, lower-cased, without empty members."""
+    pairs = {(app.lower(), tenant.lower()) for app, tenant in parties}
+    pairs |= {(client_id.lower(), tenant.lower()) for tenant in tenants}
+    return {(app, tenant) for app, tenant in pairs if app and tenant}
+
+
+def token_tenant(claims: Mapping[str, Any]) -> str:
+    """The tenant id a validation token was issued by, from its v1 or v2 issuer ("" if neither form)."""
+    issuer = str(claims.get("iss", "")).lower()
+    for prefix, suffix in (("https://sts.windows.net/", "/"), ("https://login.microsoftonline.com/", "/v2.0")):
+        if issuer.startswith(prefix) and issuer.endswith(suffix):
+            tenant = issuer[len(prefix):len(issuer) - len(suffix)]
+            return tenant if tenant and "/" not in tenant else ""
+    return ""

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from graphhook.core.settings import DEFAULT_TENANT
+
 RED = frozenset({"at_risk", "renew_failed", "removed", "expired"})
 HEALTHS = ("ok", "renewing", "at_risk", "renew_failed", "removed", "expired")
 
@@ -53,6 +55,7 @@ class SubscriptionView:
     renewed_at: str
     state: str
     last_error: str
+    tenant: str = DEFAULT_TENANT  # the tenant's name in the configuration (older records: the default tenant)
 
     @classmethod
     def from_redis(cls, values: Mapping[bytes, bytes]) -> "SubscriptionView | None":
@@ -62,7 +65,8 @@ class SubscriptionView:
             return None
         return cls(id=d["id"], mailbox=d.get("mailbox", ""), user_id=d.get("userId", ""), folder=d.get("folder", ""),
                    expiration=d.get("expiration", ""), renewed_at=d.get("renewedAt", ""),
-                   state=d.get("state", "active"), last_error=d.get("lastError", ""))
+                   state=d.get("state", "active"), last_error=d.get("lastError", ""),
+                   tenant=d.get("tenant") or DEFAULT_TENANT)
 
     def seconds_left(self, now: dt.datetime) -> float:
         """Seconds until expiration (negative once expired; -inf when unknown)."""

@@ -176,3 +176,20 @@ def test_without_a_client_id_no_token_passes(emulator):
 def test_more_tokens_than_graph_would_send_are_refused_unread(emulator, validator):
     with pytest.raises(RejectedNotification, match="51 validation tokens"):
         validator.validate_all(["x"] * 51, tenants=[emulator.tenant_id])
+
+
+def test_tokens_must_be_for_an_app_and_tenant_pair_of_the_post(emulator, validator):
+    """Several tenants and apps in one POST: each token for a pair the POST's subscriptions have, each pair covered."""
+    other_tenant, other_app = "84bd8158-0000-4000-8000-000000000002", "11111111-2222-4333-8444-555555555555"
+    issue, tenant = emulator.directory.issue_validation_token, emulator.tenant_id
+    pairs = {(emulator.client_id, tenant), (other_app, other_tenant)}
+    both = [issue(emulator.client_id, tenant_id=tenant), issue(other_app, tenant_id=other_tenant)]
+    validator.validate_all(both, parties=pairs, required=pairs)
+    crossed = issue(emulator.client_id, tenant_id=other_tenant)  # a real app and a real tenant, not together
+    with pytest.raises(RejectedNotification, match="no subscription of that app in that tenant"):
+        validator.validate_all([crossed], parties=pairs)
+    with pytest.raises(RejectedNotification, match="no validation token for app") as info:
+        validator.validate_all(both[:1], parties=pairs, required=pairs)
+    assert info.value.reason == "validation_token_missing"
+    with pytest.raises(RejectedNotification, match="cannot check the audience"):
+        validator.validate_all(both, parties=pairs, required=pairs | {("", tenant)})

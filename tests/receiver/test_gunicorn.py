@@ -94,7 +94,7 @@ def test_metrics_add_up_across_worker_processes(gunicorn, redis_client):
     # The master's private listener adds up every worker's files; the public port has no metrics without credentials.
     text = requests.get(private, timeout=5).text
     assert f"graphhook_validation_handshakes_total {float(sent)}" in text
-    assert 'graphhook_notifications_accepted_total{kind="change"} 6.0' in text
+    assert 'graphhook_notifications_accepted_total{kind="change",tenant="default"} 6.0' in text
     assert "graphhook_intake_seconds_count 6.0" in text
     assert 'graphhook_subscriptions{health="ok"}' in text and "a@contoso.com" not in text  # Redis's, aggregated
     assert requests.get(f"{gunicorn}/metrics", timeout=5).status_code == 404

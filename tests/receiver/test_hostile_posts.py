@@ -42,7 +42,7 @@ def test_more_items_than_the_bound_is_413_before_any_lookup_or_per_item_log(emul
     assert f"at most {LIMIT}" in response.get_data(as_text=True)
     assert _hmgets(redis_client) == 0
     assert len(_rejection_lines(caplog)) == 1
-    assert b'reason="too_many_notifications"} 1.0' in client.application.config["METRICS"].render()[0]  # the private listener
+    assert b'reason="too_many_notifications",tenant=""} 1.0' in client.application.config["METRICS"].render()[0]  # the private listener
     # At the bound, the POST is looked at as usual.
     assert client.post("/notifications", json={"value": [change(emulator.tenant_id)] * LIMIT}).status_code == 202
 

@@ -59,7 +59,7 @@ def test_change_and_lifecycle_together_is_refused(receiver, emulator, redis_clie
     body = {"value": [change(emulator.tenant_id, lifecycleEvent="missed")]}
     assert _post(receiver, emulator, body).status_code == 202
     assert _jobs(settings, redis_client) == []
-    assert 'graphhook_notifications_rejected_total{reason="malformed"} 1.0' in _metrics(receiver, emulator)
+    assert 'graphhook_notifications_rejected_total{reason="malformed",tenant=""} 1.0' in _metrics(receiver, emulator)
 
 
 def test_wrong_content_type_is_415(receiver, emulator, redis_client, settings):
@@ -92,8 +92,8 @@ def test_metrics_show_received_accepted_rejected_and_latency(receiver, emulator,
     _post(receiver, emulator, body)
     text = _metrics(receiver, emulator)
     assert "graphhook_notifications_received_total 2.0" in text
-    assert 'graphhook_notifications_accepted_total{kind="change"} 1.0' in text
-    assert 'graphhook_notifications_rejected_total{reason="unknown_subscription"} 1.0' in text
+    assert 'graphhook_notifications_accepted_total{kind="change",tenant="default"} 1.0' in text
+    assert 'graphhook_notifications_rejected_total{reason="unknown_subscription",tenant=""} 1.0' in text
     assert "graphhook_intake_seconds_count 1.0" in text
 
 
@@ -197,7 +197,7 @@ def test_a_bad_validation_token_spoils_the_whole_post(receiver, emulator, redis_
     body = {"value": [rich, change(emulator.tenant_id, message="m2")], "validationTokens": [good, forged]}
     assert _post(receiver, emulator, body).status_code == 202
     assert _jobs(settings, redis_client) == []
-    assert 'reason="validation_token_invalid"} 2.0' in _metrics(receiver, emulator)
+    assert 'reason="validation_token_invalid",tenant="default"} 2.0' in _metrics(receiver, emulator)
     missing = {"value": [rich]}
     assert _post(receiver, emulator, missing).status_code == 202
     assert _jobs(settings, redis_client) == []

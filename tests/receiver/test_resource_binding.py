@@ -43,7 +43,7 @@ def test_a_change_in_another_mailbox_is_dropped_even_with_the_right_client_state
     ]}
     assert _post(receiver, emulator, body).status_code == 202
     assert _enqueued(settings, redis_client) == [item["resource"] for item in body["value"][3:]]
-    assert 'reason="resource_mismatch"} 3.0' in _metrics(receiver, emulator)
+    assert 'reason="resource_mismatch",tenant="default"} 3.0' in _metrics(receiver, emulator)
 
 
 def test_a_subscription_without_a_recorded_mailbox_accepts_no_change(receiver, emulator, redis_client, settings):
@@ -58,7 +58,7 @@ def test_a_rich_subscription_needs_validation_tokens_without_encrypted_content(r
     plain = {"value": [change(emulator.tenant_id)]}  # encryptedContent left out, and no validationTokens
     assert _post(receiver, emulator, plain).status_code == 202
     assert _enqueued(settings, redis_client) == []
-    assert 'reason="validation_token_missing"} 1.0' in _metrics(receiver, emulator)
+    assert 'reason="validation_token_missing",tenant="default"} 1.0' in _metrics(receiver, emulator)
     forged = {**plain, "validationTokens": [emulator.directory.issue_validation_token("another-app")]}
     assert _post(receiver, emulator, forged).status_code == 202
     assert _enqueued(settings, redis_client) == []

@@ -144,3 +144,66 @@ def test_long_lists_keep_alarms_on_top_and_count_the_rest(served, redis_client, 
     assert "<title>(2) graphhook status</title>" in html and ">3 subscriptions<" in html
     assert html.count("data-health=") == 1 and 'data-health="ok"' not in html
     assert "… and 2 more, not listed" in html
+
+
+def _seed_tenants(r, now: dt.datetime) -> None:
+    """Contoso (two subscriptions, ok), fabrikam (one, consent revoked) and northwind (never consented: no
+    subscription, only a state), as the renewer records them."""
+    expiry = (now + dt.timedelta(hours=100)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for sid, tenant, mailbox in (("sub-c-1", "contoso", "alice@contoso.com"), ("sub-c-2", "contoso", "bob@contoso.com"),
+                                 ("sub-f-1", "fabrikam", "carol@fabrikam.com")):
+        r.hset(keys.subscription(sid), mapping={"id": sid, "clientState": CLIENT_STATE, "mailbox": mailbox, "userId": sid,
+                                                "folder": "inbox", "expiration": expiry, "state": "active",
+                                                "tenant": tenant, "tenantId": f"tid-{tenant}"})
+        r.sadd(keys.SUBSCRIPTIONS, sid)
+    at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    r.hset(keys.tenant_state("contoso"), mapping={"state": "ok", "reason": "", "at": at})
+    r.hset(keys.tenant_state("fabrikam"), mapping={
+        "state": "consent_missing", "at": at, "retryAt": "2030-01-01T00:00:00Z",
+        "reason": "app c-1 in tenant tid-fabrikam: Graph refused its token (403 ErrorAccessDenied)"})
+    r.hset(keys.tenant_state("northwind"), mapping={
+        "state": "consent_missing", "at": at, "reason": "the app is not consented in this tenant (AADSTS700016)"})
+    r.sadd(keys.TENANTS, "contoso", "fabrikam", "northwind")
+
+
+def test_with_several_tenants_the_page_names_each_rows_tenant_and_sums_up_each_tenant(served, redis_client, now):
+    _seed_tenants(redis_client, now)
+    html = requests.get(f"{served}/status", auth=(USER, PASSWORD), timeout=10).text
+
+    rows = html.split('id="tenants"', 1)[1].split("</table>", 1)[0]
+    assert rows.index('data-tenant="contoso"') < rows.index('data-tenant="fabrikam"') < rows.index('data-tenant="northwind"')
+    contoso, fabrikam, northwind = (rows.split(f'data-tenant="{name}"', 1)[1].split("</tr>", 1)[0]
+                                    for name in ("contoso", "fabrikam", "northwind"))
+    assert 'data-state="ok"' in contoso and '<td class="num">2</td>' in contoso
+    assert 'data-state="consent_missing"' in fabrikam and "403 ErrorAccessDenied" in fabrikam and "2030-01-01" in fabrikam
+    assert '<td class="num">1</td>' in fabrikam
+    assert 'data-state="consent_missing"' in northwind and "AADSTS700016" in northwind and '<td class="num">0</td>' in northwind
+    assert ">3 tenants, 2 needing attention<" in html
+    subscriptions = html.split('id="subscriptions"', 1)[1].split("</table>", 1)[0]
+    assert "<th>tenant</th>" in subscriptions and '<td>fabrikam</td><td>carol@fabrikam.com</td>' in subscriptions
+    assert CLIENT_STATE not in html
+
+
+def test_with_one_tenant_the_page_is_as_before_unless_that_tenant_needs_attention(served, redis_client, now):
+    seed(redis_client, now)
+    html = requests.get(f"{served}/status", auth=(USER, PASSWORD), timeout=10).text
+    assert 'id="tenants"' not in html and "<th>tenant</th>" not in html
+    redis_client.hset(keys.tenant_state("default"), mapping={"state": "consent_missing", "at": "2026-12-07T10:00:00Z",
+                                                             "reason": "the app is not consented (AADSTS700016)"})
+    redis_client.sadd(keys.TENANTS, "default")
+    html = requests.get(f"{served}/status", auth=(USER, PASSWORD), timeout=10).text
+    assert 'id="tenants"' in html and "AADSTS700016" in html and "<th>tenant</th>" not in html.split('id="tenants"')[0]
+
+
+def test_metrics_count_subscriptions_per_tenant_and_show_each_tenants_state(served, redis_client, now):
+    _seed_tenants(redis_client, now)
+    text = requests.get(f"{served}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
+    assert 'graphhook_tenant_subscriptions{health="ok",tenant="contoso"} 2.0' in text
+    assert 'graphhook_tenant_subscriptions{health="ok",tenant="fabrikam"} 1.0' in text
+    assert 'graphhook_tenant_subscriptions{health="ok",tenant="northwind"} 0.0' in text
+    assert 'graphhook_tenant_state{state="ok",tenant="contoso"} 1.0' in text
+    assert 'graphhook_tenant_state{state="consent_missing",tenant="contoso"} 0.0' in text
+    assert 'graphhook_tenant_state{state="consent_missing",tenant="fabrikam"} 1.0' in text
+    assert 'graphhook_tenant_state{state="consent_missing",tenant="northwind"} 1.0' in text
+    assert 'graphhook_subscriptions{health="ok"} 3.0' in text  # the total, as before
+    assert "AADSTS700016" not in text and "alice@contoso.com" not in text  # states, not reasons; no mailboxes

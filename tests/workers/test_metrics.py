@@ -62,8 +62,8 @@ def test_counts_from_two_worker_processes_add_up_on_the_receiver(emulator, live_
     wait_for(lambda: total(scrape(receiver, emulator), "graphhook_job_failures_total") == 1, timeout=30)
 
     samples = scrape(receiver, emulator)
-    assert value(samples, "graphhook_notifications_processed_total", outcome="processed") == 5
-    assert value(samples, "graphhook_triggers_fired_total", rule="record") == 5
+    assert value(samples, "graphhook_notifications_processed_total", outcome="processed", tenant="default") == 5
+    assert value(samples, "graphhook_triggers_fired_total", rule="record", tenant="default") == 5
     assert value(samples, "graphhook_notification_to_trigger_seconds_count") == 5
     assert 0 < value(samples, "graphhook_notification_to_trigger_seconds_sum") < 5 * 60
     ok_jobs = value(samples, "graphhook_jobs_total", function="workers.jobs.process_notifications", outcome="ok")
@@ -145,7 +145,7 @@ def test_worker_metrics_are_exposed_once_in_gunicorn_multiprocess_mode(redis_ser
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     app = create_app(Settings(redis_url=redis_server.url, tenant_id="t", client_id="c"), redis_client=redis_client)
     text = app.config["METRICS"].render()[0].decode()
-    assert text.count('graphhook_triggers_fired_total{rule="quarantine-phishing"} 1.0') == 1
+    assert text.count('graphhook_triggers_fired_total{rule="quarantine-phishing",tenant=""} 1.0') == 1
     assert text.count("# TYPE graphhook_queue_jobs gauge") == 1
 
 
@@ -167,3 +167,17 @@ def test_deferred_jobs_and_throttled_mailboxes_are_visible(emulator, live_settin
     assert value(scrape(receiver, emulator), "graphhook_queue_jobs", queue=live_settings.queue_name,
                  state="scheduled") == 1
     assert total(scrape(receiver, emulator), "graphhook_job_failures_total") == 0  # waiting is not failing
+
+
+def test_counts_written_before_the_tenant_label_still_show_with_an_empty_tenant(redis_client):
+    from graphhook.core import observe
+
+    redis_client.hset(observe.key("graphhook_notifications_processed"), "processed", 7)  # an older worker's field
+    metrics.flush(redis_client)
+    metrics.notification_handled("processed", subscription_id="s", tenant="contoso")
+    metrics.triggers_fired([], tenant="contoso")
+    assert metrics.flush(redis_client)
+    seen = _collected(redis_client)
+    assert seen[("graphhook_notifications_processed_total", (("outcome", "processed"), ("tenant", "")))] == 7
+    assert seen[("graphhook_notifications_processed_total", (("outcome", "processed"), ("tenant", "contoso")))] == 1
+    assert seen[("graphhook_triggers_fired_total", (("rule", "record"), ("tenant", "contoso")))] == 1

@@ -113,6 +113,8 @@ def test_tenants_are_validated_and_secrets_stay_in_the_environment():
                       "tenants": {"a": {"tenant_id": guid, "app": "msp"}}}, env={})
     with pytest.raises(ConfigError, match="tenant 'Contoso Ltd'"):
         parse_config({**base, "tenants": {"Contoso Ltd": {"tenant_id": guid}}})
+    with pytest.raises(ConfigError, match="give this tenant its own name"):
+        parse_config({**base, "tenants": {"default": {"tenant_id": guid}}})
     with pytest.raises(ConfigError, match="no rule is named 'nope'"):
         parse_config({**base, "tenants": {"a": {"tenant_id": guid, "rules": ["nope"]}}})
     config = parse_config({**base, "apps": {"msp": {"client_id": guid, "secret_env": "MSP_SECRET"}},

@@ -29,6 +29,9 @@ Keys (all expire after :data:`STATE_TTL`)::
     graphhook:purge:{id}:reports        hash: mailbox -> JSON MailboxReport once it is settled
     graphhook:purge:{id}:msgs:{mailbox} hash: message id -> pending | removed | failed: why
     graphhook:purge:{id}:lock           the process running it (one at a time)
+
+A purge belongs to one tenant: a named tenant's keys start ``graphhook:t:{tenant}:purge:{id}``
+(the ``default`` tenant's keep the names above), so a purge of one tenant never reads another's state.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ from typing import Callable, Iterable
 
 import redis
 
+from graphhook.core import keys
 from graphhook.core.errors import ConfigError, GraphError, NotFoundError
+from graphhook.core.settings import DEFAULT_TENANT
 from workers.graph.client import GraphClient
 from workers.graph.mailbox import message_path
 from workers.response import mailops
@@ -72,17 +77,19 @@ LOCK_TTL = 60  # s; the running process refreshes it, a crashed one's lock lapse
 PREFIX = "graphhook:purge"
 
 
-def key(purge_id: str, *parts: str) -> str:
-    """A Redis key of one purge."""
-    return ":".join((PREFIX, purge_id, *parts))
+def key(purge_id: str, *parts: str, tenant: str = DEFAULT_TENANT) -> str:
+    """A Redis key of one purge of ``tenant``."""
+    prefix = PREFIX if tenant == DEFAULT_TENANT else f"{keys.tenant_prefix(tenant)}:purge"
+    return ":".join((prefix, purge_id, *parts))
 
 
 class Purge:
     """One purge: its spec, its mailboxes and its state in Redis. Build with :meth:`create` or :meth:`load`."""
 
     def __init__(self, graph: GraphClient, r: redis.Redis, purge_id: str, spec: PurgeSpec,
-                 mailboxes: list[str]) -> None:
+                 mailboxes: list[str], *, tenant: str = DEFAULT_TENANT) -> None:
         self.graph, self.redis, self.id, self.spec, self.mailboxes = graph, r, purge_id, spec, mailboxes
+        self.tenant = tenant  # graph must be this tenant's client (workers.runtime.Context.for_tenant)
         self.stop = threading.Event()  # set it to stop after the removals in flight
         self._lock = threading.Lock()
         self._progress: dict[str, int] = {}
@@ -90,42 +97,47 @@ class Purge:
 
     # --- state ----------------------------------------------------------------------------------
     @classmethod
-    def create(cls, graph: GraphClient, r: redis.Redis, spec: PurgeSpec, mailboxes: Iterable[str]) -> "Purge":
-        """Check the mailbox count and save a new purge; nothing is searched or removed yet."""
+    def create(cls, graph: GraphClient, r: redis.Redis, spec: PurgeSpec, mailboxes: Iterable[str], *,
+               tenant: str = DEFAULT_TENANT) -> "Purge":
+        """Check the mailbox count and save a new purge of ``tenant``; nothing is searched or removed yet."""
         boxes = normalise_mailboxes(mailboxes)
         check_mailbox_count(len(boxes))
         purge_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        purge = cls(graph, r, purge_id, spec, boxes, tenant=tenant)
         pipe = r.pipeline()
-        pipe.hset(key(purge_id), mapping={"spec": json.dumps(spec.to_dict()), "status": "created",
-                                          "total": len(boxes), "created": dt.datetime.now(dt.timezone.utc).isoformat()})
+        pipe.hset(purge._key(), mapping={"spec": json.dumps(spec.to_dict()), "status": "created", "total": len(boxes),
+                                         "created": dt.datetime.now(dt.timezone.utc).isoformat()})
         for start in range(0, len(boxes), 1000):
-            pipe.rpush(key(purge_id, "mailboxes"), *boxes[start:start + 1000])
-        pipe.expire(key(purge_id), STATE_TTL)
-        pipe.expire(key(purge_id, "mailboxes"), STATE_TTL)
+            pipe.rpush(purge._key("mailboxes"), *boxes[start:start + 1000])
+        pipe.expire(purge._key(), STATE_TTL)
+        pipe.expire(purge._key("mailboxes"), STATE_TTL)
         pipe.execute()
-        return cls(graph, r, purge_id, spec, boxes)
+        return purge
 
     @classmethod
-    def load(cls, graph: GraphClient, r: redis.Redis, purge_id: str) -> "Purge":
-        """A saved purge, to resume it or read its report; ConfigError if unknown or expired."""
-        raw = r.hget(key(purge_id), "spec")
+    def load(cls, graph: GraphClient, r: redis.Redis, purge_id: str, *, tenant: str = DEFAULT_TENANT) -> "Purge":
+        """A saved purge of ``tenant``, to resume it or read its report; ConfigError if unknown or expired."""
+        raw = r.hget(key(purge_id, tenant=tenant), "spec")
         if raw is None:
-            raise ConfigError(f"no purge {purge_id!r} in Redis (unknown id, or its state expired after "
-                              f"{STATE_TTL // 86400} days)")
-        boxes = [b.decode() for b in r.lrange(key(purge_id, "mailboxes"), 0, -1)]
-        return cls(graph, r, purge_id, PurgeSpec.from_dict(json.loads(raw)), boxes)
+            raise ConfigError(f"no purge {purge_id!r} of tenant {tenant!r} in Redis (unknown id, started in "
+                              f"another tenant, or its state expired after {STATE_TTL // 86400} days)")
+        boxes = [b.decode() for b in r.lrange(key(purge_id, "mailboxes", tenant=tenant), 0, -1)]
+        return cls(graph, r, purge_id, PurgeSpec.from_dict(json.loads(raw)), boxes, tenant=tenant)
+
+    def _key(self, *parts: str) -> str:
+        return key(self.id, *parts, tenant=self.tenant)
 
     @property
     def status(self) -> str:
         """created | running | interrupted | done | partial."""
-        return (self.redis.hget(key(self.id), "status") or b"").decode()
+        return (self.redis.hget(self._key(), "status") or b"").decode()
 
     def _set_status(self, status: str) -> None:
-        self.redis.hset(key(self.id), "status", status)
+        self.redis.hset(self._key(), "status", status)
 
     def reports(self) -> list[MailboxReport]:
         """The saved report of every mailbox (``pending`` for those not settled yet)."""
-        saved = self.redis.hgetall(key(self.id, "reports"))
+        saved = self.redis.hgetall(self._key("reports"))
         out = []
         for box in self.mailboxes:
             raw = saved.get(box.encode())
@@ -137,7 +149,7 @@ class Purge:
         pending = [r for r in reports if r.status == "pending"]
         pipe = self.redis.pipeline()
         for report in pending:
-            pipe.hvals(key(self.id, "msgs", report.mailbox))
+            pipe.hvals(self._key("msgs", report.mailbox))
         for report, states in zip(pending, pipe.execute()):
             report.found = len(states)
             report.removed = sum(1 for s in states if s == b"removed")
@@ -146,13 +158,13 @@ class Purge:
 
     def _save_report(self, report: MailboxReport) -> None:
         pipe = self.redis.pipeline()
-        pipe.hset(key(self.id, "reports"), report.mailbox, json.dumps(report.to_dict()))
-        pipe.expire(key(self.id, "reports"), STATE_TTL)
+        pipe.hset(self._key("reports"), report.mailbox, json.dumps(report.to_dict()))
+        pipe.expire(self._key("reports"), STATE_TTL)
         pipe.execute()
 
     def _acquire(self) -> None:
         """Take the run lock; a lock left by a dead process on this host is taken over."""
-        lock = key(self.id, "lock")
+        lock = self._key("lock")
         if self.redis.set(lock, self._lock_value, nx=True, ex=LOCK_TTL):
             return
         holder = (self.redis.get(lock) or b"").decode()
@@ -165,10 +177,10 @@ class Purge:
                           f"wait for it, or retry after {LOCK_TTL}s if that process died")
 
     def _refresh(self) -> None:
-        self.redis.set(key(self.id, "lock"), self._lock_value, ex=LOCK_TTL)
+        self.redis.set(self._key("lock"), self._lock_value, ex=LOCK_TTL)
 
     def _release(self) -> None:
-        lock = key(self.id, "lock")
+        lock = self._key("lock")
         if (self.redis.get(lock) or b"").decode() == self._lock_value:
             self.redis.delete(lock)
 
@@ -237,7 +249,7 @@ class Purge:
         return report
 
     def _settle(self, report: MailboxReport) -> None:
-        states = self.redis.hgetall(key(self.id, "msgs", report.mailbox))
+        states = self.redis.hgetall(self._key("msgs", report.mailbox))
         if not self.spec.dry_run:
             report.found = len(states)
             report.removed = sum(1 for s in states.values() if s == b"removed")
@@ -254,7 +266,7 @@ class Purge:
             report.status = "removed" if report.removed else "clean"
 
     def _mailbox(self, mailbox: str, report: MailboxReport) -> None:
-        msgs = key(self.id, "msgs", mailbox)
+        msgs = self._key("msgs", mailbox)
         query = self.spec.query
         if self.spec.dry_run:
             found = list(iter_messages(self.graph, mailbox, query, select=("id",)))
@@ -313,7 +325,7 @@ class Purge:
     def _round(self, mailbox: str, ids: list[str], report: MailboxReport) -> None:
         """Remove up to 10 messages of one mailbox (4 at a time, Graph's per-mailbox concurrency)."""
         report.rounds += 1
-        msgs = key(self.id, "msgs", mailbox)
+        msgs = self._key("msgs", mailbox)
         pipe = self.redis.pipeline()
         pipe.hset(msgs, mapping=dict.fromkeys(ids, "pending"))  # before: a crash now leaves them pending
         pipe.expire(msgs, STATE_TTL)

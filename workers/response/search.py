@@ -279,3 +279,44 @@ def iter_mailboxes(client: GraphClient, *, limit: int | None = None, page_size: 
     users = client.paged("users", params={"$select": "id,mail,userPrincipalName", "$top": str(page_size)})
     addresses = (str(u["mail"]) for u in users if u.get("mail"))
     yield from addresses if limit is None else itertools.islice(addresses, limit)
+
+
+def outside_directory(client: GraphClient, addresses: list[str], *, concurrency: int = 8,
+                      page_size: int = USER_PAGE_SIZE) -> dict[str, str]:
+    """The addresses that are not users of the client's tenant, each with why; empty when all are.
+
+    ``GET /users/{address}`` with the tenant's token (https://learn.microsoft.com/graph/api/user-get)
+    answers 404 for another tenant's mailbox — the same answer as for a typo — so a purge checks before
+    acting. One that could not be checked (any other error) is listed too: a purge must not guess.
+    A long list is first matched against the tenant's user list (``GET /users``, ``page_size`` a page,
+    at most one page per ten addresses), so 50,000 addresses cost a few pages, not 50,000 requests;
+    only the addresses that list does not show (aliases, strangers) are looked up one by one.
+    """
+    import concurrent.futures as cf
+
+    from graphhook.core.errors import GraphError, NotFoundError
+
+    def why(address: str) -> str:
+        try:
+            client.get(user_path(address), params={"$select": "id"})
+        except NotFoundError:
+            return "not in this tenant's directory"
+        except GraphError as exc:
+            return f"could not be checked: {exc.status} {exc.code}".strip()
+        return ""
+
+    left = {a.lower(): a for a in addresses}
+    if len(left) > page_size:
+        users = client.paged("users", params={"$select": "id,mail,userPrincipalName", "$top": str(page_size)})
+        for seen, user in enumerate(users, 1):
+            for known in (user.get("mail"), user.get("userPrincipalName")):
+                left.pop(str(known or "").lower(), None)
+            if not left or seen >= page_size * max(1, len(addresses) // 10):
+                break
+    unsure = list(left.values())
+    if not unsure:
+        return {}
+    with cf.ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(unsure))),
+                               thread_name_prefix="directory") as pool:
+        answers = list(pool.map(why, unsure))
+    return {address: reason for address, reason in zip(unsure, answers) if reason}

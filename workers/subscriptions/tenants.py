@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from graphhook.core import keys
-from graphhook.core.settings import DEFAULT_TENANT
 from workers import metrics
 from workers.graph.ratelimit import WRITE_LIMIT, WRITE_WINDOW, WriteLimiter
 from workers.runtime import Context
@@ -222,18 +221,6 @@ class Renewers(Loop):
 
 def _identity(tenant: Tenant) -> tuple[str, str]:
     return tenant.tenant_id, tenant.app.client_id if tenant.app else ""
-
-
-def desired_from_config(path: str, tenant: str | None = None) -> list[tuple[str, str]]:
-    """(mailbox, folder) pairs the configuration file watches: of every tenant, or of the one named."""
-    from workers.triggers.config import load_config
-
-    config = load_config(path)
-    if config.tenants:
-        watched = [w for t in config.tenants if tenant in (None, t.name) for w in t.mailboxes]
-    else:
-        watched = list(config.mailboxes) if tenant in (None, DEFAULT_TENANT) else []
-    return [(watch.address, folder) for watch in watched for folder in watch.folders]
 
 
 def from_settings(ctx: Context, **kwargs: object) -> Renewers:

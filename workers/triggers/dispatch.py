@@ -39,7 +39,7 @@ def dispatch(ctx: Context, record: dict[str, Any], *, subscription_id: str = "",
             ctx.redis.hincrby(engine.RULE_STATS, rule.name, 1)
             log.info("rule %r matched message %s in %s%s", rule.name, str(record.get("id"))[:16],
                      record.get("mailbox"), " (dry-run)" if rule.dry_run else "")
-        metrics.triggers_fired([r.name for r in matched], notified_at=notified_at)
+        metrics.triggers_fired([r.name for r in matched], notified_at=notified_at, tenant=ctx.tenant)
     outcome = engine.run(ctx, config, record, matched, subscription_id=subscription_id)
     if outcome.failed:
         job_id = engine.schedule_resume(ctx, record, [r.name for r in matched], subscription_id=subscription_id,

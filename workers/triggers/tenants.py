@@ -82,6 +82,9 @@ def parse_tenants(value: Any, w: _Where, apps: Mapping[str, App], rules: tuple[R
         where = f"tenant {name!r}"
         if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
             raise w.error(where, "a tenant name is 1-40 lower-case letters, digits or '-', starting with a letter or digit")
+        if name == DEFAULT_TENANT:  # the name of the environment's own tenant, when no tenants: are declared
+            raise w.error(where, f"{DEFAULT_TENANT!r} names the tenant of a configuration without tenants:; "
+                                 "give this tenant its own name (e.g. the customer's)")
         m = _mapping(spec, where, w, ("tenant_id", "app", "mailboxes", "rules", "webhooks"))
         tenant_id = m.get("tenant_id")
         if not isinstance(tenant_id, str) or not _GUID.fullmatch(tenant_id.strip()):
