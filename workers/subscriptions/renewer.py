@@ -158,7 +158,8 @@ class Renewer(Loop):
     # --- one pass ------------------------------------------------------------------------
     def reconcile(self, records: Iterable[Record] | None = None, *, renew_all: bool = False) -> Report:
         """One pass over desired and actual state; ``records``: the registry's, if already read; ``renew_all``:
-        renew every live subscription, due or not (a tenant whose consent is back: renewing reauthorizes)."""
+        renew every live subscription, due or not, and resync every folder (a tenant whose consent is back:
+        renewing reauthorizes, and the resync finds the mail Graph did not notify meanwhile)."""
         report = Report()
         ours_url = f"{self.ctx.settings.public_url}/notifications"
         at_graph = {s["id"]: s for s in self.ctx.graph.paged("subscriptions")}
@@ -194,7 +195,7 @@ class Renewer(Loop):
             if (renew_all or current.state != "active"
                     or current.expires() - self.clock() <= min(self.margin, operations.lifetime_of(current) / 2)):
                 due.append(current)
-            report.resyncs += self._maybe_resync(current)
+            report.resyncs += self._maybe_resync(current, now=renew_all)
         self._renew_due(report, due)
 
         for record in records:  # registered but no longer wanted
@@ -255,10 +256,11 @@ class Renewer(Loop):
             for record in missing:
                 self._write(report, "recreated", lambda m=record: self._recreate(m))
 
-    def _maybe_resync(self, record: Record) -> int:
+    def _maybe_resync(self, record: Record, *, now: bool = False) -> int:
+        """Enqueue a safety resync of ``record``'s folder when due (``now``: at once, e.g. after a consent gap)."""
         state = self.ctx.redis.hmget(keys.delta(record.user_id, record.folder), "lastSync", "resyncQueuedAt")
         stamps = [registry.parse_time(v.decode()) for v in state if v]
-        if stamps and self.clock() - max(stamps) < self.resync_every:
+        if not now and stamps and self.clock() - max(stamps) < self.resync_every:
             return 0
         jobformat.queue(self.ctx.settings.queue_name, self.ctx.redis).enqueue(
             RESYNC_JOB, record.mailbox, record.folder, record.user_id, record.id, record.tenant)

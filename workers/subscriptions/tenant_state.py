@@ -2,7 +2,7 @@
 
 The renewer writes it after each tenant's pass, the lifecycle job when a reauthorization is refused; the
 status page and ``/metrics`` read it (``graphhook.core.keys.tenant_state``: a hash with ``state``,
-``reason`` and ``at``). A reason says what Microsoft answered and what to do, never a secret.
+``reason``, ``at`` and ``retryAt``; the tenant's name is in the set ``keys.TENANTS`` while it is kept). A reason says what Microsoft answered and what to do, never a secret.
 """
 
 from __future__ import annotations
@@ -60,7 +60,10 @@ def mark(r: redis.Redis, tenant: str, state: str, reason: str = "", *, now: dt.d
     before = r.hget(key, "state")
     fields = {"state": state, "reason": reason, "at": format_time(now),
               "retryAt": format_time(retry_at) if retry_at else ""}
-    r.hset(key, mapping=fields)
+    with r.pipeline() as pipe:
+        pipe.hset(key, mapping=fields)
+        pipe.sadd(keys.TENANTS, tenant)  # /metrics and the status page list it, even without subscriptions
+        pipe.execute()
     if (before or b"").decode() != state:
         (log.info if state == OK else log.warning)("tenant %s is %s%s", tenant, state, f": {reason}" if reason else "",
                                                     extra={"tenant": tenant})
@@ -73,4 +76,7 @@ def read(r: redis.Redis, tenant: str) -> dict[str, str]:
 
 def forget(r: redis.Redis, tenant: str) -> None:
     """Drop the state of a tenant no longer configured."""
-    r.delete(keys.tenant_state(tenant))
+    with r.pipeline() as pipe:
+        pipe.delete(keys.tenant_state(tenant))
+        pipe.srem(keys.TENANTS, tenant)
+        pipe.execute()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
 
-from graphhook.core import keys
+from graphhook.core import jobformat, keys
 from tests.conftest import wait_for, worker_env
 from workers import runtime
 from workers.subscriptions import lifecycle, registry, tenant_state
@@ -63,8 +64,16 @@ def test_one_pass_subscribes_every_tenants_mailboxes_each_with_its_own_token(two
     assert _state(redis_client, "fabrikam")["reason"] == "" and _state(redis_client, "fabrikam")["at"]
 
 
+def _tenant_state_metric(receiver, tenant: str) -> str:
+    """The state /metrics shows for ``tenant`` (the gauge that is 1)."""
+    text = receiver.app.config["METRICS"].render()[0].decode()
+    states = [re.search(r'state="([a-z_]+)"', line).group(1) for line in text.splitlines()
+              if line.startswith("graphhook_tenant_state{") and f'tenant="{tenant}"' in line and line.endswith(" 1.0")]
+    return ",".join(states)
+
+
 def test_a_revoked_tenant_is_reported_and_retried_with_back_off_while_the_other_goes_on(
-        two_tenants, emulator, redis_client):
+        two_tenants, emulator, redis_client, receiver):
     two_tenants.a.add_user("bob@contoso.com", "Bob")
     renewers = _renewers(two_tenants, emulator, redis_client)
     renewers.reconcile()
@@ -81,6 +90,8 @@ def test_a_revoked_tenant_is_reported_and_retried_with_back_off_while_the_other_
     state = _state(redis_client, "fabrikam")
     assert emulator.client_id in state["reason"] and "consent" in state["reason"]
     assert state["retryAt"]
+    assert (_tenant_state_metric(receiver, "fabrikam"), _tenant_state_metric(receiver, "contoso")) == (
+        "consent_missing", "ok")
 
     # Backing off: the next pass does not touch fabrikam at all, and contoso is still served.
     seen = len(_touching(emulator, two_tenants.b))
@@ -101,6 +112,11 @@ def test_a_revoked_tenant_is_reported_and_retried_with_back_off_while_the_other_
     assert report.tenants == {"contoso": "ok", "fabrikam": "ok"} and report.failed == 0
     assert _state(redis_client, "fabrikam")["reason"] == ""
     assert not emulator.subscriptions.items[carol_sub.id].reauthorization_required
+    # ...and its folder resynced at once, for the mail Graph did not notify while consent was missing.
+    queue = jobformat.queue(two_tenants.settings.queue_name, redis_client)
+    assert [(j.args[0], j.args[-1]) for j in queue.jobs if j.func_name == "workers.jobs.resync_folder"] == [
+        ("carol@fabrikam.com", "fabrikam")]
+    assert _tenant_state_metric(receiver, "fabrikam") == "ok"
 
 
 def test_a_reauthorization_refused_by_a_revoked_tenant_is_recorded_not_retried(two_tenants, emulator, redis_client):
@@ -132,6 +148,7 @@ def test_a_tenant_removed_from_the_configuration_loses_its_subscriptions_at_the_
     assert _subs_of(emulator, two_tenants.b) == []
     assert {r.tenant for r in registry.all_records(redis_client)} == {"contoso"}
     assert _state(redis_client, "fabrikam") == {}
+    assert redis_client.smembers(keys.TENANTS) == {b"contoso"}
     assert len(_subs_of(emulator, two_tenants.a)) == 1
 
 
