@@ -216,3 +216,33 @@ def test_a_tenant_whose_app_changes_in_the_configuration_gets_a_new_token_provid
         del os.environ["FABRIKAM_APP_SECRET"]
     assert after is not before and after.settings.client_id == own.client_id
     assert [u["mail"] for u in after.graph.paged("users")] == ["carol@fabrikam.com"]
+
+
+def test_an_alert_without_a_sender_is_sent_from_the_mail_tenants_own_alerts_mailbox(
+        two_tenants, emulator, redis_client, start_worker):
+    emulator.add_user("secops@contoso.com")
+    two_tenants.b.add_user("secops@fabrikam.com")
+    two_tenants.write(rules="  - name: alert-soc\n    when: always\n    actions:\n"
+                            "      - alert: {to: soc@mssp.example}\n",
+                      contoso="    alerts: {from: secops@contoso.com}\n",
+                      fabrikam="    alerts: {from: secops@fabrikam.com}\n")
+    _subscribe_both(two_tenants, redis_client)
+    start_worker(settings=two_tenants.settings)
+
+    emulator.deliver("carol@fabrikam.com", {"subject": "phish at fabrikam", "from": "x@example.com"})
+
+    def sent():
+        return [r for r in emulator.request_log if r["method"] == "POST" and r["path"].endswith("/sendMail")]
+    (request,) = wait_for(sent, timeout=60)
+    assert request["path"].lower() == "/v1.0/users/secops@fabrikam.com/sendmail"
+    assert request["tenant"] == two_tenants.b.tenant_id and request["status"] == 202
+
+
+def test_a_tenant_whose_rules_alert_without_any_sender_is_refused_at_load():
+    guid = "2f16a741-1111-4d5c-9f0e-9b0b2a1c7e11"
+    rules = [{"name": "alert-soc", "when": "always", "actions": [{"alert": {"to": "soc@mssp.example"}}]}]
+    with pytest.raises(ConfigError, match="rule 'alert-soc' sends an alert without from:, and neither this tenant"):
+        parse_config({"rules": rules, "tenants": {"a": {"tenant_id": guid, "alerts": {"from": "soc@a.example"}},
+                                                  "b": {"tenant_id": guid.replace("1111", "2222")}}})
+    with pytest.raises(ConfigError, match="an alert needs a sending mailbox"):  # as before, without tenants
+        parse_config({"rules": rules})

@@ -77,7 +77,7 @@ def describe(action: Action) -> str:
         "categorise": lambda: f"categorise {', '.join(o['categories'])}",
         "flag": lambda: f"flag {o['status']}",
         "reply": lambda: "reply all" if o.get("all") else "reply",
-        "alert": lambda: f"alert {', '.join(o['to'])} from {o['from']}",
+        "alert": lambda: f"alert {', '.join(o['to'])} from {o['from'] or 'the tenant alerts.from'}",
         "webhook": lambda: f"webhook {o['name']}",
         "handler": lambda: f"handler {o['name']}",
     }.get(action.kind, lambda: action.kind)()
@@ -169,7 +169,9 @@ class Runner:
         elif kind == "flag":
             mailops.flag(graph, mailbox, self.current_id, o["status"])
         elif kind == "alert":
-            mailops.send_mail(graph, o["from"], o["to"], self.fill(o["subject"], rule), self.fill(o["body"], rule))
+            # An alert that names no sender is sent from the tenant's alerts.from (a mailbox of the mail's tenant).
+            sender = self.config.alert_sender if o.get("tenant_sender") and self.config.alert_sender else o["from"]
+            mailops.send_mail(graph, sender, o["to"], self.fill(o["subject"], rule), self.fill(o["body"], rule))
         elif kind == "webhook":
             return self.send_webhook(o["name"], rule=rule, scope=self._scope)
         elif kind == "handler":

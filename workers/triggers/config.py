@@ -150,7 +150,7 @@ def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | Non
             raise w.error(section, f"expected a mapping of names to definitions, got {top.get(section)!r}")
     webhooks = {str(n): _webhook(str(n), s, w, env) for n, s in (top.get("webhooks") or {}).items()}
     handlers = {str(n): _handler(str(n), s, w) for n, s in (top.get("handlers") or {}).items()}
-    cfg = {"webhooks": webhooks, "handlers": handlers, "alert_sender": alert_sender}
+    cfg = {"webhooks": webhooks, "handlers": handlers, "alert_sender": alert_sender, "tenants": "tenants" in top}
     rules: list[Rule] = []
     raw_rules = top.get("rules") or []
     if not isinstance(raw_rules, list):
@@ -182,7 +182,7 @@ def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | Non
         if top.get("mailboxes"):
             raise w.error("mailboxes", "with tenants:, list each tenant's mailboxes under it, not at the top level")
         tenants = parse_tenants(top["tenants"], w, parse_apps(top.get("apps"), w, env), tuple(rules), webhooks,
-                                _mailboxes)
+                                _mailboxes, alert_sender)
     elif top.get("apps"):
         raise w.error("apps", "apps: are used by tenants:; without tenants:, the app comes from AZURE_CLIENT_ID")
     return Config(path, _mailboxes(top.get("mailboxes") or [], w), org, tuple(rules),

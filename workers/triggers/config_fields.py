@@ -176,9 +176,11 @@ def _action(spec: Any, where: str, w: _Where, cfg: dict[str, Any]) -> Action:
     elif kind == "alert":
         m = _mapping(value, here, w, ("to", "subject", "body", "from"))
         sender = m.get("from") or cfg.get("alert_sender")
-        if not sender:
+        if not sender and not cfg.get("tenants"):  # with tenants:, each tenant's alerts.from may supply it
             raise w.error(f"{here}.from", "an alert needs a sending mailbox: set from here or alerts.from at the top level")
-        opts = {"to": _addresses(m.get("to"), f"{here}.to", w), "from": _addresses(sender, f"{here}.from", w)[0],
+        opts = {"to": _addresses(m.get("to"), f"{here}.to", w),
+                "from": _addresses(sender, f"{here}.from", w)[0] if sender else "",
+                "tenant_sender": not m.get("from"),  # no from: here: the tenant's alerts.from, if it sets one
                 "subject": _template(m.get("subject", "graphhook: rule $rule matched \"$subject\""), f"{here}.subject", w),
                 "body": _template(m.get("body", "Rule $rule matched a message in $mailbox from $sender: $subject\n$weblink"), f"{here}.body", w)}
     else:  # webhook / handler, by name

@@ -95,6 +95,7 @@ class Tenant:
     mailboxes: tuple[MailboxWatch, ...] = ()
     rules: tuple[str, ...] | None = None  # None: every rule
     webhooks: tuple[str, ...] | None = None  # None: every webhook
+    alert_sender: str = ""  # alerts.from of this tenant: the sender of its alerts that name none
 
     def settings(self, base: Settings) -> Settings:
         """``base`` with this tenant's directory id and app credential."""

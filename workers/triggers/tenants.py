@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from graphhook.core.logs import register_secret
 from graphhook.core.settings import DEFAULT_TENANT, Settings
-from workers.triggers.config_fields import _mapping, _Where
+from workers.triggers.config_fields import _addresses, _mapping, _Where
 from workers.triggers.model import App, Config, Rule, Tenant
 
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a metrics label, a CLI argument, a Redis key part
@@ -72,8 +72,8 @@ def _names(value: Any, where: str, w: _Where, known: Mapping[str, Any] | list[st
 
 
 def parse_tenants(value: Any, w: _Where, apps: Mapping[str, App], rules: tuple[Rule, ...],
-                  webhooks: Mapping[str, Any], parse_mailboxes: Any) -> tuple[Tenant, ...]:
-    """``tenants:``: name → {tenant_id, app, mailboxes, rules, webhooks}; validated across tenants."""
+                  webhooks: Mapping[str, Any], parse_mailboxes: Any, alert_sender: str = "") -> tuple[Tenant, ...]:
+    """``tenants:``: name → {tenant_id, app, mailboxes, rules, webhooks, alerts}; validated across tenants."""
     if not isinstance(value, Mapping) or not value:
         raise w.error("tenants", f"expected a mapping of tenant names to tenants, got {value!r}")
     out: list[Tenant] = []
@@ -85,7 +85,7 @@ def parse_tenants(value: Any, w: _Where, apps: Mapping[str, App], rules: tuple[R
         if name == DEFAULT_TENANT:  # the name of the environment's own tenant, when no tenants: are declared
             raise w.error(where, f"{DEFAULT_TENANT!r} names the tenant of a configuration without tenants:; "
                                  "give this tenant its own name (e.g. the customer's)")
-        m = _mapping(spec, where, w, ("tenant_id", "app", "mailboxes", "rules", "webhooks"))
+        m = _mapping(spec, where, w, ("tenant_id", "app", "mailboxes", "rules", "webhooks", "alerts"))
         tenant_id = m.get("tenant_id")
         if not isinstance(tenant_id, str) or not _GUID.fullmatch(tenant_id.strip()):
             raise w.error(f"{where}: field tenant_id", f"expected the Directory (tenant) ID, a GUID, got {tenant_id!r}")
@@ -98,9 +98,12 @@ def parse_tenants(value: Any, w: _Where, apps: Mapping[str, App], rules: tuple[R
             raise type(exc)(str(exc).replace(f"{w.path}: mailboxes", f"{w.path}: {where}: mailboxes", 1)) from exc
         chosen_rules = _names(m.get("rules"), f"{where}: field rules", w, rule_names, "rule")
         chosen_hooks = _names(m.get("webhooks"), f"{where}: field webhooks", w, webhooks, "webhook")
+        alerts = _mapping(m.get("alerts") or {}, f"{where}: field alerts", w, ("from",))
+        sender = _addresses(alerts["from"], f"{where}: field alerts.from", w)[0] if alerts.get("from") else ""
         tenant = Tenant(name, tenant_id.strip().lower(), apps[app_name] if app_name else None, mailboxes,
-                        chosen_rules, chosen_hooks)
+                        chosen_rules, chosen_hooks, sender)
         _check_rule_webhooks(tenant, rules, w)
+        _check_alert_senders(tenant, rules, alert_sender, w)
         out.append(tenant)
     ids = [t.tenant_id for t in out]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -130,6 +133,18 @@ def _check_rule_webhooks(tenant: Tenant, rules: tuple[Rule, ...], w: _Where) -> 
                                                          f"this tenant does not list under webhooks")
 
 
+def _check_alert_senders(tenant: Tenant, rules: tuple[Rule, ...], alert_sender: str, w: _Where) -> None:
+    """Every alert a tenant's rules send has a sender: its own from:, the tenant's alerts.from or the top level's."""
+    if tenant.alert_sender or alert_sender:
+        return
+    for rule in rules:
+        if tenant.rules is not None and rule.name not in tenant.rules:
+            continue
+        if any(a.kind == "alert" and not a.options.get("from") for a in rule.actions):
+            raise w.error(f"tenant {tenant.name!r}", f"rule {rule.name!r} sends an alert without from:, and neither "
+                                                     f"this tenant nor the top level sets alerts.from")
+
+
 def tenants_of(config: Config, settings: Settings) -> tuple[Tenant, ...]:
     """The tenants served: the configuration's, or the one ``default`` tenant of the environment."""
     if config.tenants:
@@ -152,4 +167,4 @@ def view(config: Config, tenant: Tenant) -> Config:
     rules = tuple(r for r in config.rules if tenant.rules is None or r.name in tenant.rules)
     hooks = {n: h for n, h in config.webhooks.items() if tenant.webhooks is None or n in tenant.webhooks}
     return Config(config.path, tenant.mailboxes, config.organisation, rules, MappingProxyType(hooks),
-                  config.handlers, config.alert_sender, config.tenants)
+                  config.handlers, tenant.alert_sender or config.alert_sender, config.tenants)
