@@ -186,6 +186,17 @@ class TwoTenants:
             f"  contoso:\n    tenant_id: {self.a.tenant_id}\n    mailboxes: [alice@contoso.com]\n{contoso}"
             f"  fabrikam:\n    tenant_id: {self.b.tenant_id}\n    mailboxes: [carol@fabrikam.com]\n{fabrikam}")
 
+    def one_app_per_customer(self, emulator: Any, monkeypatch: Any) -> tuple[Any, Settings]:
+        """Give each tenant an app of its own under ``apps:`` (secrets in the environment); return fabrikam's
+        app and the settings of an environment that names no app at all."""
+        own = self.b.add_app()
+        monkeypatch.setenv("FABRIKAM_APP_SECRET", own.secret)
+        monkeypatch.setenv("CONTOSO_APP_SECRET", emulator.app_registration.secret)
+        self.write(top=f"apps:\n  contoso-app: {{client_id: {emulator.client_id}, secret_env: CONTOSO_APP_SECRET}}\n"
+                       f"  fabrikam-app: {{client_id: {own.client_id}, secret_env: FABRIKAM_APP_SECRET}}\n",
+                   contoso="    app: contoso-app\n", fabrikam="    app: fabrikam-app\n")
+        return own, self.settings.replace(tenant_id="", client_id="", client_secret="")
+
 
 @pytest.fixture
 def two_tenants(emulator, live_settings, tmp_path):

@@ -180,13 +180,7 @@ def test_a_tenant_that_revoked_consent_or_is_throttled_does_not_stop_the_others(
 def test_with_one_app_per_customer_the_environment_needs_no_app_of_its_own(two_tenants, emulator, redis_client,
                                                                              monkeypatch):
     """apps: with secret_env per customer; AZURE_TENANT_ID / AZURE_CLIENT_ID / the secret unset."""
-    own = two_tenants.b.add_app()
-    monkeypatch.setenv("FABRIKAM_APP_SECRET", own.secret)
-    monkeypatch.setenv("CONTOSO_APP_SECRET", emulator.app_registration.secret)
-    two_tenants.write(top=f"apps:\n  contoso-app: {{client_id: {emulator.client_id}, secret_env: CONTOSO_APP_SECRET}}\n"
-                          f"  fabrikam-app: {{client_id: {own.client_id}, secret_env: FABRIKAM_APP_SECRET}}\n",
-                      contoso="    app: contoso-app\n", fabrikam="    app: fabrikam-app\n")
-    bare = two_tenants.settings.replace(tenant_id="", client_id="", client_secret="")
+    own, bare = two_tenants.one_app_per_customer(emulator, monkeypatch)  # no app in the environment
 
     ctx = runtime.build(bare, redis_client)
 

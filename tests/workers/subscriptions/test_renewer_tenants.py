@@ -264,13 +264,7 @@ def test_a_lifecycle_event_for_a_removed_tenants_subscription_is_ignored_not_ret
 
 def test_with_one_app_per_customer_each_tenant_is_renewed_with_its_own_app(two_tenants, emulator, redis_client,
                                                                             monkeypatch):
-    own = two_tenants.b.add_app()
-    monkeypatch.setenv("FABRIKAM_APP_SECRET", own.secret)
-    monkeypatch.setenv("CONTOSO_APP_SECRET", emulator.app_registration.secret)
-    two_tenants.write(top=f"apps:\n  contoso-app: {{client_id: {emulator.client_id}, secret_env: CONTOSO_APP_SECRET}}\n"
-                          f"  fabrikam-app: {{client_id: {own.client_id}, secret_env: FABRIKAM_APP_SECRET}}\n",
-                      contoso="    app: contoso-app\n", fabrikam="    app: fabrikam-app\n")
-    bare = two_tenants.settings.replace(tenant_id="", client_id="", client_secret="")  # no app in the environment
+    own, bare = two_tenants.one_app_per_customer(emulator, monkeypatch)  # no app in the environment
 
     report = _renewers(two_tenants, emulator, redis_client, bare).reconcile()
 
