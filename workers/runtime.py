@@ -51,12 +51,16 @@ class Context:
         config = config_for(self.settings.config_path)
         if name == self.settings.tenant and (not config.tenants or name == DEFAULT_TENANT):
             return self
+        found = family.members.get(name)
+        if found is not None and family.checked.get(name) is config:
+            return found  # the hot path: checked against this very configuration already
         wanted = tenant_named(config, family.base, name).settings(family.base)
         with family.lock:
             found = family.members.get(name)
             if found is None or found.settings != wanted:
                 found = family.members[name] = _build(wanted, self.redis, self.graph.session, self.graph.limiter)
                 found._family = family
+            family.checked[name] = config
             return found
 
     @property
@@ -80,6 +84,7 @@ class _Family:
     base: Settings
     members: dict[str, Context]
     lock: threading.Lock = field(default_factory=threading.Lock)
+    checked: dict[str, Any] = field(default_factory=dict)  # tenant → the loaded configuration its member matches
 
 
 _context: Context | None = None
