@@ -18,13 +18,14 @@ runs this mode alone; ``--quick`` makes it 10 tenants × 200.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import redis
 
@@ -60,20 +61,27 @@ def _setup(emulator, r, public_url: str, count: int):
     return desired
 
 
-def measure(count: int = N) -> dict:
-    """Run the sweep and its baseline; return the raw figures."""
+@contextlib.contextmanager
+def _world(prefix: str) -> Iterator[tuple]:
+    """A Redis and an emulator in a scratch directory; (emulator, redis client, PUBLIC_URL, settings)."""
     from emulator import Emulator
     from graphhook.core.settings import Settings
     from graphhook.redis_server import RedisServer
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    with RedisServer(work / "redis") as server, Emulator(work / "emulator") as emulator:
+        os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_path)
+        public_url = "https://127.0.0.1:1"
+        yield (emulator, redis.Redis.from_url(server.url), public_url,
+               Settings.from_env({**emulator.environment(), "REDIS_URL": server.url, "PUBLIC_URL": public_url}))
+
+
+def measure(count: int = N) -> dict:
+    """Run the sweep and its baseline; return the raw figures."""
     from workers import runtime
     from workers.subscriptions.renewer import Renewer
 
-    work = Path(tempfile.mkdtemp(prefix="graphhook-bench-renewal-"))
-    with RedisServer(work / "redis") as server, Emulator(work / "emulator") as emulator:
-        os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_path)
-        r = redis.Redis.from_url(server.url)
-        public_url = "https://127.0.0.1:1"
-        settings = Settings.from_env({**emulator.environment(), "REDIS_URL": server.url, "PUBLIC_URL": public_url})
+    with _world("graphhook-bench-renewal-") as (emulator, r, public_url, settings):
         desired = _setup(emulator, r, public_url, count)
         ctx = runtime.build(settings, r)
         token = ctx.tokens.token()
@@ -177,16 +185,7 @@ def _sweep(emulator, r, settings, tenants) -> dict:
 def measure_tenants(tenants: int = TENANTS, per_tenant: int = PER_TENANT, latency: float = 0.0) -> dict:
     """``tenants`` × ``per_tenant`` renewals by the per-tenant renewer, against the same number in one tenant;
     ``latency``: seconds each Graph call takes (a ``$batch`` once), as Graph's do."""
-    from emulator import Emulator
-    from graphhook.core.settings import Settings
-    from graphhook.redis_server import RedisServer
-
-    work = Path(tempfile.mkdtemp(prefix="graphhook-bench-renewal-tenants-"))
-    with RedisServer(work / "redis") as server, Emulator(work / "emulator") as emulator:
-        os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_path)
-        r = redis.Redis.from_url(server.url)
-        public_url = "https://127.0.0.1:1"
-        settings = Settings.from_env({**emulator.environment(), "REDIS_URL": server.url, "PUBLIC_URL": public_url})
+    with _world("graphhook-bench-renewal-tenants-") as (emulator, r, public_url, settings):
         emulator.app_registration.multi_tenant = True
         emulator.latency = latency
         solo = [_seed_tenant(emulator, r, public_url, "solo", emulator.tenant(), tenants * per_tenant)]

@@ -13,6 +13,7 @@ from tests.conftest import wait_for
 from workers import runtime
 from workers.subscriptions import registry
 from workers.subscriptions.renewer import Renewer
+from workers.triggers import webhooks
 from workers.triggers.config import parse_config
 
 
@@ -144,7 +145,11 @@ def test_webhooks_fire_only_for_the_tenants_that_list_them_with_content_read_in_
         emulator.deliver("carol@fabrikam.com", {"subject": "to fabrikam", "from": "x@example.com", "attachments": [attachment]})
 
         wait_for(lambda: len(_events(redis_client)) == 2 and sink.requests, timeout=60)
-        wait_for(lambda: not jobformat.queue(two_tenants.settings.queue_name, redis_client).count, timeout=60)
+        queue = jobformat.queue(two_tenants.settings.queue_name, redis_client)
+        # Nothing left to deliver: no webhook job queued, running or scheduled for a retry.
+        wait_for(lambda: not (queue.count or queue.started_job_registry.count or queue.scheduled_job_registry.count),
+                 timeout=60)
+        assert dict(redis_client.hgetall(webhooks.STATS)) == {b"fabrikam-soar:delivered": b"1"}
         (delivered,) = [json.loads(r.body) for r in sink.requests]
         assert delivered["tenant"] == "fabrikam" and delivered["email"]["subject"] == "to fabrikam"
         (file,) = delivered["email"]["attachments"]
